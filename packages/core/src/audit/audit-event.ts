@@ -1,0 +1,113 @@
+/**
+ * The audit event schema.
+ *
+ * Reachable from `@gatehouse/core`.
+ * @packageDocumentation
+ */
+import type { AuthErrorCode } from '../errors.js'
+import type { TraceEntry } from '../types.js'
+
+/** What happened. Handlers may record their own types; unknown ones are kept as `custom`. */
+export type AuditEventType =
+  | 'authn.success'
+  | 'authn.failure'
+  | 'authz.allow'
+  | 'authz.deny'
+  | 'ratelimit.exceeded'
+  | 'quota.exceeded'
+  | 'key.created'
+  | 'key.rotated'
+  | 'key.revoked'
+  | 'key.updated'
+  | 'key.deleted'
+  | 'policy.changed'
+  | 'config.changed'
+  | 'custom'
+
+/** The known event types. */
+export const AUDIT_EVENT_TYPES: readonly AuditEventType[] = Object.freeze([
+  'authn.success',
+  'authn.failure',
+  'authz.allow',
+  'authz.deny',
+  'ratelimit.exceeded',
+  'quota.exceeded',
+  'key.created',
+  'key.rotated',
+  'key.revoked',
+  'key.updated',
+  'key.deleted',
+  'policy.changed',
+  'config.changed',
+  'custom',
+])
+
+/** How much is written: `minimal` keeps failures, denials and changes; `standard` adds successes; `verbose` adds stage timings. */
+export type AuditLevel = 'minimal' | 'standard' | 'verbose'
+
+/** How the action ended. */
+export type AuditOutcome = 'success' | 'failure'
+
+/** Who acted. */
+export interface AuditActor {
+  /** Principal id; `null` when unauthenticated. */
+  readonly id: string | null
+  /** How it authenticated. */
+  readonly method?: string
+  /** The credential used (API key id, JWT `jti`); never the credential itself. */
+  readonly tokenId?: string
+}
+
+/** The request an event belongs to. */
+export interface AuditRequestContext {
+  readonly id: string
+  readonly method: string
+  readonly path: string
+  readonly route?: string
+  readonly ip?: string
+  readonly userAgent?: string
+}
+
+/** One audit event. Never contains a credential. */
+export interface AuditEvent {
+  /** Unique id (UUID). */
+  readonly id: string
+  /** ISO 8601 time. */
+  readonly time: string
+  readonly type: AuditEventType
+  /** The type a handler asked for, when it was not a known type and was recorded as `custom`. */
+  readonly customType?: string
+  readonly outcome: AuditOutcome
+  readonly actor: AuditActor
+  /** What was attempted: `GET /docs/:id`, `key.create`, ... */
+  readonly action: string
+  /** What it was attempted on. */
+  readonly target?: { readonly type: string; readonly id?: string }
+  /** Why: the error code and the gate's trace. */
+  readonly reason?: {
+    readonly code?: AuthErrorCode
+    readonly detail?: string
+    readonly trace?: readonly TraceEntry[]
+  }
+  readonly request?: AuditRequestContext
+  /** Compliance or custom tags. */
+  readonly tags?: readonly string[]
+  /** Event-specific data (never secrets). */
+  readonly data?: Readonly<Record<string, unknown>>
+}
+
+/** An event as handed to the trail; id and time are filled in. */
+export type AuditEventInput = Omit<AuditEvent, 'id' | 'time'> & {
+  readonly id?: string
+  readonly time?: string
+}
+
+/** Where audit events go. `write` resolves once the batch is durable; it may be retried. */
+export interface AuditSink {
+  /** Short name, for logs and metrics. */
+  readonly name: string
+  /** Writes a batch in order. Rejects on failure; the trail retries the same batch. */
+  write(events: readonly AuditEvent[]): Promise<void>
+  /** Flushes and releases resources. */
+  close?(): Promise<void>
+}

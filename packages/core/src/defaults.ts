@@ -1,0 +1,69 @@
+/**
+ * Every default of Gatehouse, one named constant each. The TSDoc `@default` tags of the options
+ * repeat these values, and a test checks that they agree.
+ *
+ * Reachable from `@gatehouse/core`.
+ * @packageDocumentation
+ */
+
+/** `jwt.clockToleranceSeconds`. */
+export const DEFAULT_CLOCK_TOLERANCE_SECONDS = 30
+/** Upper bound of `jwt.clockToleranceSeconds`. */
+export const MAX_CLOCK_TOLERANCE_SECONDS = 300
+/** `jwt.maxTokenLength`, characters. */
+export const DEFAULT_MAX_TOKEN_LENGTH = 8192
+/** `jwt.types`. */
+export const DEFAULT_JWT_TYPES: readonly string[] = Object.freeze([
+  'JWT',
+  'at+jwt',
+  'application/jwt',
+  'application/at+jwt',
+])
+/** `jwt.cache.max`. */
+export const DEFAULT_JWT_CACHE_MAX = 10_000
+/** `jwt.cache.ttlMs`. */
+export const DEFAULT_JWT_CACHE_TTL_MS = 300_000
+/** `jwt.jwks.cacheMaxAgeMs`. */
+export const DEFAULT_JWKS_CACHE_MAX_AGE_MS = 600_000
+/** `jwt.jwks.cooldownMs`. */
+export const DEFAULT_JWKS_COOLDOWN_MS = 30_000
+/** `jwt.jwks.timeoutMs`. */
+export const DEFAULT_JWKS_TIMEOUT_MS = 5_000
+
+/** `apiKeys.prefix`. */
+export const DEFAULT_API_KEY_PREFIX = 'gh'
+/** `apiKeys.header`. */
+export const DEFAULT_API_KEY_HEADER = 'x-api-key'
+/** `apiKeys.cache.max`. */
+export const DEFAULT_API_KEY_CACHE_MAX = 10_000
+/** `apiKeys.cache.ttlMs`. */
+export const DEFAULT_API_KEY_CACHE_TTL_MS = 60_000
+/** `apiKeys.cache.negativeMax`. */
+export const DEFAULT_API_KEY_NEGATIVE_CACHE_MAX = 10_000
+/** `apiKeys.cache.negativeTtlMs`. */
+export const DEFAULT_API_KEY_NEGATIVE_CACHE_TTL_MS = 10_000
+
+/** `realm` of the `WWW-Authenticate` challenge. */
+export const DEFAULT_REALM = 'api'
+/** `problemTypeBase`: prefix of RFC 9457 problem `type` URIs. */
+export const DEFAULT_PROBLEM_TYPE_BASE = 'urn:gatehouse:problem:'
+/** `requestIdHeader`. */
+export const DEFAULT_REQUEST_ID_HEADER = 'x-request-id'
+/** `credentialsRequired`. */
+export const DEFAULT_CREDENTIALS_REQUIRED = true
+/** `rejectAmbiguousCredentials`. */
+export const DEFAULT_REJECT_AMBIGUOUS = true
+/** Query parameters refused as credentials (`rejectQueryCredentials`). */
+export const DEFAULT_QUERY_CREDENTIAL_PARAMS: readonly string[] = Object.freeze([
+  'access_token',
+  'api_key',
+  'apikey',
+  'token',
+])
+
+/** `audit.batchSize`: events written per sink call. */
+export const DEFAULT_AUDIT_BATCH_SIZE = 256
+/** `audit.flushIntervalMs`: longest an event waits in memory before being written. */
+export const DEFAULT_AUDIT_FLUSH_INTERVAL_MS = 50
+/** `audit.maxQueue`: events held in memory before `emit` reports backpressure. */
+export const DEFAULT_AUDIT_MAX_QUEUE = 100_000

@@ -1,0 +1,749 @@
+/**
+ * The gate: authenticate → (rate limit → quota: pluggable stages) → authorize → audit, returning a
+ * {@link Decision} value. Framework adapters call it; it names no framework.
+ *
+ * Reachable from `@gatehouse/core`.
+ * @packageDocumentation
+ */
+import { randomUUID } from 'node:crypto'
+import {
+  createApiKeyVerifier,
+  type ApiKeyOptions,
+  type ApiKeyVerifier,
+} from '../apikey/api-key-verifier.js'
+import { createAuditTrail, type AuditOptions, type AuditTrail } from '../audit/audit-trail.js'
+import type { AuditEventType } from '../audit/audit-event.js'
+import {
+  checkRequirements,
+  compileRequirements,
+  type CompiledRequirements,
+  type RolePermissions,
+} from '../authz/requirements.js'
+import {
+  DEFAULT_API_KEY_HEADER,
+  DEFAULT_CREDENTIALS_REQUIRED,
+  DEFAULT_PROBLEM_TYPE_BASE,
+  DEFAULT_QUERY_CREDENTIAL_PARAMS,
+  DEFAULT_REALM,
+  DEFAULT_REJECT_AMBIGUOUS,
+  DEFAULT_REQUEST_ID_HEADER,
+} from '../defaults.js'
+import { AuthError, isAuthError } from '../errors.js'
+import {
+  ChallengeBuilder,
+  PROBLEM_CONTENT_TYPE,
+  toAuthError,
+  toProblemDetails,
+  type ErrorResponse,
+} from '../http/problem.js'
+import { parseRequestId, type RequestID } from '../ids.js'
+import { monotonicMicros, systemClock, type Clock } from '../internal/clock.js'
+import type { MessageBroker } from '../integrations/message-broker.js'
+import { createJwtVerifier, type JwtOptions, type JwtVerifier } from '../jwt/jwt-verifier.js'
+import { silentLogger, type Logger } from '../logger.js'
+import type {
+  AccessContext,
+  AccessResult,
+  Principal,
+  RouteRequirements,
+  TraceEntry,
+} from '../types.js'
+import { TypeValidator } from '../validation/type-validator.js'
+import { extractCredential, queryCredentialPattern, type CredentialRules } from './credentials.js'
+import type { AllowDecision, Decision, DenyDecision, HeaderBag } from './decision.js'
+import { normalizePath, type GateRequest } from './gate-request.js'
+
+/** The result of an authenticator. */
+export type AuthenticatorResult =
+  | { readonly ok: true; readonly principal: Principal }
+  | { readonly ok: false; readonly error: AuthError }
+
+/**
+ * A custom way to authenticate (e.g. a passport strategy). `detect` must be cheap and synchronous:
+ * it says whether the request carries this authenticator's kind of credential.
+ */
+export interface Authenticator {
+  /** Name shown in traces and audit events. */
+  readonly name: string
+  /** Whether the request carries a credential for this authenticator. */
+  detect(request: GateRequest): boolean
+  /** Verifies it. Rejections are treated as store failures (503, fail closed). */
+  authenticate(request: GateRequest): Promise<AuthenticatorResult>
+}
+
+/** What a stage sees. */
+export interface StageContext {
+  readonly request: GateRequest
+  readonly principal: Principal | null
+  readonly requirements: CompiledRequirements | undefined
+}
+
+/** A stage's verdict; headers (e.g. `RateLimit`) are sent whatever the outcome. */
+export type StageResult =
+  | { readonly ok: true; readonly headers?: HeaderBag; readonly by?: string }
+  | {
+      readonly ok: false
+      readonly error: AuthError
+      readonly headers?: HeaderBag
+      readonly by?: string
+    }
+
+/** A pluggable stage run between authentication and authorization (rate limits, quotas). */
+export interface GateStage {
+  /** `ratelimit`, `quota`, ... */
+  readonly name: string
+  run(context: StageContext): StageResult | Promise<StageResult>
+}
+
+/** Decides authorization; replaces the built-in scope/role check (the policy engine plugs in here). */
+export type AuthorizeHook = (
+  principal: Principal,
+  requirements: CompiledRequirements,
+  request: GateRequest,
+) => AccessResult | Promise<AccessResult>
+
+/** Options of {@link createGate}. */
+export interface GateOptions {
+  /** API-key authentication. */
+  readonly apiKeys?: ApiKeyOptions
+  /** JWT authentication. */
+  readonly jwt?: JwtOptions
+  /** More authenticators, tried after API keys and JWTs. */
+  readonly authenticators?: readonly Authenticator[]
+  /** Deny requests without credentials at authentication (routes may still be declared public). @default true */
+  readonly credentialsRequired?: boolean
+  /** Refuse two credentials in one request (400 `invalid_request`). @default true */
+  readonly rejectAmbiguousCredentials?: boolean
+  /** Query parameters refused as credentials; `false` turns the check off. @default ['access_token', 'api_key', 'apikey', 'token'] */
+  readonly rejectQueryCredentials?: false | readonly string[]
+  /** Header carrying API keys besides `Authorization: Bearer`; `false` for none. @default 'x-api-key' */
+  readonly apiKeyHeader?: string | false
+  /** `realm` of challenges. @default 'api' */
+  readonly realm?: string
+  /** Prefix of problem `type` URIs. @default 'urn:gatehouse:problem:' */
+  readonly problemTypeBase?: string
+  /** Header whose well-formed value becomes the request id; `false` always generates. @default 'x-request-id' */
+  readonly requestIdHeader?: string | false
+  /** Role → permissions for `permission` requirements (first-cut RBAC). */
+  readonly roles?: RolePermissions
+  /** Replaces the built-in requirement check. */
+  readonly authorize?: AuthorizeHook
+  /** Stages between authentication and authorization (rate limits, quotas). */
+  readonly stages?: readonly GateStage[]
+  /** Audit trail, or its options; `false` disables auditing. @default an in-memory-free trail with no sinks */
+  readonly audit?: AuditOptions | AuditTrail | false
+  /** Deny with 503 when the audit queue is full rather than serve unaudited. @default true */
+  readonly failClosedOnAuditBackpressure?: boolean
+  /** Spreads key revocations between instances. */
+  readonly broker?: MessageBroker
+  /** Clock, epoch ms. @default Date.now */
+  readonly now?: Clock
+  /** Logger. @default silent */
+  readonly logger?: Logger
+}
+
+/** The gate. Create one per application with {@link createGate}. */
+export interface Gate {
+  /** Authenticates and runs the stages; the global middleware's step. */
+  authenticate(request: GateRequest): Promise<Decision>
+  /** Authorizes an already-authenticated request against a route's requirements; the route middleware's step. */
+  authorize(
+    request: GateRequest,
+    prior: AllowDecision,
+    requirements: CompiledRequirements,
+  ): Promise<Decision>
+  /** Both steps at once, one audit event (for frameworks that know the route up front). */
+  evaluate(request: GateRequest, requirements?: CompiledRequirements): Promise<Decision>
+  /** Like `evaluate` without auditing: a dry run that returns the full trace. */
+  explain(request: GateRequest, requirements?: CompiledRequirements): Promise<Decision>
+  /** Compiles a route declaration (a permission string or requirements object). */
+  compile(requirements: string | RouteRequirements | undefined): CompiledRequirements
+  /** The access context for a decided request (adapters put it in AsyncLocalStorage). */
+  contextFor(request: GateRequest, decision: Decision, startedAt: number): AccessContext
+  /** The full answer for any error (a Gatehouse error, a body parser's 400, a bug's 500). */
+  errorResponse(error: unknown, requestId: string): ErrorResponse
+  /** The audit trail. */
+  readonly audit: AuditTrail
+  /** The API-key verifier, when configured. */
+  readonly apiKeys: ApiKeyVerifier | undefined
+  /** The JWT verifier, when configured. */
+  readonly jwt: JwtVerifier | undefined
+  /** The clock. */
+  readonly now: Clock
+  /** Flushes audit and releases subscriptions. */
+  close(): Promise<void>
+}
+
+const OPTION_NAMES = [
+  'apiKeys',
+  'jwt',
+  'authenticators',
+  'credentialsRequired',
+  'rejectAmbiguousCredentials',
+  'rejectQueryCredentials',
+  'apiKeyHeader',
+  'realm',
+  'problemTypeBase',
+  'requestIdHeader',
+  'roles',
+  'authorize',
+  'stages',
+  'audit',
+  'failClosedOnAuditBackpressure',
+  'broker',
+  'now',
+  'logger',
+]
+
+const EMPTY_HEADERS: HeaderBag = Object.freeze({})
+
+function isAuditTrail(value: unknown): value is AuditTrail {
+  return (
+    typeof (value as AuditTrail | undefined)?.emit === 'function' &&
+    typeof (value as AuditTrail).flush === 'function'
+  )
+}
+
+/**
+ * Creates the gate. Validates every option now and throws on the first request never.
+ * @throws {ConfigError} for a bad option
+ * @example
+ * ```ts
+ * const gate = createGate({
+ *   apiKeys: { store: createMemoryKeyStore(), pepper: process.env.GATEHOUSE_PEPPER },
+ *   jwt: { secret: process.env.JWT_SECRET, issuer: 'https://id.example', audience: 'api' },
+ * })
+ * const decision = await gate.evaluate(request, gate.compile('documents:read'))
+ * ```
+ */
+export function createGate(options: Readonly<GateOptions> = {}): Gate {
+  const logger = options.logger ?? silentLogger
+  const warn = (m: string): void => logger.warn(m)
+  const now = options.now ?? systemClock
+  const v = new TypeValidator()
+  v.knownKeys(options as Record<string, unknown>, OPTION_NAMES)
+  const bool = (name: keyof GateOptions, d: boolean): boolean =>
+    options[name] === undefined ? d : (v.boolean(name, options[name]) ?? d)
+  const credentialsRequired = bool('credentialsRequired', DEFAULT_CREDENTIALS_REQUIRED)
+  const rejectAmbiguous = bool('rejectAmbiguousCredentials', DEFAULT_REJECT_AMBIGUOUS)
+  const failClosedOnAudit = bool('failClosedOnAuditBackpressure', true)
+  const queryParams =
+    options.rejectQueryCredentials === false
+      ? []
+      : (v.array(
+          'rejectQueryCredentials',
+          options.rejectQueryCredentials ?? DEFAULT_QUERY_CREDENTIAL_PARAMS,
+          (qv, i, q) => qv.string(i, q),
+        ) ?? [])
+  const apiKeyHeader =
+    options.apiKeyHeader === false
+      ? null
+      : (v
+          .string('apiKeyHeader', options.apiKeyHeader ?? DEFAULT_API_KEY_HEADER, {
+            pattern: /^[a-z0-9-]+$/i,
+          })
+          ?.toLowerCase() ?? null)
+  const realm = v.string('realm', options.realm ?? DEFAULT_REALM) ?? DEFAULT_REALM
+  const typeBase =
+    v.string('problemTypeBase', options.problemTypeBase ?? DEFAULT_PROBLEM_TYPE_BASE) ??
+    DEFAULT_PROBLEM_TYPE_BASE
+  const requestIdHeader =
+    options.requestIdHeader === false
+      ? null
+      : (v
+          .string('requestIdHeader', options.requestIdHeader ?? DEFAULT_REQUEST_ID_HEADER)
+          ?.toLowerCase() ?? null)
+  const authenticators = v.array('authenticators', options.authenticators ?? [], (av, i, a) =>
+    typeof (a as Authenticator | undefined)?.authenticate === 'function' &&
+    typeof (a as Authenticator).detect === 'function'
+      ? (a as Authenticator)
+      : av.fail(i, 'must be an Authenticator with name, detect() and authenticate()'),
+  )
+  const stages = v.array('stages', options.stages ?? [], (sv, i, s) =>
+    typeof (s as GateStage | undefined)?.run === 'function'
+      ? (s as GateStage)
+      : sv.fail(i, 'must be a GateStage with name and run()'),
+  )
+  const authorize =
+    options.authorize === undefined
+      ? undefined
+      : v.function<AuthorizeHook>('authorize', options.authorize)
+  const roles = new Map<string, readonly string[]>()
+  if (options.roles !== undefined) {
+    const r = v.object('roles', options.roles)
+    if (r !== undefined) {
+      for (const [role, perms] of Object.entries(r)) {
+        const list = v.child('roles').array(role, perms, (pv, i, p) => pv.string(i, p))
+        if (list !== undefined) roles.set(role, Object.freeze(list))
+      }
+    }
+  }
+  v.assert(warn)
+  // Built after the top level validated, so their own errors name their own paths.
+  const apiKeys =
+    options.apiKeys === undefined
+      ? undefined
+      : createApiKeyVerifier({ broker: options.broker, ...options.apiKeys }, { now, warn })
+  const jwt = options.jwt === undefined ? undefined : createJwtVerifier(options.jwt, { now, warn })
+  if (apiKeys === undefined && jwt === undefined && (authenticators ?? []).length === 0) {
+    warn(
+      'gate: no authenticator configured (apiKeys, jwt or authenticators); every credential will be refused',
+    )
+  }
+  const audit =
+    options.audit === false
+      ? createAuditTrail({ sinks: [] })
+      : isAuditTrail(options.audit)
+        ? options.audit
+        : createAuditTrail({ now, logger, ...(options.audit ?? {}) })
+
+  return new GateImpl({
+    apiKeys,
+    jwt,
+    authenticators: authenticators ?? [],
+    credentialsRequired,
+    credentialRules: {
+      apiKeyHeader,
+      rejectAmbiguous,
+      queryParams,
+      queryPattern: queryCredentialPattern(queryParams),
+    },
+    challenges: new ChallengeBuilder(realm),
+    typeBase,
+    requestIdHeader,
+    roles,
+    authorize,
+    stages: stages ?? [],
+    audit,
+    failClosedOnAudit,
+    now,
+    logger,
+  })
+}
+
+interface GateConfig {
+  readonly apiKeys: ApiKeyVerifier | undefined
+  readonly jwt: JwtVerifier | undefined
+  readonly authenticators: readonly Authenticator[]
+  readonly credentialsRequired: boolean
+  readonly credentialRules: CredentialRules
+  readonly challenges: ChallengeBuilder
+  readonly typeBase: string
+  readonly requestIdHeader: string | null
+  readonly roles: ReadonlyMap<string, readonly string[]>
+  readonly authorize: AuthorizeHook | undefined
+  readonly stages: readonly GateStage[]
+  readonly audit: AuditTrail
+  readonly failClosedOnAudit: boolean
+  readonly now: Clock
+  readonly logger: Logger
+}
+
+/** The outcome of one step, before it becomes a Decision. */
+interface StepResult {
+  readonly principal: Principal | null
+  readonly error: AuthError | undefined
+  readonly headers: HeaderBag
+  readonly stage: 'authenticate' | 'authorize' | 'stage'
+}
+
+const USER_AGENT_MAX = 256
+
+class GateImpl implements Gate {
+  readonly apiKeys: ApiKeyVerifier | undefined
+  readonly jwt: JwtVerifier | undefined
+  readonly audit: AuditTrail
+  readonly now: Clock
+  readonly #c: GateConfig
+  readonly #noRequirements: CompiledRequirements = compileRequirements(undefined)
+
+  constructor(config: GateConfig) {
+    this.#c = config
+    this.apiKeys = config.apiKeys
+    this.jwt = config.jwt
+    this.audit = config.audit
+    this.now = config.now
+  }
+
+  compile(requirements: string | RouteRequirements | undefined): CompiledRequirements {
+    return compileRequirements(requirements)
+  }
+
+  async authenticate(request: GateRequest): Promise<Decision> {
+    const trace: TraceEntry[] = []
+    const requestId = this.#requestId(request)
+    const step = await this.#authenticate(request, trace)
+    return this.#finish(request, requestId, step, trace, true)
+  }
+
+  async authorize(
+    request: GateRequest,
+    prior: AllowDecision,
+    requirements: CompiledRequirements,
+  ): Promise<Decision> {
+    const trace: TraceEntry[] = [...prior.trace]
+    const step = await this.#authorize(request, prior.principal, requirements, trace)
+    return this.#finish(request, prior.requestId, step, trace, true)
+  }
+
+  async evaluate(request: GateRequest, requirements?: CompiledRequirements): Promise<Decision> {
+    return this.#evaluate(request, requirements, true)
+  }
+
+  async explain(request: GateRequest, requirements?: CompiledRequirements): Promise<Decision> {
+    return this.#evaluate(request, requirements, false)
+  }
+
+  contextFor(request: GateRequest, decision: Decision, startedAt: number): AccessContext {
+    const ua = request.header('user-agent')
+    return {
+      requestId: decision.requestId,
+      method: request.method,
+      path: normalizePath(request.path),
+      route: request.route,
+      ip: request.ip,
+      userAgent: ua === undefined ? undefined : ua.slice(0, USER_AGENT_MAX),
+      startedAt,
+      principal: decision.principal,
+    }
+  }
+
+  errorResponse(error: unknown, requestId: string): ErrorResponse {
+    const e = toAuthError(error)
+    if (e.status >= 500)
+      this.#c.logger.error('gate: request failed', {
+        requestId,
+        code: e.code,
+        error: String(e.cause ?? e),
+      })
+    const challenge = this.#c.challenges.for(e)
+    return {
+      status: e.status,
+      headers:
+        challenge === null
+          ? { 'content-type': PROBLEM_CONTENT_TYPE }
+          : { 'content-type': PROBLEM_CONTENT_TYPE, 'www-authenticate': challenge },
+      problem: toProblemDetails(e, requestId, this.#c.typeBase),
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#c.apiKeys?.close()
+    await this.#c.audit.close()
+  }
+
+  async #evaluate(
+    request: GateRequest,
+    requirements: CompiledRequirements | undefined,
+    audit: boolean,
+  ): Promise<Decision> {
+    const trace: TraceEntry[] = []
+    const requestId = this.#requestId(request)
+    const req = requirements ?? this.#noRequirements
+    let step = await this.#authenticate(request, trace, req.public)
+    if (step.error === undefined) {
+      const authz = await this.#authorize(request, step.principal, req, trace)
+      step = { ...authz, headers: mergeHeaders(step.headers, authz.headers) }
+    }
+    return this.#finish(request, requestId, step, trace, audit)
+  }
+
+  #requestId(request: GateRequest): RequestID {
+    const header = this.#c.requestIdHeader
+    const given = header === null ? undefined : parseRequestId(request.header(header))
+    return given ?? (randomUUID() as RequestID)
+  }
+
+  async #authenticate(
+    request: GateRequest,
+    trace: TraceEntry[],
+    isPublic = false,
+  ): Promise<StepResult> {
+    const c = this.#c
+    const started = monotonicMicros()
+    const credential = extractCredential(request, c.credentialRules)
+    let by = 'none'
+    let result: { principal: Principal | null; error: AuthError | undefined }
+    try {
+      switch (credential.kind) {
+        case 'error':
+          result = { principal: null, error: credential.error }
+          break
+        case 'apikey-header':
+          by = 'apikey'
+          result = await this.#apiKey(credential.token)
+          break
+        case 'bearer':
+          if (
+            c.apiKeys !== undefined &&
+            (c.jwt === undefined || c.apiKeys.looksLikeKey(credential.token))
+          ) {
+            by = 'apikey'
+            result = await this.#apiKey(credential.token)
+          } else {
+            by = 'jwt'
+            result = await this.#jwt(credential.token)
+          }
+          break
+        default: {
+          const custom = c.authenticators.find((a) => a.detect(request))
+          if (custom !== undefined) {
+            by = custom.name
+            const r = await custom.authenticate(request)
+            result = r.ok
+              ? { principal: r.principal, error: undefined }
+              : { principal: null, error: r.error }
+          } else if (c.credentialsRequired && !isPublic) {
+            result = {
+              principal: null,
+              error: new AuthError('ERR_AUTH_REQUIRED', 'Authentication is required', {
+                reason:
+                  credential.kind === 'other-scheme'
+                    ? `unsupported scheme ${credential.scheme}`
+                    : 'no credentials',
+              }),
+            }
+          } else {
+            result = { principal: null, error: undefined }
+          }
+        }
+      }
+    } catch (error) {
+      result = {
+        principal: null,
+        error: this.#internal(error, 'ERR_STORE_UNAVAILABLE', `authenticator ${by} failed`),
+      }
+    }
+    trace.push(entry('authenticate', result.error, by, started))
+    if (result.error !== undefined)
+      return { ...result, headers: EMPTY_HEADERS, stage: 'authenticate' }
+    return this.#stages(request, result.principal, undefined, trace)
+  }
+
+  async #apiKey(
+    token: string,
+  ): Promise<{ principal: Principal | null; error: AuthError | undefined }> {
+    const verifier = this.#c.apiKeys
+    if (verifier === undefined)
+      return {
+        principal: null,
+        error: new AuthError('ERR_APIKEY_INVALID', 'API keys are not accepted', {
+          reason: 'no API-key authenticator',
+        }),
+      }
+    const r = await verifier.verify(token)
+    return r.ok ? { principal: r.principal, error: undefined } : { principal: null, error: r.error }
+  }
+
+  async #jwt(
+    token: string,
+  ): Promise<{ principal: Principal | null; error: AuthError | undefined }> {
+    const verifier = this.#c.jwt
+    if (verifier === undefined)
+      return {
+        principal: null,
+        error: new AuthError('ERR_JWT_INVALID', 'Bearer tokens are not accepted', {
+          reason: 'no JWT authenticator',
+        }),
+      }
+    const r = await verifier.verify(token)
+    return r.ok ? { principal: r.principal, error: undefined } : { principal: null, error: r.error }
+  }
+
+  async #stages(
+    request: GateRequest,
+    principal: Principal | null,
+    requirements: CompiledRequirements | undefined,
+    trace: TraceEntry[],
+  ): Promise<StepResult> {
+    let headers = EMPTY_HEADERS
+    for (const stage of this.#c.stages) {
+      const started = monotonicMicros()
+      let r: StageResult
+      try {
+        r = await stage.run({ request, principal, requirements })
+      } catch (error) {
+        r = {
+          ok: false,
+          error: this.#internal(error, 'ERR_STORE_UNAVAILABLE', `stage ${stage.name} failed`),
+        }
+      }
+      if (r.headers !== undefined) headers = mergeHeaders(headers, r.headers)
+      trace.push(entry(stage.name, r.ok ? undefined : r.error, r.by ?? stage.name, started))
+      if (!r.ok) return { principal, error: r.error, headers, stage: 'stage' }
+    }
+    return { principal, error: undefined, headers, stage: 'stage' }
+  }
+
+  async #authorize(
+    request: GateRequest,
+    principal: Principal | null,
+    requirements: CompiledRequirements,
+    trace: TraceEntry[],
+  ): Promise<StepResult> {
+    const started = monotonicMicros()
+    let error: AuthError | undefined
+    let by = 'requirements'
+    if (principal === null) {
+      // Default deny: only routes declared public serve anonymous requests.
+      if (!requirements.public)
+        error = new AuthError('ERR_AUTH_REQUIRED', 'Authentication is required', {
+          reason: 'anonymous request',
+        })
+      else by = 'public'
+    } else if (this.#c.authorize !== undefined) {
+      by = 'authorize'
+      try {
+        const result = await this.#c.authorize(principal, requirements, request)
+        if (!result.allowed) {
+          error =
+            result.error ??
+            new AuthError('ERR_POLICY_DENIED', 'Access denied by policy', {
+              reason: result.explanation,
+            })
+        }
+      } catch (e) {
+        error = this.#internal(e, 'ERR_INTERNAL_ERROR', 'authorize hook failed')
+      }
+    } else {
+      const result = checkRequirements(principal, requirements, this.#c.roles)
+      error = result.error
+    }
+    trace.push(entry('authorize', error, by, started))
+    return { principal, error, headers: EMPTY_HEADERS, stage: 'authorize' }
+  }
+
+  #internal(
+    error: unknown,
+    code: 'ERR_STORE_UNAVAILABLE' | 'ERR_INTERNAL_ERROR',
+    reason: string,
+  ): AuthError {
+    if (isAuthError(error)) return error
+    this.#c.logger.error(`gate: ${reason}`, { error: String(error) })
+    return new AuthError(code, 'The request could not be checked', { cause: error, reason })
+  }
+
+  #finish(
+    request: GateRequest,
+    requestId: RequestID,
+    step: StepResult,
+    trace: TraceEntry[],
+    audit: boolean,
+  ): Decision {
+    let error = step.error
+    if (audit) {
+      const accepted = this.#audit(request, requestId, step, trace)
+      if (!accepted && this.#c.failClosedOnAudit && error === undefined) {
+        error = new AuthError('ERR_AUDIT_UNAVAILABLE', 'The request could not be audited', {
+          reason: 'audit queue full',
+        })
+      }
+    }
+    if (error === undefined) {
+      return {
+        allowed: true,
+        status: 200,
+        principal: step.principal,
+        headers: step.headers,
+        trace,
+        requestId,
+      }
+    }
+    const challenge = this.#c.challenges.for(error)
+    const headers =
+      challenge === null
+        ? step.headers
+        : mergeHeaders(step.headers, { 'www-authenticate': challenge })
+    const deny: DenyDecision = {
+      allowed: false,
+      status: error.status,
+      principal: step.principal,
+      error,
+      problem: toProblemDetails(error, requestId, this.#c.typeBase),
+      headers,
+      trace,
+      requestId,
+    }
+    return deny
+  }
+
+  #audit(
+    request: GateRequest,
+    requestId: RequestID,
+    step: StepResult,
+    trace: readonly TraceEntry[],
+  ): boolean {
+    const audit = this.#c.audit
+    const failed = step.error !== undefined
+    const type: AuditEventType = failed
+      ? step.error.code === 'ERR_RATE_LIMITED'
+        ? 'ratelimit.exceeded'
+        : step.error.code === 'ERR_QUOTA_EXCEEDED'
+          ? 'quota.exceeded'
+          : step.stage === 'authorize'
+            ? 'authz.deny'
+            : 'authn.failure'
+      : step.stage === 'authorize'
+        ? 'authz.allow'
+        : 'authn.success'
+    if (!audit.accepts(type, failed ? 'failure' : 'success')) return true
+    const p = step.principal
+    const ua = request.header('user-agent')
+    return audit.emit({
+      type,
+      outcome: failed ? 'failure' : 'success',
+      actor:
+        p === null
+          ? { id: null }
+          : {
+              id: p.id,
+              method: p.method,
+              ...(p.tokenId === undefined ? {} : { tokenId: p.tokenId }),
+            },
+      action: `${request.method} ${request.route ?? normalizePath(request.path)}`,
+      target: { type: 'route', id: request.route ?? normalizePath(request.path) },
+      ...(failed || audit.level === 'verbose'
+        ? {
+            reason: {
+              ...(failed
+                ? { code: step.error.code, detail: step.error.reason ?? step.error.message }
+                : {}),
+              trace,
+            },
+          }
+        : {}),
+      request: {
+        id: requestId,
+        method: request.method,
+        path: normalizePath(request.path),
+        ...(request.route === undefined ? {} : { route: request.route }),
+        ...(request.ip === undefined ? {} : { ip: request.ip }),
+        ...(ua === undefined ? {} : { userAgent: ua.slice(0, USER_AGENT_MAX) }),
+      },
+    })
+  }
+}
+
+function entry(
+  stage: string,
+  error: AuthError | undefined,
+  by: string,
+  started: number,
+): TraceEntry {
+  const micros = Math.round(monotonicMicros() - started)
+  if (error === undefined) return { stage, outcome: 'allow', by, micros }
+  return {
+    stage,
+    outcome: error.status >= 500 ? 'error' : 'deny',
+    by,
+    code: error.code,
+    ...(error.reason === undefined ? {} : { reason: error.reason }),
+    micros,
+  }
+}
+
+function mergeHeaders(a: HeaderBag, b: HeaderBag): HeaderBag {
+  if (a === EMPTY_HEADERS) return b
+  if (b === EMPTY_HEADERS) return a
+  return { ...a, ...b }
+}

@@ -1,0 +1,106 @@
+/**
+ * RFC 9457 problem details and RFC 6750 `WWW-Authenticate` challenges for denials.
+ *
+ * Reachable from `@gatehouse/core`.
+ * @packageDocumentation
+ */
+import { AuthError, ERROR_CODES, isAuthError, type AuthErrorCode } from '../errors.js'
+import { toQuotedHeaderText } from '../validation/type-converter.js'
+
+/** An RFC 9457 problem document as Gatehouse sends it. */
+export interface ProblemDetails {
+  /** URI naming the problem type, e.g. `urn:gatehouse:problem:invalid-token`. */
+  readonly type: string
+  /** Short summary, stable per type. */
+  readonly title: string
+  /** The HTTP status. */
+  readonly status: number
+  /** Explanation for this occurrence (omitted for 5xx). */
+  readonly detail?: string
+  /** Stable Gatehouse error code (extension member). */
+  readonly code: AuthErrorCode
+  /** The request id, for support (extension member). */
+  readonly requestId: string
+  /** The scopes that were required (extension member, `insufficient_scope` only). */
+  readonly requiredScopes?: readonly string[]
+}
+
+/** The media type of problem documents. */
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
+
+/** Builds the problem document for an error. 5xx details are never exposed. */
+export function toProblemDetails(
+  error: AuthError,
+  requestId: string,
+  typeBase: string,
+): ProblemDetails {
+  const info = ERROR_CODES[error.code]
+  return {
+    type: typeBase + info.slug,
+    title: info.title,
+    status: info.status,
+    ...(info.exposable ? { detail: error.message } : {}),
+    code: error.code,
+    requestId,
+    ...(error.requiredScopes === undefined ? {} : { requiredScopes: error.requiredScopes }),
+  }
+}
+
+/**
+ * Builds challenges once per realm and code; `scope=` varies per route and is appended.
+ * RFC 6750 §3: no `error` attribute when the request carried no credentials.
+ */
+export class ChallengeBuilder {
+  readonly #realm: string
+  readonly #byCode = new Map<AuthErrorCode, string | null>()
+
+  constructor(realm: string) {
+    this.#realm = `Bearer realm="${toQuotedHeaderText(realm)}"`
+  }
+
+  /** The challenge for `error`, or `null` when its status takes none (429, 5xx). */
+  for(error: AuthError): string | null {
+    let base = this.#byCode.get(error.code)
+    if (base === undefined) {
+      base = this.#build(error.code, error.message)
+      this.#byCode.set(error.code, base)
+    }
+    if (base === null || error.requiredScopes === undefined || error.requiredScopes.length === 0)
+      return base
+    return `${base}, scope="${toQuotedHeaderText(error.requiredScopes.join(' '))}"`
+  }
+
+  #build(code: AuthErrorCode, message: string): string | null {
+    const info = ERROR_CODES[code]
+    if (info.status !== 401 && info.status !== 403 && info.bearerError === null) return null
+    if (info.bearerError === null) return this.#realm
+    return `${this.#realm}, error="${info.bearerError}", error_description="${toQuotedHeaderText(message)}"`
+  }
+}
+
+/** A complete HTTP answer for an error: what adapters write. */
+export interface ErrorResponse {
+  readonly status: number
+  /** Lower-case header names; `content-type` is always `application/problem+json`. */
+  readonly headers: Readonly<Record<string, string>>
+  readonly problem: ProblemDetails
+}
+
+/**
+ * Maps any error to an answer. Gatehouse errors keep their code; other errors that carry a 4xx
+ * `status`/`statusCode` (a body parser's "invalid JSON", "payload too large") become
+ * `ERR_REQUEST_MALFORMED` / `ERR_REQUEST_TOO_LARGE`; everything else is a 500 whose message is
+ * never sent.
+ */
+export function toAuthError(error: unknown): AuthError {
+  if (isAuthError(error)) return error
+  const status =
+    (error as { status?: unknown; statusCode?: unknown } | null)?.status ??
+    (error as { statusCode?: unknown } | null)?.statusCode
+  if (status === 413)
+    return new AuthError('ERR_REQUEST_TOO_LARGE', 'The request body is too large', { cause: error })
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return new AuthError('ERR_REQUEST_MALFORMED', 'The request is malformed', { cause: error })
+  }
+  return new AuthError('ERR_INTERNAL_ERROR', 'Internal server error', { cause: error })
+}

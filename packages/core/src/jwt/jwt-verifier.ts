@@ -1,0 +1,472 @@
+/**
+ * JWT verification: strict JWS, then registered-claim checks (RFC 7519 §4.1, RFC 8725), then the
+ * claims → principal mapping, with a bounded cache of verified tokens.
+ *
+ * Reachable from `@gatehouse/core`.
+ * @packageDocumentation
+ */
+import { hash } from 'node:crypto'
+import { LRUCache } from 'lru-cache'
+import { AuthError, ConfigError } from '../errors.js'
+import { parseRoleId, parseTokenId, parseUserId, type RoleID } from '../ids.js'
+import type { Clock } from '../internal/clock.js'
+import { parseStrictJsonBytes } from '../internal/strict-json.js'
+import type { Principal } from '../types.js'
+import { describeValue, TypeValidator } from '../validation/type-validator.js'
+import { isJwsAlgorithm, JWS_ALGORITHMS, type JwsAlgorithm } from './algorithms.js'
+import { verifyCompactJws, type JwsVerifyOptions } from './jws.js'
+import {
+  bindKey,
+  CombinedKeySet,
+  RemoteKeySet,
+  StaticKeySet,
+  type JwksOptions,
+  type JwtKeyInput,
+  type KeyResolver,
+} from './key-set.js'
+import {
+  DEFAULT_CLOCK_TOLERANCE_SECONDS,
+  DEFAULT_JWKS_CACHE_MAX_AGE_MS,
+  DEFAULT_JWKS_COOLDOWN_MS,
+  DEFAULT_JWKS_TIMEOUT_MS,
+  DEFAULT_JWT_CACHE_MAX,
+  DEFAULT_JWT_CACHE_TTL_MS,
+  DEFAULT_JWT_TYPES,
+  DEFAULT_MAX_TOKEN_LENGTH,
+  MAX_CLOCK_TOLERANCE_SECONDS,
+} from '../defaults.js'
+
+/** Verified JWT claims (a null-prototype object built by the strict parser). */
+export type JwtClaims = Readonly<Record<string, unknown>>
+
+/** JWT authentication options. */
+export interface JwtOptions {
+  /** Static keys, each bound to one algorithm. */
+  readonly keys?: readonly JwtKeyInput[]
+  /** Shorthand for one HS256 key: `keys: [{ alg: 'HS256', secret }]`. */
+  readonly secret?: string | Uint8Array
+  /** A remote JWK Set (URL or options), consulted when no static key matches. */
+  readonly jwks?: string | URL | JwksOptions
+  /**
+   * Algorithms accepted. `none` can never be listed.
+   * @default the algorithms of the static keys; required when only `jwks` is given
+   */
+  readonly algorithms?: readonly JwsAlgorithm[]
+  /** Accepted `iss` values; when set, tokens without a matching `iss` are refused. */
+  readonly issuer?: string | readonly string[]
+  /** Accepted `aud` values; when set, a token must name at least one. */
+  readonly audience?: string | readonly string[]
+  /** Allowed clock skew for `exp`, `nbf` and `iat`, in seconds (at most 300). @default 30 */
+  readonly clockToleranceSeconds?: number
+  /** Refuse tokens without `exp`. @default true */
+  readonly requireExpiration?: boolean
+  /** Refuse tokens whose `iat` is older than this (requires `iat`). */
+  readonly maxTokenAgeSeconds?: number
+  /** Longest token accepted, in characters. @default 8192 */
+  readonly maxTokenLength?: number
+  /** Accepted `typ` header values (case-insensitive). @default ['JWT', 'at+jwt', 'application/jwt', 'application/at+jwt'] */
+  readonly types?: readonly string[]
+  /** Refuse tokens without a `typ` header. @default false */
+  readonly requireType?: boolean
+  /** Claim holding the roles. @default 'roles' */
+  readonly rolesClaim?: string
+  /** Builds the principal from verified claims; return `undefined` to refuse the token. */
+  readonly toPrincipal?: (claims: JwtClaims) => Principal | undefined
+  /** Cache of verified tokens; `false` disables it. @default { max: 10000, ttlMs: 300000 } */
+  readonly cache?: false | { readonly max?: number; readonly ttlMs?: number }
+}
+
+/** The result of verifying a JWT: a value, never an exception. */
+export type JwtVerifyResult =
+  | { readonly ok: true; readonly principal: Principal; readonly claims: JwtClaims }
+  | { readonly ok: false; readonly error: AuthError }
+
+/** A configured JWT verifier. */
+export interface JwtVerifier {
+  /** Verifies a compact JWT. */
+  verify(token: string): Promise<JwtVerifyResult>
+  /** Number of cached verified tokens. */
+  readonly cacheSize: number
+}
+
+interface CacheEntry {
+  readonly principal: Principal
+  readonly claims: JwtClaims
+  readonly expiresAtMs: number
+}
+
+const OPTION_NAMES = [
+  'keys',
+  'secret',
+  'jwks',
+  'algorithms',
+  'issuer',
+  'audience',
+  'clockToleranceSeconds',
+  'requireExpiration',
+  'maxTokenAgeSeconds',
+  'maxTokenLength',
+  'types',
+  'requireType',
+  'rolesClaim',
+  'toPrincipal',
+  'cache',
+]
+
+const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]{1,256}$/
+
+/** Splits `scope` (RFC 8693 §4.2, space-separated) or `scp` (string or array) into scope tokens. */
+function scopesFrom(claims: JwtClaims): string[] {
+  const raw = claims.scope ?? claims.scp
+  const list = typeof raw === 'string' ? raw.split(' ') : Array.isArray(raw) ? raw : []
+  const out: string[] = []
+  // Type-confused entries (numbers, objects) never grant anything.
+  for (const s of list) if (typeof s === 'string' && SCOPE_TOKEN.test(s)) out.push(s)
+  return out
+}
+
+function rolesFrom(claims: JwtClaims, claim: string): RoleID[] {
+  const raw = claims[claim]
+  const out: RoleID[] = []
+  if (!Array.isArray(raw)) return out
+  for (const r of raw) {
+    const role = parseRoleId(r)
+    if (role !== undefined) out.push(role)
+  }
+  return out
+}
+
+function listOption(v: TypeValidator, field: string, value: unknown): ReadonlySet<string> | null {
+  if (value === undefined) return null
+  const list = typeof value === 'string' ? [value] : value
+  const items = v.array(field, list, (iv, i, item) => iv.string(i, item), { nonEmpty: true })
+  return items === undefined ? null : new Set(items)
+}
+
+/**
+ * Creates a JWT verifier. Validates every option and imports every static key now.
+ * @throws {ConfigError} for a bad option or an unusable key
+ * @example
+ * ```ts
+ * const jwt = createJwtVerifier({ secret: process.env.JWT_SECRET, issuer: 'https://id.example', audience: 'api' })
+ * const result = await jwt.verify(token)
+ * ```
+ */
+export function createJwtVerifier(
+  options: Readonly<JwtOptions>,
+  deps: { readonly now: Clock; readonly warn?: (message: string) => void },
+): JwtVerifier {
+  const v = new TypeValidator('jwt')
+  v.knownKeys(options as Record<string, unknown>, OPTION_NAMES)
+
+  const staticKeys = []
+  if (options.secret !== undefined)
+    staticKeys.push(bindKey({ alg: 'HS256', secret: options.secret }, 'jwt.secret'))
+  if (options.keys !== undefined) {
+    v.array('keys', options.keys, (kv, i, item) => {
+      const key = kv.object(i, item)
+      return key === undefined
+        ? undefined
+        : (staticKeys.push(bindKey(key as JwtKeyInput, kv.path(i))), true)
+    })
+  }
+  let remote: RemoteKeySet | undefined
+  if (options.jwks !== undefined) {
+    const j =
+      typeof options.jwks === 'string' || options.jwks instanceof URL
+        ? { url: options.jwks }
+        : options.jwks
+    let url: URL | undefined
+    try {
+      url = new URL(j.url)
+      if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error('not http(s)')
+    } catch {
+      v.fail('jwks.url', `must be an http(s) URL, received ${describeValue(j.url)}`)
+    }
+    const jv = v.child('jwks')
+    const cacheMaxAgeMs =
+      j.cacheMaxAgeMs === undefined
+        ? DEFAULT_JWKS_CACHE_MAX_AGE_MS
+        : jv.integer('cacheMaxAgeMs', j.cacheMaxAgeMs, { min: 0 })
+    const cooldownMs =
+      j.cooldownMs === undefined
+        ? DEFAULT_JWKS_COOLDOWN_MS
+        : jv.integer('cooldownMs', j.cooldownMs, { min: 0 })
+    const timeoutMs =
+      j.timeoutMs === undefined
+        ? DEFAULT_JWKS_TIMEOUT_MS
+        : jv.integer('timeoutMs', j.timeoutMs, { min: 1 })
+    if (
+      url !== undefined &&
+      cacheMaxAgeMs !== undefined &&
+      cooldownMs !== undefined &&
+      timeoutMs !== undefined
+    ) {
+      remote = new RemoteKeySet({ url, cacheMaxAgeMs, cooldownMs, timeoutMs })
+    }
+  }
+
+  let algorithms: JwsAlgorithm[] | undefined
+  if (options.algorithms !== undefined) {
+    algorithms = v.array(
+      'algorithms',
+      options.algorithms,
+      (av, i, item) =>
+        isJwsAlgorithm(item)
+          ? item
+          : av.fail(
+              i,
+              item === 'none'
+                ? 'algorithm "none" is never accepted'
+                : `unknown algorithm ${describeValue(item)}; expected one of ${JWS_ALGORITHMS.join(', ')}`,
+            ),
+      { nonEmpty: true },
+    )
+  } else if (staticKeys.length > 0) {
+    algorithms = [...new Set(staticKeys.map((k) => k.alg))]
+  } else if (remote !== undefined) {
+    v.fail('algorithms', 'required when keys come from a JWKS')
+  }
+  if (staticKeys.length === 0 && remote === undefined && options.jwks === undefined) {
+    v.fail('keys', 'give at least one of "secret", "keys" or "jwks"')
+  }
+  for (const k of staticKeys) {
+    if (algorithms !== undefined && !algorithms.includes(k.alg)) {
+      v.warn(
+        `jwt.keys: a key for ${k.alg} is configured but ${k.alg} is not in jwt.algorithms; it will never be used`,
+      )
+    }
+  }
+
+  const tolerance =
+    options.clockToleranceSeconds === undefined
+      ? DEFAULT_CLOCK_TOLERANCE_SECONDS
+      : v.integer('clockToleranceSeconds', options.clockToleranceSeconds, {
+          min: 0,
+          max: MAX_CLOCK_TOLERANCE_SECONDS,
+        })
+  const requireExp =
+    options.requireExpiration === undefined
+      ? true
+      : v.boolean('requireExpiration', options.requireExpiration)
+  const maxAge =
+    options.maxTokenAgeSeconds === undefined
+      ? undefined
+      : v.integer('maxTokenAgeSeconds', options.maxTokenAgeSeconds, { min: 1 })
+  const maxTokenLength =
+    options.maxTokenLength === undefined
+      ? DEFAULT_MAX_TOKEN_LENGTH
+      : v.integer('maxTokenLength', options.maxTokenLength, { min: 64, max: 65536 })
+  const issuers = listOption(v, 'issuer', options.issuer)
+  const audiences = listOption(v, 'audience', options.audience)
+  const types = v.array(
+    'types',
+    options.types ?? DEFAULT_JWT_TYPES,
+    (tv, i, t) => tv.string(i, t)?.toLowerCase(),
+    { nonEmpty: true },
+  )
+  const requireType =
+    options.requireType === undefined ? false : v.boolean('requireType', options.requireType)
+  const rolesClaim =
+    options.rolesClaim === undefined ? 'roles' : v.string('rolesClaim', options.rolesClaim)
+  const toPrincipal =
+    options.toPrincipal === undefined
+      ? undefined
+      : v.function<(c: JwtClaims) => Principal | undefined>('toPrincipal', options.toPrincipal)
+  let cacheMax = DEFAULT_JWT_CACHE_MAX
+  let cacheTtlMs = DEFAULT_JWT_CACHE_TTL_MS
+  if (options.cache === false) cacheMax = 0
+  else if (options.cache !== undefined) {
+    const c = v.object('cache', options.cache)
+    if (c !== undefined) {
+      cacheMax =
+        c.max === undefined ? cacheMax : (v.child('cache').integer('max', c.max, { min: 0 }) ?? 0)
+      cacheTtlMs =
+        c.ttlMs === undefined
+          ? cacheTtlMs
+          : (v.child('cache').integer('ttlMs', c.ttlMs, { min: 1 }) ?? 1)
+    }
+  }
+  v.assert(deps.warn)
+  if (
+    algorithms === undefined ||
+    tolerance === undefined ||
+    maxTokenLength === undefined ||
+    types === undefined
+  ) {
+    throw new ConfigError('jwt: invalid options')
+  }
+
+  const local = new StaticKeySet(staticKeys)
+  const keys: KeyResolver = remote === undefined ? local : new CombinedKeySet(local, remote)
+  const jwsOptions: JwsVerifyOptions = {
+    algorithms: new Set(algorithms),
+    keys,
+    maxTokenLength,
+    types: new Set(types),
+    requireTyp: requireType === true,
+  }
+  return new Verifier(jwsOptions, {
+    now: deps.now,
+    toleranceMs: tolerance * 1000,
+    requireExp: requireExp !== false,
+    maxAgeMs: maxAge === undefined ? undefined : maxAge * 1000,
+    issuers,
+    audiences,
+    rolesClaim: rolesClaim ?? 'roles',
+    toPrincipal,
+    cache: cacheMax > 0 ? new LRUCache<string, CacheEntry>({ max: cacheMax }) : undefined,
+    cacheTtlMs,
+  })
+}
+
+interface ClaimRules {
+  readonly now: Clock
+  readonly toleranceMs: number
+  readonly requireExp: boolean
+  readonly maxAgeMs: number | undefined
+  readonly issuers: ReadonlySet<string> | null
+  readonly audiences: ReadonlySet<string> | null
+  readonly rolesClaim: string
+  readonly toPrincipal: ((claims: JwtClaims) => Principal | undefined) | undefined
+  readonly cache: LRUCache<string, CacheEntry> | undefined
+  readonly cacheTtlMs: number
+}
+
+const invalid = (reason: string): JwtVerifyResult => ({
+  ok: false,
+  error: new AuthError('ERR_JWT_INVALID', 'The access token is invalid', { reason }),
+})
+const malformed = (reason: string): JwtVerifyResult => ({
+  ok: false,
+  error: new AuthError('ERR_JWT_MALFORMED', 'The access token is malformed', { reason }),
+})
+
+/** A NumericDate (RFC 7519 §2): a finite JSON number of seconds. */
+function numericDate(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isFinite(value) ? value * 1000 : undefined
+}
+
+class Verifier implements JwtVerifier {
+  constructor(
+    private readonly jws: JwsVerifyOptions,
+    private readonly rules: ClaimRules,
+  ) {}
+
+  get cacheSize(): number {
+    return this.rules.cache?.size ?? 0
+  }
+
+  async verify(token: string): Promise<JwtVerifyResult> {
+    const { cache, now } = this.rules
+    // Keyed by a digest, so that no bearer token sits in memory as a map key.
+    const cacheKey =
+      cache === undefined || token.length > this.jws.maxTokenLength
+        ? undefined
+        : hash('sha256', token, 'base64')
+    if (cacheKey !== undefined) {
+      const hit = cache?.get(cacheKey)
+      if (hit !== undefined) {
+        if (now() < hit.expiresAtMs)
+          return { ok: true, principal: hit.principal, claims: hit.claims }
+        cache?.delete(cacheKey)
+      }
+    }
+    const jws = await verifyCompactJws(token, this.jws)
+    if (!jws.ok) {
+      if (jws.kind === 'unavailable') {
+        return {
+          ok: false,
+          error: new AuthError('ERR_JWKS_UNAVAILABLE', 'Key source unavailable', {
+            reason: jws.reason,
+          }),
+        }
+      }
+      return jws.kind === 'malformed' ? malformed(jws.reason) : invalid(jws.reason)
+    }
+    let claims: unknown
+    try {
+      claims = parseStrictJsonBytes(jws.payload)
+    } catch (e) {
+      return malformed(`claims are not strict JSON (${(e as Error).message})`)
+    }
+    if (typeof claims !== 'object' || claims === null || Array.isArray(claims))
+      return malformed('claims are not a JSON object')
+    const c = claims as JwtClaims
+    const checked = this.#checkClaims(c, now())
+    if (checked !== undefined) return checked
+    const principal = this.#principal(c, jws.kid)
+    if (principal === undefined) return invalid('no usable subject')
+    if (cacheKey !== undefined && cache !== undefined) {
+      // Never cached past the instant a fresh verification would refuse it (exp, or iat + max age).
+      const exp = numericDate(c.exp)
+      const iat = numericDate(c.iat)
+      const maxAge = this.rules.maxAgeMs
+      const expiresAtMs = Math.min(
+        now() + this.rules.cacheTtlMs,
+        exp === undefined ? Infinity : exp + this.rules.toleranceMs,
+        maxAge === undefined || iat === undefined
+          ? Infinity
+          : iat + maxAge + this.rules.toleranceMs + 1,
+      )
+      cache.set(cacheKey, { principal, claims: c, expiresAtMs })
+    }
+    return { ok: true, principal, claims: c }
+  }
+
+  #checkClaims(c: JwtClaims, nowMs: number): JwtVerifyResult | undefined {
+    const r = this.rules
+    const exp = numericDate(c.exp)
+    if (c.exp !== undefined && exp === undefined) return invalid('exp is not a NumericDate')
+    if (exp === undefined && r.requireExp) return invalid('exp is required')
+    // RFC 7519 §4.1.4: the current time must be before exp; skew is allowed by the tolerance.
+    if (exp !== undefined && nowMs >= exp + r.toleranceMs) {
+      return {
+        ok: false,
+        error: new AuthError('ERR_JWT_EXPIRED', 'The access token expired', {
+          reason: 'exp passed',
+        }),
+      }
+    }
+    const nbf = numericDate(c.nbf)
+    if (c.nbf !== undefined && nbf === undefined) return invalid('nbf is not a NumericDate')
+    if (nbf !== undefined && nowMs + r.toleranceMs < nbf) return invalid('not yet valid (nbf)')
+    const iat = numericDate(c.iat)
+    if (c.iat !== undefined && iat === undefined) return invalid('iat is not a NumericDate')
+    if (iat !== undefined && iat > nowMs + r.toleranceMs)
+      return invalid('issued in the future (iat)')
+    if (
+      r.maxAgeMs !== undefined &&
+      (iat === undefined || nowMs - iat > r.maxAgeMs + r.toleranceMs)
+    ) {
+      return invalid('too old (iat)')
+    }
+    if (r.issuers !== null && (typeof c.iss !== 'string' || !r.issuers.has(c.iss)))
+      return invalid('issuer mismatch')
+    if (r.audiences !== null) {
+      const aud = c.aud
+      const ok =
+        typeof aud === 'string'
+          ? r.audiences.has(aud)
+          : Array.isArray(aud) &&
+            aud.some((a) => typeof a === 'string' && r.audiences?.has(a) === true)
+      if (!ok) return invalid('audience mismatch')
+    }
+    return undefined
+  }
+
+  #principal(c: JwtClaims, kid: string | undefined): Principal | undefined {
+    if (this.rules.toPrincipal !== undefined) return this.rules.toPrincipal(c)
+    const id = parseUserId(c.sub)
+    if (id === undefined) return undefined
+    const tokenId = parseTokenId(c.jti)
+    return Object.freeze({
+      id,
+      method: 'jwt',
+      scopes: Object.freeze(scopesFrom(c)),
+      roles: Object.freeze(rolesFrom(c, this.rules.rolesClaim)),
+      ...(tokenId === undefined ? {} : { tokenId }),
+      attributes: Object.freeze({ claims: c, kid }),
+    })
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * The access-control vocabulary of Gatehouse: principals, resources, levels and results.
+ *
+ * Reachable from `@gatehouse/core`.
+ * @packageDocumentation
+ */
+import type { AuthError, AuthErrorCode } from './errors.js'
+import type { RequestID, RoleID, TokenID, UserID } from './ids.js'
+
+/** The kinds of resources a policy talks about. Open-ended: applications add their own. */
+export type ResourceType =
+  'document' | 'project' | 'user' | 'apikey' | 'policy' | 'audit' | (string & {})
+
+/** Coarse access levels, ordered `none < read < write < admin`. */
+export type AccessLevel = 'none' | 'read' | 'write' | 'admin'
+
+/** The levels in ascending order. */
+export const ACCESS_LEVELS: readonly AccessLevel[] = Object.freeze([
+  'none',
+  'read',
+  'write',
+  'admin',
+])
+
+/** Whether `granted` is at least `required`. */
+export function hasAccessLevel(granted: AccessLevel, required: AccessLevel): boolean {
+  return ACCESS_LEVELS.indexOf(granted) >= ACCESS_LEVELS.indexOf(required)
+}
+
+/** Where a credential stands. */
+export type AuthStatus = 'active' | 'revoked' | 'expired' | 'unknown'
+
+/** How a principal proved who it is. */
+export type AuthMethod = 'apikey' | 'jwt' | (string & {})
+
+/** Who is making the request, as established by an authenticator. */
+export interface Principal {
+  /** Stable id of the subject (user, service). */
+  readonly id: UserID
+  /** How it authenticated. */
+  readonly method: AuthMethod
+  /** Granted OAuth-style scopes. */
+  readonly scopes: readonly string[]
+  /** Granted roles. */
+  readonly roles: readonly RoleID[]
+  /** The credential's own id: API key id or JWT `jti`, when there is one. */
+  readonly tokenId?: TokenID
+  /** Extra attributes for policies (tenant, plan, verified claims...). */
+  readonly attributes: Readonly<Record<string, unknown>>
+}
+
+/**
+ * The per-request context shared through AsyncLocalStorage, so that audit events raised deep in a
+ * handler carry it without being passed around.
+ */
+export interface AccessContext {
+  /** This request's id. */
+  readonly requestId: RequestID
+  /** HTTP method, upper case. */
+  readonly method: string
+  /** Normalized path. */
+  readonly path: string
+  /** Route pattern when the framework knows it (e.g. `/docs/:id`). */
+  readonly route: string | undefined
+  /** Client IP as resolved by the framework's trust-proxy rules. */
+  readonly ip: string | undefined
+  /** User-Agent, truncated. */
+  readonly userAgent: string | undefined
+  /** Start time, epoch milliseconds. */
+  readonly startedAt: number
+  /** The authenticated principal; `null` for anonymous requests. */
+  principal: Principal | null
+}
+
+/** What the route asks of the principal (first-cut authorization; the policy engine extends it). */
+export interface RouteRequirements {
+  /** Let anonymous requests through this route (credentials, when sent, are still verified). */
+  readonly public?: boolean
+  /** Every one of these scopes is required. */
+  readonly scopes?: readonly string[]
+  /** At least one of these roles is required. */
+  readonly roles?: readonly string[]
+  /** A permission `resource:action`, granted by a matching scope or by a role's permissions. */
+  readonly permission?: string
+}
+
+/** The outcome of an authorization check. */
+export interface AccessResult {
+  /** Whether access is granted. */
+  readonly allowed: boolean
+  /** The level granted, when level-based checks apply. */
+  readonly level: AccessLevel
+  /** Ids of the rules that decided. */
+  readonly matchedRules: readonly string[]
+  /** Risk score 0-100 (0 when no risk assessment ran). */
+  readonly riskScore: number
+  /** Why, in a sentence. */
+  readonly explanation: string
+  /** When denied: the error to answer with. */
+  readonly error?: AuthError
+}
+
+/** A stage outcome inside a {@link DecisionTrace}. */
+export type TraceOutcome = 'allow' | 'deny' | 'skip' | 'error'
+
+/** One stage of the gate, as recorded in a decision's trace. */
+export interface TraceEntry {
+  /** Stage name: `authenticate`, `ratelimit`, `quota`, `authorize`, ... */
+  readonly stage: string
+  /** What the stage decided. */
+  readonly outcome: TraceOutcome
+  /** Which authenticator, limit or rule was responsible. */
+  readonly by?: string
+  /** Error code on denial. */
+  readonly code?: AuthErrorCode
+  /** Internal reason (never sent to clients). */
+  readonly reason?: string
+  /** Time spent, microseconds. */
+  readonly micros: number
+}
+
+/** The ordered list of stages a decision passed through. */
+export type DecisionTrace = readonly TraceEntry[]

@@ -1,0 +1,100 @@
+/**
+ * Conversions between what users write and what the gate works with: durations such as `15m`,
+ * header values.
+ *
+ * Reachable from `@gatehouse/core`.
+ * @packageDocumentation
+ */
+
+/** One second in milliseconds. */
+export const SECOND = 1000
+/** One minute in milliseconds. */
+export const MINUTE: number = 60 * SECOND
+/** One hour in milliseconds. */
+export const HOUR: number = 60 * MINUTE
+/** One day in milliseconds. */
+export const DAY: number = 24 * HOUR
+
+const UNITS: Readonly<Record<string, number>> = Object.freeze({
+  ms: 1,
+  s: SECOND,
+  m: MINUTE,
+  h: HOUR,
+  d: DAY,
+  w: 7 * DAY,
+})
+
+const DURATION_PART = /(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/gy
+
+/** A duration: milliseconds as a number, or a string such as `500ms`, `15m`, `1h30m`, `7d`. */
+export type DurationInput = number | string
+
+/**
+ * Converts a duration to milliseconds. Numbers are taken as milliseconds. Strings are one or more
+ * `<number><unit>` parts with units `ms s m h d w`, e.g. `1h30m`. Returns `undefined` for anything
+ * else (negative, empty, unknown unit, non-finite), so callers can report the option by name.
+ */
+export function parseDurationMs(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? value : undefined
+  if (typeof value !== 'string' || value.length === 0 || value.length > 64) return undefined
+  const text = value.trim()
+  DURATION_PART.lastIndex = 0
+  let total = 0
+  let consumed = 0
+  let match: RegExpExecArray | null
+  while ((match = DURATION_PART.exec(text)) !== null) {
+    total += Number(match[1]) * (UNITS[match[2] as string] as number)
+    consumed = DURATION_PART.lastIndex
+  }
+  if (consumed === 0 || consumed !== text.length || !Number.isFinite(total)) return undefined
+  return Math.round(total)
+}
+
+/**
+ * The single value of a header as Node gives it (`string | string[] | undefined`): `undefined`
+ * when absent, the string, or `undefined` plus `multiple` when the header was sent several times.
+ */
+export function singleHeaderValue(
+  value: string | readonly string[] | undefined,
+): string | undefined {
+  if (value === undefined || typeof value === 'string') return value
+  return value.length === 1 ? value[0] : undefined
+}
+
+/** Counts how often a header appears in Node's `rawHeaders` list (name case-insensitive). */
+export function countRawHeader(rawHeaders: readonly string[], lowerName: string): number {
+  let n = 0
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as string
+    if (name.length === lowerName.length && name.toLowerCase() === lowerName) n++
+  }
+  return n
+}
+
+/** Formats seconds for a header: a non-negative integer, rounded up (`Retry-After`, `RateLimit`). */
+export function toHeaderSeconds(ms: number): string {
+  return String(Math.max(0, Math.ceil(ms / SECOND)))
+}
+
+/**
+ * Makes any text safe inside a quoted-string of an HTTP header (RFC 9110 §5.6.4): drops control
+ * characters and non-ASCII, escapes `"` and `\`.
+ */
+export function toQuotedHeaderText(text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, '').replace(/["\\]/g, '\\$&')
+}
+
+/** The conversions, grouped as in the original design. */
+export const TypeConverter: {
+  readonly durationMs: typeof parseDurationMs
+  readonly singleHeaderValue: typeof singleHeaderValue
+  readonly countRawHeader: typeof countRawHeader
+  readonly toHeaderSeconds: typeof toHeaderSeconds
+  readonly toQuotedHeaderText: typeof toQuotedHeaderText
+} = Object.freeze({
+  durationMs: parseDurationMs,
+  singleHeaderValue,
+  countRawHeader,
+  toHeaderSeconds,
+  toQuotedHeaderText,
+})

@@ -1,0 +1,352 @@
+/**
+ * The SQLite key store: core's `KeyStore` on a better-sqlite3 database, for single-machine
+ * deployments that want keys to survive restarts without running a database server.
+ *
+ * Reachable from `@gatehouse/sqlite`.
+ * @packageDocumentation
+ */
+import {
+  AuthError,
+  ConfigError,
+  TypeValidator,
+  describeValue,
+  silentLogger,
+  type ApiKeyId,
+  type ApiKeyListQuery,
+  type ApiKeyPage,
+  type ApiKeyPatch,
+  type ApiKeyRecord,
+  type ApiKeyStoredStatus,
+  type KeyStore,
+  type Logger,
+} from '@gatehouse/core'
+import Database from 'better-sqlite3'
+import {
+  DEFAULT_SQLITE_BUSY_TIMEOUT_MS,
+  DEFAULT_SQLITE_LIST_LIMIT,
+  MAX_SQLITE_LIST_LIMIT,
+} from './defaults.js'
+import {
+  COLUMNS,
+  RecordShapeError,
+  applyPatch,
+  normalizeRecord,
+  recordToRow,
+  rowToRecord,
+  type ApiKeyRow,
+} from './internal/record-codec.js'
+import { resolveTablePrefix, tableNames, type TableNames } from './internal/table-names.js'
+import { applyMigrations } from './migrations.js'
+
+/** Options of {@link createSqliteKeyStore}. */
+export interface SqliteKeyStoreOptions {
+  /**
+   * Where keys live: a better-sqlite3 `Database` you opened (you configure it and close it; the
+   * store never changes its pragmas), or a file path (or `':memory:'`) that the store opens with
+   * `journal_mode = WAL` and a `busy_timeout` of 5 s, owns, and closes in `close()`.
+   */
+  readonly database: Database.Database | string
+  /**
+   * Prefix of every table and index name: lower-case letters, digits and `_`, matching
+   * `/^[a-z_][a-z0-9_]*$/` and not starting with `sqlite_`.
+   * @default 'gatehouse_'
+   */
+  readonly tablePrefix?: string
+  /**
+   * Receives one warning per unknown option name.
+   * @default a silent logger
+   */
+  readonly logger?: Logger
+}
+
+/** A {@link KeyStore} on SQLite. `close()` is always present. */
+export interface SqliteKeyStore extends KeyStore {
+  /**
+   * Closes the database if the store opened it (from a path); a database you passed in is left
+   * open. Afterwards every method rejects with `ERR_KEYSTORE_UNAVAILABLE`. Idempotent.
+   */
+  close(): Promise<void>
+}
+
+const OPTION_NAMES = ['database', 'tablePrefix', 'logger']
+const STATUSES: readonly ApiKeyStoredStatus[] = ['active', 'revoked']
+
+/**
+ * Creates a key store on SQLite. Validates the options, opens the file when given a path, and
+ * applies pending schema migrations (see {@link migrateSqlite}) before returning, so a bad
+ * configuration fails at start-up rather than on the first request.
+ *
+ * Every method returns a promise, as the `KeyStore` contract asks, though better-sqlite3 does the
+ * work synchronously. Records come back frozen, with arrays and `metadata` parsed from JSON; a row
+ * that does not decode (hand-edited, truncated) makes the method reject with an `AuthError` coded
+ * `ERR_KEYSTORE_UNAVAILABLE`, which the gate answers with 503 (fail closed).
+ * @throws {ConfigError} for a bad option, a database file that cannot be opened, or a schema newer
+ *   than this release knows
+ * @throws the driver's `SqliteError` when the migrations cannot be written
+ * @example
+ * ```ts
+ * import { createApiKeyManager, createGate } from '@gatehouse/core'
+ * import { createSqliteKeyStore } from '@gatehouse/sqlite'
+ *
+ * const store = createSqliteKeyStore({ database: './data/keys.db' })
+ * const pepper = process.env.GATEHOUSE_PEPPER as string
+ * const keys = createApiKeyManager({ store, pepper })
+ * const gate = createGate({ apiKeys: { store, pepper } })
+ * const { key } = await keys.create({ name: 'ci', ownerId: 'svc-ci', scopes: ['documents:read'] })
+ * // ... on shutdown:
+ * await store.close()
+ * ```
+ */
+export function createSqliteKeyStore(options: Readonly<SqliteKeyStoreOptions>): SqliteKeyStore {
+  if (typeof options !== 'object' || options === null) {
+    throw new ConfigError(
+      `options: must be an object with a "database", received ${describeValue(options)}`,
+    )
+  }
+  const v = new TypeValidator()
+  v.knownKeys(options as unknown as Record<string, unknown>, OPTION_NAMES)
+  const database = resolveDatabase(v, options.database)
+  const prefix = resolveTablePrefix(v, options.tablePrefix)
+  const logger = resolveLogger(v, options.logger)
+  v.assert((message) => logger.warn(message))
+
+  const names = tableNames(prefix)
+  const owned = typeof database === 'string'
+  const db = owned ? openDatabase(database) : (database as Database.Database)
+  try {
+    // WAL lets the gate's reads proceed while a manager process writes; only for a file we own,
+    // because journal mode is a property of the caller's database otherwise.
+    if (owned) db.pragma('journal_mode = WAL')
+    applyMigrations(db, names)
+    return new SqliteStore(db, owned, names)
+  } catch (error) {
+    if (owned) db.close()
+    throw error
+  }
+}
+
+function resolveDatabase(v: TypeValidator, value: unknown): Database.Database | string | undefined {
+  if (value === undefined) {
+    return v.fail('database', 'required: a better-sqlite3 Database or a file path')
+  }
+  if (typeof value === 'string') return v.string('database', value)
+  const db = value as Partial<Database.Database> | null
+  if (
+    typeof db !== 'object' ||
+    db === null ||
+    typeof db.prepare !== 'function' ||
+    typeof db.transaction !== 'function' ||
+    typeof db.exec !== 'function'
+  ) {
+    return v.fail(
+      'database',
+      `must be a better-sqlite3 Database or a file path, received ${describeValue(value)}`,
+    )
+  }
+  if (db.open === false) return v.fail('database', 'is closed; pass an open Database')
+  if (db.readonly === true) return v.fail('database', 'is read-only; the key store writes to it')
+  return db as Database.Database
+}
+
+function resolveLogger(v: TypeValidator, value: unknown): Logger {
+  if (value === undefined) return silentLogger
+  if (typeof (value as Partial<Logger> | null)?.warn === 'function') return value as Logger
+  v.fail('logger', `must have a warn() method, received ${describeValue(value)}`)
+  return silentLogger
+}
+
+function openDatabase(path: string): Database.Database {
+  try {
+    // `timeout` is better-sqlite3's name for SQLite's busy_timeout: wait for another process's
+    // write lock instead of failing at once with SQLITE_BUSY.
+    return new Database(path, { timeout: DEFAULT_SQLITE_BUSY_TIMEOUT_MS })
+  } catch (cause) {
+    throw new ConfigError(
+      `database: cannot open ${JSON.stringify(path)}: ${(cause as Error).message}`,
+      { cause },
+    )
+  }
+}
+
+interface Statements {
+  readonly get: Database.Statement<[string], ApiKeyRow>
+  readonly insert: Database.Statement<[ApiKeyRow]>
+  readonly update: Database.Statement<[ApiKeyRow]>
+  readonly delete: Database.Statement<[string]>
+  readonly listAll: Database.Statement<[string, number], ApiKeyRow>
+  readonly listByOwner: Database.Statement<[string, string, number], ApiKeyRow>
+  readonly listByStatus: Database.Statement<[string, string, number], ApiKeyRow>
+  readonly listByOwnerAndStatus: Database.Statement<[string, string, string, number], ApiKeyRow>
+}
+
+function prepareStatements(db: Database.Database, t: TableNames): Statements {
+  const columns = COLUMNS.join(', ')
+  const select = `SELECT ${columns} FROM ${t.apiKeys}`
+  const page = 'id > ? ORDER BY id LIMIT ?'
+  // Reads ignore the caller's defaultSafeIntegers(): timestamps must come back as numbers.
+  const read = <TParams extends unknown[]>(sql: string): Database.Statement<TParams, ApiKeyRow> =>
+    db.prepare<TParams, ApiKeyRow>(sql).safeIntegers(false)
+  const mutable = COLUMNS.filter((c) => c !== 'id' && c !== 'prefix' && c !== 'owner_id')
+  return {
+    get: read(`${select} WHERE id = ?`),
+    insert: db.prepare<[ApiKeyRow]>(
+      `INSERT INTO ${t.apiKeys} (${columns}) VALUES (${COLUMNS.map((c) => `@${c}`).join(', ')})`,
+    ),
+    update: db.prepare<[ApiKeyRow]>(
+      `UPDATE ${t.apiKeys} SET ${mutable.map((c) => `${c} = @${c}`).join(', ')} WHERE id = @id`,
+    ),
+    delete: db.prepare<[string]>(`DELETE FROM ${t.apiKeys} WHERE id = ?`),
+    listAll: read(`${select} WHERE ${page}`),
+    listByOwner: read(`${select} WHERE owner_id = ? AND ${page}`),
+    listByStatus: read(`${select} WHERE status = ? AND ${page}`),
+    listByOwnerAndStatus: read(`${select} WHERE owner_id = ? AND status = ? AND ${page}`),
+  }
+}
+
+interface ResolvedListQuery {
+  readonly ownerId: string | undefined
+  readonly status: ApiKeyStoredStatus | undefined
+  readonly limit: number
+  readonly cursor: string
+}
+
+function resolveListQuery(query: ApiKeyListQuery): ResolvedListQuery {
+  if (typeof query !== 'object' || query === null) {
+    throw new TypeError(`list: query must be an object, received ${describeValue(query)}`)
+  }
+  const { ownerId, status, limit = DEFAULT_SQLITE_LIST_LIMIT, cursor } = query
+  if (ownerId !== undefined && typeof ownerId !== 'string') {
+    throw new TypeError(`list: ownerId must be a string, received ${describeValue(ownerId)}`)
+  }
+  // An unknown status would silently match nothing; a typo such as 'revoke' should be loud.
+  if (status !== undefined && !STATUSES.includes(status)) {
+    throw new TypeError(
+      `list: status must be "active" or "revoked", received ${describeValue(status)}`,
+    )
+  }
+  if (!Number.isSafeInteger(limit) || limit < 1) {
+    throw new RangeError(`list: limit must be a positive integer, received ${describeValue(limit)}`)
+  }
+  if (cursor !== undefined && typeof cursor !== 'string') {
+    throw new TypeError(`list: cursor must be a string, received ${describeValue(cursor)}`)
+  }
+  return {
+    ownerId,
+    status,
+    limit: Math.min(limit, MAX_SQLITE_LIST_LIMIT),
+    // Ids are non-empty, so every id sorts after ''.
+    cursor: cursor ?? '',
+  }
+}
+
+function checkedRecord<TResult>(what: string, build: () => TResult): TResult {
+  try {
+    return build()
+  } catch (error) {
+    if (error instanceof RecordShapeError) {
+      throw new TypeError(`${what}: invalid key record: ${error.message}`, { cause: error })
+    }
+    throw error
+  }
+}
+
+class SqliteStore implements SqliteKeyStore {
+  readonly #db: Database.Database
+  readonly #owned: boolean
+  readonly #table: string
+  readonly #s: Statements
+  readonly #update: Database.Transaction<
+    (id: string, patch: ApiKeyPatch) => ApiKeyRecord | undefined
+  >
+  #closed = false
+
+  constructor(db: Database.Database, owned: boolean, names: TableNames) {
+    this.#db = db
+    this.#owned = owned
+    this.#table = names.apiKeys
+    const s = prepareStatements(db, names)
+    this.#s = s
+    this.#update = db.transaction((id: string, patch: ApiKeyPatch) => {
+      const row = s.get.get(id)
+      if (row === undefined) return undefined
+      const next = checkedRecord('update', () => applyPatch(this.#decode(row), patch))
+      s.update.run(recordToRow(next))
+      return next
+    })
+  }
+
+  async get(id: ApiKeyId): Promise<ApiKeyRecord | undefined> {
+    this.#open()
+    const row = this.#s.get.get(id)
+    return row === undefined ? undefined : this.#decode(row)
+  }
+
+  async insert(record: ApiKeyRecord): Promise<void> {
+    this.#open()
+    const checked = checkedRecord('insert', () => normalizeRecord(record))
+    if (checked.id === '') throw new TypeError('insert: invalid key record: id: must not be empty')
+    // A duplicate id fails the PRIMARY KEY: the driver's SqliteError, code SQLITE_CONSTRAINT_PRIMARYKEY.
+    this.#s.insert.run(recordToRow(checked))
+  }
+
+  async update(id: ApiKeyId, patch: ApiKeyPatch): Promise<ApiKeyRecord | undefined> {
+    this.#open()
+    // IMMEDIATE takes the write lock before the read, so another process cannot change the row
+    // between our read and our write (and a deferred read-to-write upgrade cannot hit SQLITE_BUSY
+    // mid-transaction, which busy_timeout does not retry).
+    return this.#update.immediate(id, patch)
+  }
+
+  async delete(id: ApiKeyId): Promise<boolean> {
+    this.#open()
+    return this.#s.delete.run(id).changes > 0
+  }
+
+  async list(query: ApiKeyListQuery = {}): Promise<ApiKeyPage> {
+    this.#open()
+    const q = resolveListQuery(query)
+    const s = this.#s
+    const take = q.limit + 1
+    let rows: ApiKeyRow[]
+    if (q.ownerId !== undefined && q.status !== undefined) {
+      rows = s.listByOwnerAndStatus.all(q.ownerId, q.status, q.cursor, take)
+    } else if (q.ownerId !== undefined) {
+      rows = s.listByOwner.all(q.ownerId, q.cursor, take)
+    } else if (q.status !== undefined) {
+      rows = s.listByStatus.all(q.status, q.cursor, take)
+    } else {
+      rows = s.listAll.all(q.cursor, take)
+    }
+    // One row beyond the page tells whether a next page exists without a second query.
+    const more = rows.length > q.limit
+    const items = Object.freeze(rows.slice(0, q.limit).map((row) => this.#decode(row)))
+    return Object.freeze({ items, nextCursor: more ? (items.at(-1)?.id ?? null) : null })
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    if (this.#owned) this.#db.close()
+  }
+
+  #open(): void {
+    if (this.#closed) {
+      throw new AuthError('ERR_KEYSTORE_UNAVAILABLE', 'The SQLite key store is closed', {
+        reason: 'store closed',
+      })
+    }
+  }
+
+  #decode(row: ApiKeyRow): ApiKeyRecord {
+    try {
+      return rowToRecord(row)
+    } catch (cause) {
+      if (!(cause instanceof RecordShapeError)) throw cause
+      throw new AuthError(
+        'ERR_KEYSTORE_UNAVAILABLE',
+        `Corrupt row for key ${JSON.stringify(row.id)} in ${this.#table}: ${cause.message}`,
+        { cause, reason: 'corrupt row' },
+      )
+    }
+  }
+}

@@ -1,0 +1,164 @@
+import { expect } from 'chai'
+import sinon from 'sinon'
+import {
+  createApiKeyManager,
+  createApiKeyVerifier,
+  createMemoryBroker,
+  createMemoryKeyStore,
+  generateApiKey,
+  type KeyStore,
+} from '@gatehouse/core'
+import { createFakeClock } from '@gatehouse/core/testing'
+
+const PEPPER = 'p'.repeat(32)
+
+function spyStore(store: KeyStore): KeyStore & { gets: sinon.SinonSpy } {
+  const gets = sinon.spy(store, 'get')
+  return Object.assign(store, { gets })
+}
+
+describe('createApiKeyVerifier', () => {
+  const sandbox = sinon.createSandbox()
+  afterEach(() => sandbox.restore())
+
+  it('verifies a created key and serves repeats from the cache without a store read', async () => {
+    const clock = createFakeClock()
+    const store = spyStore(createMemoryKeyStore())
+    const { key } = await createApiKeyManager({ store, pepper: PEPPER, now: clock }).create({
+      name: 'k',
+      ownerId: 'u1',
+      scopes: ['a:b'],
+    })
+    const verifier = createApiKeyVerifier({ store, pepper: PEPPER }, { now: clock })
+    const first = await verifier.verify(key)
+    expect(first.ok).to.equal(true)
+    if (first.ok) expect(first.principal).to.include({ id: 'u1', method: 'apikey' })
+    await verifier.verify(key)
+    await verifier.verify(key)
+    expect(store.gets.callCount).to.equal(1)
+    clock.advance(60_001)
+    await verifier.verify(key)
+    expect(store.gets.callCount).to.equal(2)
+  })
+
+  it('refuses malformed keys without touching the store', async () => {
+    const store = spyStore(createMemoryKeyStore())
+    const verifier = createApiKeyVerifier({ store, pepper: PEPPER }, { now: Date.now })
+    for (const k of ['', 'gh_short', 'x'.repeat(500), generateApiKey({ prefix: 'other' }).key]) {
+      const r = await verifier.verify(k)
+      expect(r.ok).to.equal(false)
+      if (!r.ok) expect(r.error.code).to.equal('ERR_APIKEY_MALFORMED')
+    }
+    expect(store.gets.callCount).to.equal(0)
+  })
+
+  it('caches unknown key ids so guessing floods do not reach the store', async () => {
+    const store = spyStore(createMemoryKeyStore())
+    const verifier = createApiKeyVerifier({ store, pepper: PEPPER }, { now: Date.now })
+    const guess = generateApiKey({ prefix: 'gh' }).key
+    for (let i = 0; i < 5; i++) {
+      const r = await verifier.verify(guess)
+      if (!r.ok) expect(r.error.code).to.equal('ERR_APIKEY_INVALID')
+    }
+    expect(store.gets.callCount).to.equal(1)
+  })
+
+  it('answers unknown, wrong-secret, revoked and expired keys alike', async () => {
+    const clock = createFakeClock()
+    const store = createMemoryKeyStore()
+    const keys = createApiKeyManager({ store, pepper: PEPPER, now: clock })
+    const revoked = await keys.create({ name: 'r', ownerId: 'u' })
+    await keys.revoke(revoked.record.id)
+    const expiring = await keys.create({ name: 'e', ownerId: 'u', expiresIn: '1m' })
+    const live = await keys.create({ name: 'l', ownerId: 'u' })
+    clock.advance(61_000)
+    const verifier = createApiKeyVerifier({ store, pepper: PEPPER }, { now: clock })
+    const wrongSecret = generateApiKey({ prefix: 'gh', id: live.record.id }).key
+    const reasons: string[] = []
+    for (const k of [
+      generateApiKey({ prefix: 'gh' }).key,
+      wrongSecret,
+      revoked.key,
+      expiring.key,
+    ]) {
+      const r = await verifier.verify(k)
+      expect(r.ok).to.equal(false)
+      if (r.ok) continue
+      expect(r.error.code).to.equal('ERR_APIKEY_INVALID')
+      expect(r.error.message).to.equal('The API key is invalid')
+      reasons.push(r.error.reason as string)
+    }
+    expect(reasons).to.deep.equal(['unknown key', 'secret mismatch', 'revoked', 'expired'])
+  })
+
+  it('drops a cached key when the broker announces its revocation', async () => {
+    const store = createMemoryKeyStore()
+    const broker = createMemoryBroker()
+    const keys = createApiKeyManager({ store, pepper: PEPPER, broker })
+    const { key, record } = await keys.create({ name: 'k', ownerId: 'u' })
+    const verifier = createApiKeyVerifier({ store, pepper: PEPPER, broker }, { now: Date.now })
+    expect((await verifier.verify(key)).ok).to.equal(true)
+    await keys.revoke(record.id)
+    const after = await verifier.verify(key)
+    expect(after.ok).to.equal(false)
+  })
+
+  it('keeps the old secret working through the rotation grace period only', async () => {
+    const clock = createFakeClock()
+    const store = createMemoryKeyStore()
+    const broker = createMemoryBroker()
+    const keys = createApiKeyManager({ store, pepper: PEPPER, broker, now: clock })
+    const old = await keys.create({ name: 'k', ownerId: 'u' })
+    const verifier = createApiKeyVerifier({ store, pepper: PEPPER, broker }, { now: clock })
+    expect((await verifier.verify(old.key)).ok).to.equal(true)
+    const rotated = await keys.rotate(old.record.id, { grace: '10m' })
+    expect(rotated?.record.id).to.equal(old.record.id)
+    expect((await verifier.verify(rotated!.key)).ok).to.equal(true)
+    expect((await verifier.verify(old.key)).ok).to.equal(true)
+    clock.advance(10 * 60_000)
+    expect((await verifier.verify(old.key)).ok).to.equal(false)
+    expect((await verifier.verify(rotated!.key)).ok).to.equal(true)
+  })
+
+  it('verifies keys hashed under an older pepper', async () => {
+    const store = createMemoryKeyStore()
+    const { key } = await createApiKeyManager({
+      store,
+      pepper: [{ id: 'old', secret: 'o'.repeat(32) }],
+    }).create({ name: 'k', ownerId: 'u' })
+    const rotated = [
+      { id: 'new', secret: 'n'.repeat(32) },
+      { id: 'old', secret: 'o'.repeat(32) },
+    ]
+    expect(
+      (await createApiKeyVerifier({ store, pepper: rotated }, { now: Date.now }).verify(key)).ok,
+    ).to.equal(true)
+    const withoutOld = createApiKeyVerifier(
+      { store, pepper: [{ id: 'new', secret: 'n'.repeat(32) }] },
+      { now: Date.now },
+    )
+    expect((await withoutOld.verify(key)).ok).to.equal(false)
+  })
+
+  it('fails closed with ERR_KEYSTORE_UNAVAILABLE when the store throws', async () => {
+    const store = createMemoryKeyStore()
+    sandbox.stub(store, 'get').rejects(new Error('connection refused'))
+    const verifier = createApiKeyVerifier({ store, pepper: PEPPER }, { now: Date.now })
+    const r = await verifier.verify(generateApiKey({ prefix: 'gh' }).key)
+    expect(r.ok).to.equal(false)
+    if (!r.ok) expect(r.error.code).to.equal('ERR_KEYSTORE_UNAVAILABLE')
+  })
+
+  it('refuses bad options at creation', () => {
+    const store = createMemoryKeyStore()
+    expect(() => createApiKeyVerifier({ store, pepper: 'short' }, { now: Date.now })).to.throw(
+      /apiKeys.pepper\[0\].secret: must be at least 32 bytes/,
+    )
+    expect(() =>
+      createApiKeyVerifier({ store, pepper: PEPPER, prefixes: ['Bad-Prefix'] }, { now: Date.now }),
+    ).to.throw(/apiKeys.prefixes\[0\]/)
+    expect(() =>
+      createApiKeyVerifier({ store, pepper: PEPPER, cache: { max: -1 } }, { now: Date.now }),
+    ).to.throw(/apiKeys.cache.max/)
+  })
+})

@@ -1,0 +1,137 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { expect } from 'chai'
+import {
+  createAuditTrail,
+  createJsonLinesFileSink,
+  runWithAccessContext,
+  type AuditEvent,
+  type AuditSink,
+  type RequestID,
+} from '@gatehouse/core'
+import { createMemoryAuditSink } from '@gatehouse/core/testing'
+
+const event = (i: number) => ({
+  type: 'authn.failure' as const,
+  outcome: 'failure' as const,
+  actor: { id: null },
+  action: `GET /${i}`,
+})
+
+describe('createAuditTrail', () => {
+  it('writes every event, in order, in batches', async () => {
+    const batches: number[] = []
+    const sink = createMemoryAuditSink()
+    const counting: AuditSink = {
+      name: 'c',
+      write: async (e) => (batches.push(e.length), sink.write(e)),
+    }
+    const trail = createAuditTrail({ sinks: [counting], batchSize: 100 })
+    for (let i = 0; i < 250; i++) trail.emit(event(i))
+    await trail.flush()
+    expect(sink.events.map((e) => e.action)).to.deep.equal(
+      Array.from({ length: 250 }, (_, i) => `GET /${i}`),
+    )
+    expect(batches.reduce((a, b) => a + b, 0)).to.equal(250)
+    expect(Math.max(...batches)).to.be.at.most(100)
+    expect(new Set(sink.events.map((e) => e.id)).size).to.equal(250)
+  })
+
+  it('retries a failing sink and loses nothing', async () => {
+    let failures = 2
+    const written: AuditEvent[] = []
+    const flaky: AuditSink = {
+      name: 'flaky',
+      async write(events) {
+        if (failures-- > 0) throw new Error('disk full')
+        written.push(...events)
+      },
+    }
+    const errors: string[] = []
+    const trail = createAuditTrail({
+      sinks: [flaky],
+      logger: { warn() {}, error: (m) => errors.push(m) },
+    })
+    for (let i = 0; i < 10; i++) trail.emit(event(i))
+    await trail.flush(5_000)
+    expect(written.map((e) => e.action)).to.deep.equal(
+      Array.from({ length: 10 }, (_, i) => `GET /${i}`),
+    )
+    expect(errors).to.have.length(2)
+  })
+
+  it('reports backpressure when a queue is full', () => {
+    const stuck: AuditSink = { name: 'stuck', write: () => new Promise(() => {}) }
+    const trail = createAuditTrail({ sinks: [stuck], maxQueue: 3 })
+    expect([1, 2, 3, 4].map((i) => trail.emit(event(i)))).to.deep.equal([true, true, true, false])
+  })
+
+  it('keeps only failures and changes at the minimal level', async () => {
+    const sink = createMemoryAuditSink()
+    const trail = createAuditTrail({ sinks: [sink], level: 'minimal' })
+    trail.emit({ ...event(1), type: 'authn.success', outcome: 'success' })
+    trail.emit(event(2))
+    trail.emit({ ...event(3), type: 'key.revoked', outcome: 'success' })
+    await trail.flush()
+    expect(sink.events.map((e) => e.type)).to.deep.equal(['authn.failure', 'key.revoked'])
+  })
+
+  it('records handler events with the request context from AsyncLocalStorage', async () => {
+    const sink = createMemoryAuditSink()
+    const trail = createAuditTrail({ sinks: [sink] })
+    const context = {
+      requestId: 'req-9' as RequestID,
+      method: 'POST',
+      path: '/docs',
+      route: '/docs',
+      ip: '10.0.0.1',
+      userAgent: undefined,
+      startedAt: 0,
+      principal: null,
+    }
+    await runWithAccessContext(context, async () => {
+      await Promise.resolve()
+      trail.record('document.created', { target: { type: 'document', id: '7' } })
+    })
+    trail.record('key.revoked')
+    await trail.flush()
+    expect(sink.events[0]).to.deep.include({
+      type: 'custom',
+      customType: 'document.created',
+      target: { type: 'document', id: '7' },
+    })
+    expect(sink.events[0]?.request).to.deep.equal({
+      id: 'req-9',
+      method: 'POST',
+      path: '/docs',
+      route: '/docs',
+      ip: '10.0.0.1',
+    })
+    expect(sink.events[1]).to.include({ type: 'key.revoked' })
+    expect(sink.events[1]).to.not.have.property('request')
+  })
+
+  it('appends JSON lines that control characters cannot break', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gatehouse-audit-'))
+    try {
+      const path = join(dir, 'nested', 'audit.jsonl')
+      const trail = createAuditTrail({ sinks: [createJsonLinesFileSink({ path })] })
+      trail.emit({ ...event(1), action: 'GET /a\n{"forged":true}\r\u2028' })
+      trail.emit(event(2))
+      await trail.close()
+      const lines = (await readFile(path, 'utf8')).trimEnd().split('\n')
+      expect(lines).to.have.length(2)
+      expect(JSON.parse(lines[0] as string).action).to.equal('GET /a\n{"forged":true}\r\u2028')
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('refuses bad options', () => {
+    expect(() => createAuditTrail({ level: 'loud' as never })).to.throw(
+      /audit.level: unknown audit level "loud"/,
+    )
+    expect(() => createAuditTrail({ sinks: [{}] as never })).to.throw(/audit.sinks\[0\]/)
+  })
+})

@@ -1,0 +1,228 @@
+import { expect } from 'chai'
+import {
+  compileRequirements,
+  createApiKeyManager,
+  createGate,
+  createMemoryKeyStore,
+  normalizePath,
+  parseRequestId,
+  parseRoleId,
+  parseUserId,
+  permissionCovers,
+  type GateStage,
+} from '@gatehouse/core'
+import { createMemoryAuditSink, fakeRequest } from '@gatehouse/core/testing'
+
+const PEPPER = 'p'.repeat(32)
+
+describe('createGate', () => {
+  async function withKey(extra: Parameters<typeof createGate>[0] = {}) {
+    const store = createMemoryKeyStore()
+    const sink = createMemoryAuditSink()
+    const gate = createGate({
+      apiKeys: { store, pepper: PEPPER },
+      audit: { sinks: [sink] },
+      ...extra,
+    })
+    const { key } = await createApiKeyManager({ store, pepper: PEPPER }).create({
+      name: 'k',
+      ownerId: 'u',
+      scopes: ['docs:read'],
+      roles: ['viewer'],
+    })
+    return { gate, key, sink }
+  }
+
+  it('returns a decision with a per-stage trace', async () => {
+    const { gate, key } = await withKey()
+    const d = await gate.evaluate(
+      fakeRequest({ headers: { 'x-api-key': key } }),
+      gate.compile('docs:read'),
+    )
+    expect(d.allowed).to.equal(true)
+    expect(d.status).to.equal(200)
+    expect(d.trace.map((t) => [t.stage, t.outcome, t.by])).to.deep.equal([
+      ['authenticate', 'allow', 'apikey'],
+      ['authorize', 'allow', 'requirements'],
+    ])
+    for (const t of d.trace) expect(t.micros).to.be.a('number').and.at.least(0)
+  })
+
+  it('denies by default: anonymous requests reach only public routes', async () => {
+    const { gate } = await withKey({ credentialsRequired: false })
+    const open = await gate.evaluate(fakeRequest(), gate.compile({ public: true }))
+    expect(open.allowed).to.equal(true)
+    expect(open.principal).to.equal(null)
+    const closed = await gate.evaluate(fakeRequest(), gate.compile({}))
+    expect(closed.allowed).to.equal(false)
+    if (!closed.allowed) expect(closed.error.code).to.equal('ERR_AUTH_REQUIRED')
+  })
+
+  it('still verifies credentials sent to a public route', async () => {
+    const { gate } = await withKey()
+    const d = await gate.evaluate(
+      fakeRequest({ headers: { 'x-api-key': 'gh_nonsense' } }),
+      gate.compile({ public: true }),
+    )
+    expect(d.allowed).to.equal(false)
+    expect(d.status).to.equal(401)
+  })
+
+  it('runs stages between authentication and authorization and keeps their headers', async () => {
+    const seen: string[] = []
+    const limiter: GateStage = {
+      name: 'ratelimit',
+      run: ({ principal }) => {
+        seen.push(String(principal?.id))
+        return seen.length > 1
+          ? {
+              ok: false,
+              error: new (class extends Error {})('x') as never,
+              headers: { 'retry-after': '1' },
+            }
+          : { ok: true, headers: { ratelimit: 'limit=1, remaining=0' } }
+      },
+    }
+    const { gate, key } = await withKey({ stages: [limiter] })
+    const first = await gate.evaluate(
+      fakeRequest({ headers: { 'x-api-key': key } }),
+      gate.compile('docs:read'),
+    )
+    expect(first.allowed).to.equal(true)
+    expect(first.headers).to.deep.equal({ ratelimit: 'limit=1, remaining=0' })
+    expect(first.trace.map((t) => t.stage)).to.deep.equal([
+      'authenticate',
+      'ratelimit',
+      'authorize',
+    ])
+    expect(seen).to.deep.equal(['u'])
+  })
+
+  it('turns a throwing stage into a 503 without leaking its message', async () => {
+    const broken: GateStage = {
+      name: 'quota',
+      run: () => Promise.reject(new Error('redis: ECONNREFUSED 10.0.0.5')),
+    }
+    const { gate, key } = await withKey({ stages: [broken] })
+    const d = await gate.evaluate(fakeRequest({ headers: { 'x-api-key': key } }))
+    expect(d.allowed).to.equal(false)
+    if (d.allowed) return
+    expect(d.status).to.equal(503)
+    expect(d.error.code).to.equal('ERR_STORE_UNAVAILABLE')
+    expect(JSON.stringify(d.problem)).to.not.include('ECONNREFUSED')
+  })
+
+  it('uses the authorize hook when given (the policy engine plugs in here)', async () => {
+    const { gate, key } = await withKey({
+      authorize: (p, req) => ({
+        allowed: req.permission === 'docs:read' && p.roles.includes('viewer' as never),
+        level: 'read',
+        matchedRules: ['r1'],
+        riskScore: 0,
+        explanation: 'viewer may read',
+      }),
+    })
+    expect(
+      (
+        await gate.evaluate(
+          fakeRequest({ headers: { 'x-api-key': key } }),
+          gate.compile('docs:read'),
+        )
+      ).allowed,
+    ).to.equal(true)
+    const denied = await gate.evaluate(
+      fakeRequest({ headers: { 'x-api-key': key } }),
+      gate.compile('docs:write'),
+    )
+    expect(denied.allowed).to.equal(false)
+    if (!denied.allowed) expect(denied.error.code).to.equal('ERR_POLICY_DENIED')
+  })
+
+  it('explains without auditing', async () => {
+    const { gate, key, sink } = await withKey()
+    const d = await gate.explain(
+      fakeRequest({ headers: { 'x-api-key': key } }),
+      gate.compile('docs:write'),
+    )
+    expect(d.allowed).to.equal(false)
+    expect(d.trace.at(-1)).to.include({
+      stage: 'authorize',
+      outcome: 'deny',
+      reason: 'missing permission docs:write',
+    })
+    await gate.audit.flush()
+    expect(sink.events).to.have.length(0)
+  })
+
+  it('fails closed when the audit queue is full', async () => {
+    const gate = createGate({
+      apiKeys: { store: createMemoryKeyStore(), pepper: PEPPER },
+      credentialsRequired: false,
+      audit: { sinks: [{ name: 'stuck', write: () => new Promise(() => {}) }], maxQueue: 1 },
+    })
+    const req = () => gate.evaluate(fakeRequest(), gate.compile({ public: true }))
+    expect((await req()).allowed).to.equal(true)
+    const d = await req()
+    expect(d.allowed).to.equal(false)
+    expect(d.status).to.equal(503)
+  })
+
+  it('refuses bad options at creation with the option named', () => {
+    expect(() => createGate({ credentialsRequired: 'yes' as never })).to.throw(
+      /credentialsRequired: must be a boolean, received "yes"/,
+    )
+    expect(() =>
+      createGate({ jwt: { algorithms: ['HS256', 'HS257' as never], secret: 'x'.repeat(32) } }),
+    ).to.throw(/jwt.algorithms\[1\]: unknown algorithm "HS257"/)
+    const warnings: string[] = []
+    createGate({
+      realmm: 'x',
+      logger: { warn: (m: string) => warnings.push(m), error() {} },
+    } as never)
+    expect(warnings.join('\n')).to.include('unknown option "realmm"; did you mean "realm"?')
+  })
+})
+
+describe('route requirements', () => {
+  it('compiles strings as permissions and rejects typos', () => {
+    expect(compileRequirements('docs:read').permission).to.equal('docs:read')
+    expect(() => compileRequirements('not a permission')).to.throw(/requirements.permission/)
+    expect(() => compileRequirements({ scope: ['a'] } as never)).to.throw(/did you mean "scopes"/)
+  })
+
+  it('matches permission wildcards only at segment boundaries', () => {
+    expect(permissionCovers('docs:*', 'docs:read')).to.equal(true)
+    expect(permissionCovers('*', 'docs:read')).to.equal(true)
+    expect(permissionCovers('docs*', 'docsecret:read')).to.equal(false)
+    expect(permissionCovers('docs:read', 'docs:readall')).to.equal(false)
+  })
+})
+
+describe('identifiers and paths', () => {
+  it('makes branded ids only from valid input', () => {
+    expect(parseUserId('alice')).to.equal('alice')
+    expect(parseUserId('')).to.equal(undefined)
+    expect(parseUserId('a b')).to.equal(undefined)
+    expect(parseUserId({ toString: () => 'x' })).to.equal(undefined)
+    expect(parseRoleId('ａdmin')).to.equal(undefined)
+    expect(parseRoleId('__proto__')).to.equal(undefined)
+    expect(parseRequestId('abc-123')).to.equal('abc-123')
+    expect(parseRequestId('x'.repeat(129))).to.equal(undefined)
+  })
+
+  it('normalizes paths the way routers resolve them', () => {
+    const cases: Array<[string, string]> = [
+      ['/admin', '/admin'],
+      ['/admin/', '/admin'],
+      ['//admin', '/admin'],
+      ['/%61dmin', '/admin'],
+      ['/admin;x', '/admin'],
+      ['/admin/../admin', '/admin'],
+      ['/a/./b', '/a/b'],
+      ['/%2e%2e/admin', '/admin'],
+      ['/docs/%2F', '/docs/%2F'],
+      ['/', '/'],
+    ]
+    for (const [input, expected] of cases) expect(normalizePath(input), input).to.equal(expected)
+  })
+})
