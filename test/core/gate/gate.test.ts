@@ -1,5 +1,6 @@
 import { expect } from 'chai'
 import {
+  AuthError,
   compileRequirements,
   createApiKeyManager,
   createGate,
@@ -10,6 +11,7 @@ import {
   parseUserId,
   permissionCovers,
   type GateStage,
+  type StageResult,
 } from '@gatehouse/core'
 import { createMemoryAuditSink, fakeRequest } from '@gatehouse/core/testing'
 
@@ -72,22 +74,21 @@ describe('createGate', () => {
     const seen: string[] = []
     const limiter: GateStage = {
       name: 'ratelimit',
-      run: ({ principal }) => {
+      run: ({ principal }): StageResult => {
         seen.push(String(principal?.id))
-        return seen.length > 1
-          ? {
-              ok: false,
-              error: new (class extends Error {})('x') as never,
-              headers: { 'retry-after': '1' },
-            }
-          : { ok: true, headers: { ratelimit: 'limit=1, remaining=0' } }
+        if (seen.length === 1) return { ok: true, headers: { ratelimit: 'limit=1, remaining=0' } }
+        return {
+          ok: false,
+          by: 'per-key',
+          error: new AuthError('ERR_RATE_LIMITED', 'Too many requests', { reason: 'per-key 1/s' }),
+          headers: { 'retry-after': '1' },
+        }
       },
     }
-    const { gate, key } = await withKey({ stages: [limiter] })
-    const first = await gate.evaluate(
-      fakeRequest({ headers: { 'x-api-key': key } }),
-      gate.compile('docs:read'),
-    )
+    const { gate, key, sink } = await withKey({ stages: [limiter] })
+    const req = () =>
+      gate.evaluate(fakeRequest({ headers: { 'x-api-key': key } }), gate.compile('docs:read'))
+    const first = await req()
     expect(first.allowed).to.equal(true)
     expect(first.headers).to.deep.equal({ ratelimit: 'limit=1, remaining=0' })
     expect(first.trace.map((t) => t.stage)).to.deep.equal([
@@ -95,7 +96,17 @@ describe('createGate', () => {
       'ratelimit',
       'authorize',
     ])
-    expect(seen).to.deep.equal(['u'])
+    const second = await req()
+    expect(second.allowed).to.equal(false)
+    expect(second.status).to.equal(429)
+    expect(second.headers).to.deep.equal({ 'retry-after': '1' })
+    expect(second.trace.map((t) => [t.stage, t.outcome, t.by])).to.deep.equal([
+      ['authenticate', 'allow', 'apikey'],
+      ['ratelimit', 'deny', 'per-key'],
+    ])
+    expect(seen).to.deep.equal(['u', 'u'])
+    await gate.audit.flush()
+    expect(sink.events.map((e) => e.type)).to.deep.equal(['authz.allow', 'ratelimit.exceeded'])
   })
 
   it('turns a throwing stage into a 503 without leaking its message', async () => {

@@ -131,7 +131,7 @@ export function keyMismatch(alg: JwsAlgorithm, key: KeyObject): string | undefin
 export function verifySignature(
   alg: JwsAlgorithm,
   key: KeyObject,
-  data: string,
+  data: string | Uint8Array,
   signature: Uint8Array,
 ): boolean {
   const s = ALGORITHM_SPECS[alg]
@@ -144,23 +144,27 @@ export function verifySignature(
         return mac.length === signature.length && timingSafeEqual(mac, signature)
       }
       case 'RSA':
-        return verify(s.hash, Buffer.from(data), key, signature)
+        return verify(s.hash, toBytes(data), key, signature)
       case 'RSA-PSS':
         // RFC 7518 §3.5: the salt is as long as the hash output.
         return verify(
           s.hash,
-          Buffer.from(data),
+          toBytes(data),
           { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: s.size },
           signature,
         )
       case 'EC':
         // RFC 7518 §3.4: R || S, fixed length; DER is not JWS.
         if (signature.length !== s.size) return false
-        return verify(s.hash, Buffer.from(data), { key, dsaEncoding: 'ieee-p1363' }, signature)
+        return verify(s.hash, toBytes(data), { key, dsaEncoding: 'ieee-p1363' }, signature)
       case 'OKP':
-        return verify(null, Buffer.from(data), key, signature)
+        return verify(null, toBytes(data), key, signature)
     }
   } catch {
     return false
   }
+}
+
+function toBytes(data: string | Uint8Array): Uint8Array {
+  return typeof data === 'string' ? Buffer.from(data) : data
 }

@@ -97,7 +97,8 @@ function checkHeader(encoded: string): HeaderCheck {
   }
   if (h.typ !== undefined && typeof h.typ !== 'string')
     return { ok: false, kind: 'malformed', reason: 'typ must be a string' }
-  return { ok: true, header: h as JoseHeader }
+  // Frozen: the object is cached and shared by every token with the same encoded header.
+  return { ok: true, header: Object.freeze(h) as JoseHeader }
 }
 
 /**
@@ -108,6 +109,7 @@ export async function verifyCompactJws(
   token: string,
   options: JwsVerifyOptions,
 ): Promise<JwsResult> {
+  if (typeof token !== 'string') return fail('malformed', 'token is not a string')
   if (token.length > options.maxTokenLength) return fail('malformed', 'token too long')
   const dot1 = token.indexOf('.')
   const dot2 = dot1 < 0 ? -1 : token.indexOf('.', dot1 + 1)

@@ -342,6 +342,13 @@ const malformed = (reason: string): JwtVerifyResult => ({
   error: new AuthError('ERR_JWT_MALFORMED', 'The access token is malformed', { reason }),
 })
 
+function deepFreeze(value: object): object {
+  Object.freeze(value)
+  for (const v of Object.values(value))
+    if (typeof v === 'object' && v !== null && !Object.isFrozen(v)) deepFreeze(v)
+  return value
+}
+
 /** A NumericDate (RFC 7519 §2): a finite JSON number of seconds. */
 function numericDate(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isFinite(value) ? value * 1000 : undefined
@@ -360,6 +367,7 @@ class Verifier implements JwtVerifier {
   async verify(token: string): Promise<JwtVerifyResult> {
     const { cache, now } = this.rules
     // Keyed by a digest, so that no bearer token sits in memory as a map key.
+    if (typeof token !== 'string') return malformed('token is not a string')
     const cacheKey =
       cache === undefined || token.length > this.jws.maxTokenLength
         ? undefined
@@ -392,7 +400,8 @@ class Verifier implements JwtVerifier {
     }
     if (typeof claims !== 'object' || claims === null || Array.isArray(claims))
       return malformed('claims are not a JSON object')
-    const c = claims as JwtClaims
+    // Frozen all the way down: cached claims are shared by every request carrying the token.
+    const c = deepFreeze(claims) as JwtClaims
     const checked = this.#checkClaims(c, now())
     if (checked !== undefined) return checked
     const principal = this.#principal(c, jws.kid)
