@@ -9,6 +9,7 @@
  * ```
  * @packageDocumentation
  */
+import './decorators/metadata-polyfill.js'
 export * from './errors.js'
 export * from './ids.js'
 export * from './types.js'
@@ -38,3 +39,5 @@ export * from './audit/audit-event.js'
 export * from './audit/audit-trail.js'
 export * from './audit/memory-audit-sink.js'
 export * from './audit/json-lines-file-sink.js'
+export * from './gate/node-gate-request.js'
+export * from './decorators/controller.js'

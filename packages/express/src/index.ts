@@ -16,12 +16,13 @@ import {
   compileRequirements,
   ConfigError,
   createGate,
+  describeController,
+  NodeGateRequest,
   PROBLEM_CONTENT_TYPE,
   runWithAccessContext,
   type Decision,
   type Gate,
   type GateOptions,
-  type GateRequest,
   type HeaderBag,
   type Principal,
   type ProblemDetails,
@@ -58,33 +59,17 @@ export interface AuthMiddlewareOptions extends GateOptions {
   readonly mirrorToUser?: boolean
 }
 
-class ExpressGateRequest implements GateRequest {
-  readonly method: string
-  readonly path: string
-  readonly query: string
-  readonly route: string | undefined
-  readonly ip: string | undefined
-  readonly rawHeaders: readonly string[]
-  readonly #req: Request
-
-  constructor(req: Request) {
-    this.#req = req
-    const url = req.originalUrl
-    const q = url.indexOf('?')
-    this.method = req.method
-    this.path = q === -1 ? url : url.slice(0, q)
-    this.query = q === -1 ? '' : url.slice(q + 1)
-    const routePath = (req.route as { path?: unknown } | undefined)?.path
-    this.route = typeof routePath === 'string' ? req.baseUrl + routePath : undefined
+function toGateRequest(req: Request): NodeGateRequest {
+  const routePath = (req.route as { path?: unknown } | undefined)?.path
+  return new NodeGateRequest({
+    method: req.method,
+    url: req.originalUrl,
+    route: typeof routePath === 'string' ? req.baseUrl + routePath : undefined,
     // `req.ip` honours the app's `trust proxy` setting; X-Forwarded-For is never read here.
-    this.ip = req.ip
-    this.rawHeaders = req.rawHeaders
-  }
-
-  header(name: string): string | undefined {
-    const v = this.#req.headers[name]
-    return typeof v === 'string' ? v : v?.[0]
-  }
+    ip: req.ip,
+    headers: req.headers,
+    rawHeaders: req.rawHeaders,
+  })
 }
 
 function send(res: Response, status: number, headers: HeaderBag, problem: ProblemDetails): void {
@@ -113,7 +98,7 @@ export function authMiddleware(options: Readonly<AuthMiddlewareOptions>): Reques
     next: NextFunction,
   ): Promise<void> {
     const startedAt = gate.now()
-    const request = new ExpressGateRequest(req)
+    const request = toGateRequest(req)
     let decision: Decision
     try {
       decision = await gate.authenticate(request)
@@ -128,35 +113,61 @@ export function authMiddleware(options: Readonly<AuthMiddlewareOptions>): Reques
   }
 }
 
+/** Options of {@link requirePolicy}. */
+export interface RequirePolicyOptions {
+  /**
+   * The gate to use when no {@link authMiddleware} ran before this route: the route then
+   * authenticates and authorizes in one step, so a `{ public: true }` route can serve anonymous
+   * callers while the rest of the app requires credentials.
+   */
+  readonly gate?: Gate
+  /** Also set `req.user` (with `gate` only). @default false */
+  readonly mirrorToUser?: boolean
+}
+
 /**
  * Per-route requirements: a permission (`'documents:read'`) or `{ scopes, roles, permission, public }`.
- * Compiled once here; needs {@link authMiddleware} earlier in the chain.
+ * Compiled once here. Uses the decision of an earlier {@link authMiddleware}, or runs the whole
+ * gate itself when given `{ gate }`.
  * @throws {ConfigError} for an invalid declaration, at creation
  */
-export function requirePolicy(requirements: string | RouteRequirements): RequestHandler {
+export function requirePolicy(
+  requirements: string | RouteRequirements,
+  options: RequirePolicyOptions = {},
+): RequestHandler {
   const compiled = compileRequirements(requirements)
+  const { gate: ownGate, mirrorToUser = false } = options
   return async function gatehouseRequirePolicy(
     req: Request,
     res: Response,
     next: NextFunction,
   ): Promise<void> {
     const auth = req.auth
-    if (auth === undefined) {
+    const gate = auth?.gate ?? ownGate
+    if (gate === undefined) {
       return next(
-        new ConfigError('requirePolicy() needs authMiddleware() to run first on this route'),
+        new ConfigError(
+          'requirePolicy() needs authMiddleware() earlier on this route, or { gate }',
+        ),
       )
     }
-    if (!auth.decision.allowed)
-      return next(new ConfigError('requirePolicy() reached after a denial'))
+    const startedAt = gate.now()
+    const request = toGateRequest(req)
     let decision: Decision
     try {
-      decision = await auth.gate.authorize(new ExpressGateRequest(req), auth.decision, compiled)
+      decision =
+        auth?.decision.allowed === true
+          ? await gate.authorize(request, auth.decision, compiled)
+          : await gate.evaluate(request, compiled)
     } catch (error) {
       return next(error)
     }
     if (!decision.allowed) return send(res, decision.status, decision.headers, decision.problem)
-    req.auth = { principal: decision.principal, decision, gate: auth.gate }
-    next()
+    req.auth = { principal: decision.principal, decision, gate }
+    if (auth !== undefined) return next()
+    applyHeaders(res, decision.headers)
+    if (mirrorToUser) (req as { user?: unknown }).user = decision.principal ?? undefined
+    runWithAccessContext(gate.contextFor(request, decision, startedAt), next)
   }
 }
 
@@ -178,5 +189,44 @@ export function problemHandler(options: { readonly gate?: Gate } = {}): ErrorReq
     const requestId = req.auth?.decision.requestId ?? randomUUID()
     const answer = gate.errorResponse(error, requestId)
     send(res, answer.status, answer.headers, answer.problem)
+  }
+}
+
+/** Something `mountController` can register routes on: an Express app or router. */
+export interface ExpressRouteTarget {
+  get(path: string, ...handlers: RequestHandler[]): unknown
+  post(path: string, ...handlers: RequestHandler[]): unknown
+  put(path: string, ...handlers: RequestHandler[]): unknown
+  patch(path: string, ...handlers: RequestHandler[]): unknown
+  delete(path: string, ...handlers: RequestHandler[]): unknown
+  head(path: string, ...handlers: RequestHandler[]): unknown
+  options(path: string, ...handlers: RequestHandler[]): unknown
+}
+
+/**
+ * Registers a decorated controller's routes (`@Controller`, `@Get`, `@Policy`, `@Public` from
+ * `@gatehouse/core`), each behind {@link requirePolicy} with its effective requirements. Handlers
+ * are called as `instance[method](req, res, next)`; a returned value that is not `undefined` is
+ * sent with `res.json`. Pass `{ gate }` to mount it without a global {@link authMiddleware}, so
+ * that `@Public()` routes serve anonymous callers.
+ * @throws {ConfigError} for a class that declares no routes
+ */
+export function mountController<TController extends object>(
+  target: ExpressRouteTarget,
+  controller: (new () => TController) | { readonly instance: TController },
+  options: RequirePolicyOptions = {},
+): void {
+  const instance = typeof controller === 'function' ? new controller() : controller.instance
+  const description = describeController(instance.constructor as new () => TController)
+  for (const route of description.routes) {
+    const method = (instance as Record<string | symbol, unknown>)[route.handler]
+    if (typeof method !== 'function')
+      throw new ConfigError(`${String(route.handler)} is not a method`)
+    const handler: RequestHandler = async function gatehouseControllerRoute(req, res, next) {
+      const result: unknown = await method.call(instance, req, res, next)
+      if (result !== undefined && !res.headersSent) res.json(result)
+    }
+    const register = target[route.method.toLowerCase() as keyof ExpressRouteTarget]
+    register.call(target, route.path, requirePolicy(route.requirements.source, options), handler)
   }
 }
