@@ -17,6 +17,7 @@ import {
 // The published table: a change here is a breaking change and must be deliberate.
 const EXPECTED: Record<AuthErrorCode, number> = {
   ERR_AUTH_REQUIRED: 401,
+  ERR_AUTH_INVALID: 401,
   ERR_AUTH_AMBIGUOUS: 400,
   ERR_AUTH_MALFORMED: 400,
   ERR_AUTH_QUERY_CREDENTIALS: 400,

@@ -11,6 +11,7 @@
  */
 export type AuthErrorCode =
   | 'ERR_AUTH_REQUIRED'
+  | 'ERR_AUTH_INVALID'
   | 'ERR_AUTH_AMBIGUOUS'
   | 'ERR_AUTH_MALFORMED'
   | 'ERR_AUTH_QUERY_CREDENTIALS'
@@ -62,6 +63,8 @@ const row = (
  */
 export const ERROR_CODES: Readonly<Record<AuthErrorCode, ErrorCodeInfo>> = Object.freeze({
   ERR_AUTH_REQUIRED: row(401, 'authentication-required', 'Authentication required', null),
+  // Credentials of a custom authenticator (a passport strategy, Basic...) that did not verify.
+  ERR_AUTH_INVALID: row(401, 'invalid-credentials', 'Invalid credentials', null),
   ERR_AUTH_AMBIGUOUS: row(400, 'ambiguous-credentials', 'Ambiguous credentials', 'invalid_request'),
   ERR_AUTH_MALFORMED: row(400, 'malformed-credentials', 'Malformed credentials', 'invalid_request'),
   ERR_AUTH_QUERY_CREDENTIALS: row(

@@ -106,7 +106,11 @@ describe('createGate', () => {
     ])
     expect(seen).to.deep.equal(['u', 'u'])
     await gate.audit.flush()
-    expect(sink.events.map((e) => e.type)).to.deep.equal(['authz.allow', 'ratelimit.exceeded'])
+    expect(sink.events.map((e) => e.type)).to.deep.equal([
+      'authn.success',
+      'authz.allow',
+      'ratelimit.exceeded',
+    ])
   })
 
   it('turns a throwing stage into a 503 without leaking its message', async () => {
@@ -165,11 +169,11 @@ describe('createGate', () => {
     expect(sink.events).to.have.length(0)
   })
 
-  it('fails closed when the audit queue is full', async () => {
+  it('fails closed when the audit queue is full (two events per request)', async () => {
     const gate = createGate({
       apiKeys: { store: createMemoryKeyStore(), pepper: PEPPER },
       credentialsRequired: false,
-      audit: { sinks: [{ name: 'stuck', write: () => new Promise(() => {}) }], maxQueue: 1 },
+      audit: { sinks: [{ name: 'stuck', write: () => new Promise(() => {}) }], maxQueue: 2 },
     })
     const req = () => gate.evaluate(fakeRequest(), gate.compile({ public: true }))
     expect((await req()).allowed).to.equal(true)
@@ -235,5 +239,32 @@ describe('identifiers and paths', () => {
       ['/', '/'],
     ]
     for (const [input, expected] of cases) expect(normalizePath(input), input).to.equal(expected)
+  })
+})
+
+describe('createGate with custom authenticators', () => {
+  it('refuses a bearer token sent together with a credential a custom authenticator detects', async () => {
+    const custom = {
+      name: 'legacy',
+      detect: (r: { header(n: string): string | undefined }) =>
+        r.header('x-legacy-token') !== undefined,
+      authenticate: async () => ({
+        ok: false as const,
+        error: new AuthError('ERR_AUTH_INVALID', 'no'),
+      }),
+    }
+    const gate = createGate({
+      jwt: { secret: 's'.repeat(32) },
+      authenticators: [custom],
+      audit: false,
+    })
+    const d = await gate.evaluate(
+      fakeRequest({ headers: { authorization: 'Bearer a.b.c', 'x-legacy-token': 't' } }),
+    )
+    expect(d.status).to.equal(400)
+    if (!d.allowed) expect(d.error.code).to.equal('ERR_AUTH_AMBIGUOUS')
+    const alone = await gate.evaluate(fakeRequest({ headers: { 'x-legacy-token': 't' } }))
+    if (!alone.allowed) expect(alone.error.code).to.equal('ERR_AUTH_INVALID')
+    expect(alone.trace[0]?.by).to.equal('legacy')
   })
 })

@@ -152,7 +152,10 @@ export interface Gate {
     prior: AllowDecision,
     requirements: CompiledRequirements,
   ): Promise<Decision>
-  /** Both steps at once, one audit event (for frameworks that know the route up front). */
+  /**
+   * Both steps at once, for frameworks that know the route up front; without `requirements` only
+   * authentication runs (as with a global middleware alone). Audits each step, like the two calls.
+   */
   evaluate(request: GateRequest, requirements?: CompiledRequirements): Promise<Decision>
   /** Like `evaluate` without auditing: a dry run that returns the full trace. */
   explain(request: GateRequest, requirements?: CompiledRequirements): Promise<Decision>
@@ -355,7 +358,6 @@ class GateImpl implements Gate {
   readonly audit: AuditTrail
   readonly now: Clock
   readonly #c: GateConfig
-  readonly #noRequirements: CompiledRequirements = compileRequirements(undefined)
 
   constructor(config: GateConfig) {
     this.#c = config
@@ -383,7 +385,8 @@ class GateImpl implements Gate {
   ): Promise<Decision> {
     const trace: TraceEntry[] = [...prior.trace]
     const step = await this.#authorize(request, prior.principal, requirements, trace)
-    return this.#finish(request, prior.requestId, step, trace, true)
+    const headers = mergeHeaders(prior.headers, step.headers)
+    return this.#finish(request, prior.requestId, { ...step, headers }, trace, true)
   }
 
   async evaluate(request: GateRequest, requirements?: CompiledRequirements): Promise<Decision> {
@@ -432,6 +435,11 @@ class GateImpl implements Gate {
     await this.#c.audit.close()
   }
 
+  /**
+   * Authentication then, when the route declares requirements, authorization: the same two steps
+   * (and the same two audit events) as a global middleware followed by a route guard, so every
+   * adapter audits alike.
+   */
   async #evaluate(
     request: GateRequest,
     requirements: CompiledRequirements | undefined,
@@ -439,13 +447,19 @@ class GateImpl implements Gate {
   ): Promise<Decision> {
     const trace: TraceEntry[] = []
     const requestId = this.#requestId(request)
-    const req = requirements ?? this.#noRequirements
-    let step = await this.#authenticate(request, trace, req.public)
-    if (step.error === undefined) {
-      const authz = await this.#authorize(request, step.principal, req, trace)
-      step = { ...authz, headers: mergeHeaders(step.headers, authz.headers) }
-    }
-    return this.#finish(request, requestId, step, trace, audit)
+    const authn = await this.#authenticate(request, trace, requirements?.public === true)
+    const first = this.#finish(request, requestId, authn, trace, audit)
+    if (!first.allowed || requirements === undefined) return first
+    // A copy: the first decision (and its audit event) keeps its own trace.
+    const authzTrace = [...trace]
+    const authz = await this.#authorize(request, first.principal, requirements, authzTrace)
+    return this.#finish(
+      request,
+      requestId,
+      { ...authz, headers: mergeHeaders(authn.headers, authz.headers) },
+      authzTrace,
+      audit,
+    )
   }
 
   #requestId(request: GateRequest): RequestID {
@@ -461,7 +475,20 @@ class GateImpl implements Gate {
   ): Promise<StepResult> {
     const c = this.#c
     const started = monotonicMicros()
-    const credential = extractCredential(request, c.credentialRules)
+    let credential = extractCredential(request, c.credentialRules)
+    if (
+      c.credentialRules.rejectAmbiguous &&
+      (credential.kind === 'bearer' || credential.kind === 'apikey-header') &&
+      c.authenticators.some((a) => a.detect(request))
+    ) {
+      // A custom authenticator also sees a credential of its own kind: two credentials.
+      credential = {
+        kind: 'error',
+        error: new AuthError('ERR_AUTH_AMBIGUOUS', 'The request carries more than one credential', {
+          reason: 'a custom authenticator also found a credential',
+        }),
+      }
+    }
     let by = 'none'
     let result: { principal: Principal | null; error: AuthError | undefined }
     try {
