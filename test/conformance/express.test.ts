@@ -1,0 +1,58 @@
+import { once } from 'node:events'
+import express from 'express'
+import helmet from 'helmet'
+import { authMiddleware, mountController, problemHandler, requirePolicy } from '@gatehouse/express'
+import { getAccessContext } from '@gatehouse/core'
+import { describeAdapterConformance, type MakeApp } from '../helpers/adapter-conformance.js'
+
+export const makeExpressApp: MakeApp = async ({ gate, DocsController }) => {
+  const app = express()
+  app.use(helmet())
+  // Routes that serve anonymous callers guard themselves with the gate (both steps), so they are
+  // mounted before the global middleware, which requires credentials.
+  app.get('/public', requirePolicy({ public: true }, { gate }), (req, res) => {
+    res.json({ principal: req.auth?.principal?.id ?? null })
+  })
+  mountController(app, DocsController, { gate })
+  app.use(authMiddleware({ gate }))
+  app.use(express.json())
+  app.get('/me', (req, res) => {
+    res.json({
+      id: req.auth?.principal?.id,
+      method: req.auth?.principal?.method,
+      requestId: getAccessContext()?.requestId,
+    })
+  })
+  app.get('/docs/:id', requirePolicy('documents:read'), (req, res) => {
+    res.json({ id: req.params.id })
+  })
+  app.post('/docs', requirePolicy('documents:write'), (_req, res) => {
+    res.status(201).json({ created: true })
+  })
+  app.get('/admin', requirePolicy({ roles: ['admin'] }), (_req, res) => {
+    res.json({ admin: true })
+  })
+  app.get(
+    '/reports',
+    requirePolicy({ scopes: ['reports:read', 'documents:read'] }),
+    (_req, res) => {
+      res.json({ ok: true })
+    },
+  )
+  app.get('/boom', () => {
+    throw new Error('kaboom: db password hunter2')
+  })
+  app.get('/limited', (_req, res) => {
+    res.json({ ok: true })
+  })
+  app.get('/record', requirePolicy('documents:read'), (_req, res) => {
+    gate.audit.record('document.viewed')
+    res.json({ ok: true })
+  })
+  app.use(problemHandler({ gate }))
+  const server = app.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  return { server, close: () => new Promise<void>((resolve) => server.close(() => resolve())) }
+}
+
+describeAdapterConformance('express', makeExpressApp)

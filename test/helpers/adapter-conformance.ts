@@ -1,0 +1,493 @@
+// One set of HTTP scenarios, run unchanged against every framework adapter. An adapter is done
+// when it passes this suite. Each framework supplies `makeApp`, which must serve the route table
+// below from the shared gate; everything else (keys, tokens, expectations) lives here.
+import type { Server } from 'node:http'
+import { expect } from 'chai'
+import request from 'supertest'
+import {
+  AuthError,
+  Controller,
+  createApiKeyManager,
+  createGate,
+  createMemoryBroker,
+  createMemoryKeyStore,
+  Get,
+  Policy,
+  Post,
+  Public,
+  type AuditEvent,
+  type Authenticator,
+  type Gate,
+  type GateStage,
+} from '@gatehouse/core'
+import {
+  createFakeClock,
+  createMemoryAuditSink,
+  type FakeClock,
+  type MemoryAuditSink,
+} from '@gatehouse/core/testing'
+import { seconds, signHmac, unsigned } from './jwt.js'
+
+export const PEPPER = 'conformance-pepper-0123456789abcdef'
+export const JWT_SECRET = 'conformance-jwt-secret-0123456789abcd'
+export const ISSUER = 'https://id.example'
+export const AUDIENCE = 'documents-api'
+
+/** The decorated controller every adapter mounts (standard TC39 decorators). */
+@Controller('/ctl')
+@Policy('documents:read')
+export class DocsController {
+  @Public()
+  @Get('/open')
+  open(): { open: boolean } {
+    return { open: true }
+  }
+
+  @Get('/docs')
+  list(): { docs: string[] } {
+    return { docs: ['1', '2'] }
+  }
+
+  @Policy('documents:write')
+  @Post('/docs')
+  create(): { created: boolean } {
+    return { created: true }
+  }
+}
+
+/**
+ * What each framework's app must serve, all through the given gate, with helmet in front:
+ *
+ * | route | requirements | answer |
+ * | --- | --- | --- |
+ * | GET /public | `{ public: true }` | `{ principal: id or null }` |
+ * | GET /me | none (authenticated) | `{ id, method, requestId }`, requestId read from AsyncLocalStorage |
+ * | GET /docs/:id | `'documents:read'` | `{ id }` |
+ * | POST /docs | `'documents:write'`, JSON body parser | 201 `{ created: true }` |
+ * | GET /admin | `{ roles: ['admin'] }` | `{ admin: true }` |
+ * | GET /reports | `{ scopes: ['reports:read', 'documents:read'] }` | `{ ok: true }` |
+ * | GET /boom | none | the handler throws `new Error('kaboom: db password hunter2')` |
+ * | GET /limited | none | `{ ok: true }` (the gate's test stage answers 429 first) |
+ * | GET /record | `'documents:read'` | calls `env.gate.audit.record('document.viewed')`, answers `{ ok: true }` |
+ * | DocsController | decorators | mounted with the adapter's `mountController` |
+ *
+ * Errors must render as RFC 9457 problems through the adapter's problem handler.
+ */
+export interface ConformanceEnv {
+  readonly gate: Gate
+  readonly DocsController: typeof DocsController
+}
+
+/** A running app: a Node server on a loopback port, and how to stop it. */
+export interface ConformanceApp {
+  readonly server: Server
+  close(): Promise<void>
+}
+
+export type MakeApp = (env: ConformanceEnv) => Promise<ConformanceApp>
+
+interface Fixture {
+  gate: Gate
+  sink: MemoryAuditSink
+  clock: FakeClock
+  readKey: string
+  revokedKey: string
+  expiringKey: string
+  jwt(claims?: Record<string, unknown>): string
+}
+
+// A stage standing in for the limits stage, so 429 answers and their headers are covered now.
+const testLimiter: GateStage = {
+  name: 'ratelimit',
+  run: ({ request: r }) =>
+    r.path === '/limited'
+      ? {
+          ok: false,
+          by: 'burst',
+          error: new AuthError('ERR_RATE_LIMITED', 'Too many requests', { reason: 'burst 1/1s' }),
+          headers: {
+            'retry-after': '7',
+            'ratelimit-policy': '"burst";q=1;w=1',
+            ratelimit: '"burst";r=0;t=7',
+          },
+        }
+      : { ok: true },
+}
+
+async function fixture(extraAuthenticators: readonly Authenticator[]): Promise<Fixture> {
+  const clock = createFakeClock()
+  const store = createMemoryKeyStore()
+  const broker = createMemoryBroker()
+  const sink = createMemoryAuditSink()
+  const gate = createGate({
+    apiKeys: { store, pepper: PEPPER, broker },
+    jwt: { secret: JWT_SECRET, issuer: ISSUER, audience: AUDIENCE },
+    authenticators: extraAuthenticators,
+    roles: { editor: ['documents:*'] },
+    stages: [testLimiter],
+    audit: { sinks: [sink], flushIntervalMs: 0 },
+    now: clock,
+  })
+  const keys = createApiKeyManager({ store, pepper: PEPPER, broker, now: clock })
+  const readKey = (
+    await keys.create({ name: 'reader', ownerId: 'alice', scopes: ['documents:read'] })
+  ).key
+  const revoked = await keys.create({ name: 'old', ownerId: 'bob', scopes: ['documents:read'] })
+  await keys.revoke(revoked.record.id)
+  const expiring = await keys.create({
+    name: 'temp',
+    ownerId: 'carol',
+    scopes: ['documents:read'],
+    expiresIn: '1h',
+  })
+  const jwt = (claims: Record<string, unknown> = {}): string =>
+    signHmac(
+      {
+        claims: {
+          sub: 'dave',
+          iss: ISSUER,
+          aud: AUDIENCE,
+          exp: seconds(clock()) + 600,
+          scope: 'documents:read',
+          ...claims,
+        },
+      },
+      JWT_SECRET,
+    )
+  return { gate, sink, clock, readKey, revokedKey: revoked.key, expiringKey: expiring.key, jwt }
+}
+
+const HELMET_HEADER = 'x-content-type-options'
+
+function expectProblem(res: request.Response, status: number, code: string): void {
+  expect(res.status, JSON.stringify(res.body)).to.equal(status)
+  expect(res.headers['content-type']).to.match(/^application\/problem\+json/)
+  expect(res.body).to.include({ status, code })
+  expect(res.body.type).to.be.a('string')
+  expect(res.body.requestId).to.be.a('string')
+  // Security headers from helmet survive every denial.
+  expect(res.headers[HELMET_HEADER], 'helmet header').to.equal('nosniff')
+}
+
+/** Options of the suite. */
+export interface ConformanceOptions {
+  /** Extra authenticators given to the gate (e.g. a passport strategy), with their scenarios. */
+  readonly authenticators?: readonly Authenticator[]
+  /** Scenarios for those authenticators. */
+  readonly extraScenarios?: (ctx: { app(): request.Agent | ReturnType<typeof request> }) => void
+}
+
+/** Runs the shared HTTP scenarios against one framework. */
+export function describeAdapterConformance(
+  framework: string,
+  makeApp: MakeApp,
+  options: ConformanceOptions = {},
+): void {
+  describe(`adapter conformance: ${framework}`, () => {
+    let f: Fixture
+    let app: ConformanceApp
+    const http = () => request(app.server)
+
+    beforeEach(async () => {
+      f = await fixture(options.authenticators ?? [])
+      app = await makeApp({ gate: f.gate, DocsController })
+    })
+    afterEach(async () => {
+      await app.close()
+      await f.gate.close()
+    })
+
+    async function events(): Promise<readonly AuditEvent[]> {
+      await f.gate.audit.flush()
+      return f.sink.events
+    }
+
+    describe('authentication outcomes', () => {
+      it('lets a valid API key through (X-API-Key)', async () => {
+        const res = await http().get('/me').set('X-API-Key', f.readKey)
+        expect(res.status).to.equal(200)
+        expect(res.body).to.include({ id: 'alice', method: 'apikey' })
+        expect(res.headers[HELMET_HEADER]).to.equal('nosniff')
+      })
+
+      it('lets a valid API key through as a Bearer token', async () => {
+        const res = await http().get('/docs/7').set('Authorization', `Bearer ${f.readKey}`)
+        expect(res.status).to.equal(200)
+        expect(res.body).to.deep.equal({ id: '7' })
+      })
+
+      it('answers no credentials with 401 and a challenge without error', async () => {
+        const res = await http().get('/docs/7')
+        expectProblem(res, 401, 'ERR_AUTH_REQUIRED')
+        expect(res.headers['www-authenticate']).to.equal('Bearer realm="api"')
+      })
+
+      it('refuses a key with a bad checksum as malformed', async () => {
+        const last = f.readKey.at(-1) === 'A' ? 'B' : 'A'
+        const res = await http()
+          .get('/me')
+          .set('X-API-Key', f.readKey.slice(0, -1) + last)
+        expectProblem(res, 401, 'ERR_APIKEY_MALFORMED')
+        expect(res.headers['www-authenticate']).to.match(
+          /^Bearer realm="api", error="invalid_token", error_description="[^"]+"$/,
+        )
+      })
+
+      it('refuses an unknown key', async () => {
+        const other = (await fixture([])).readKey
+        expectProblem(await http().get('/me').set('X-API-Key', other), 401, 'ERR_APIKEY_INVALID')
+      })
+
+      it('refuses a revoked key with the same answer as an unknown one', async () => {
+        const res = await http().get('/me').set('X-API-Key', f.revokedKey)
+        expectProblem(res, 401, 'ERR_APIKEY_INVALID')
+        expect(res.body.detail).to.equal('The API key is invalid')
+      })
+
+      it('refuses an expired key', async () => {
+        expect((await http().get('/me').set('X-API-Key', f.expiringKey)).status).to.equal(200)
+        f.clock.advance(3_600_000)
+        expectProblem(
+          await http().get('/me').set('X-API-Key', f.expiringKey),
+          401,
+          'ERR_APIKEY_INVALID',
+        )
+      })
+
+      it('lets a valid JWT through', async () => {
+        const res = await http().get('/me').set('Authorization', `Bearer ${f.jwt()}`)
+        expect(res.status).to.equal(200)
+        expect(res.body).to.include({ id: 'dave', method: 'jwt' })
+      })
+
+      it('refuses an expired JWT with ERR_JWT_EXPIRED', async () => {
+        const res = await http()
+          .get('/me')
+          .set('Authorization', `Bearer ${f.jwt({ exp: seconds(f.clock()) - 120 })}`)
+        expectProblem(res, 401, 'ERR_JWT_EXPIRED')
+      })
+
+      it('refuses a JWT for another audience', async () => {
+        expectProblem(
+          await http()
+            .get('/me')
+            .set('Authorization', `Bearer ${f.jwt({ aud: 'other' })}`),
+          401,
+          'ERR_JWT_INVALID',
+        )
+      })
+
+      it('refuses an unsigned alg=none token', async () => {
+        const token = unsigned({
+          sub: 'dave',
+          iss: ISSUER,
+          aud: AUDIENCE,
+          exp: seconds(f.clock()) + 60,
+        })
+        expectProblem(
+          await http().get('/me').set('Authorization', `Bearer ${token}`),
+          401,
+          'ERR_JWT_INVALID',
+        )
+      })
+
+      it('refuses garbage and oversized tokens as malformed', async () => {
+        expectProblem(
+          await http().get('/me').set('Authorization', 'Bearer not-a-token'),
+          401,
+          'ERR_JWT_MALFORMED',
+        )
+        const big = f.jwt({ pad: 'x'.repeat(9000) })
+        expectProblem(
+          await http().get('/me').set('Authorization', `Bearer ${big}`),
+          401,
+          'ERR_JWT_MALFORMED',
+        )
+      })
+    })
+
+    describe('ambiguous and misplaced credentials', () => {
+      it('refuses an API key together with a JWT', async () => {
+        const res = await http()
+          .get('/me')
+          .set('X-API-Key', f.readKey)
+          .set('Authorization', `Bearer ${f.jwt()}`)
+        expectProblem(res, 400, 'ERR_AUTH_AMBIGUOUS')
+        expect(res.headers['www-authenticate']).to.include('error="invalid_request"')
+      })
+
+      it('refuses two Authorization headers', async () => {
+        const res = await http()
+          .get('/me')
+          .set('Authorization', [`Bearer ${f.jwt()}`, `Bearer ${f.readKey}`] as unknown as string)
+        expectProblem(res, 400, 'ERR_AUTH_AMBIGUOUS')
+      })
+
+      it('refuses credentials in the query string', async () => {
+        expectProblem(
+          await http().get(`/me?api_key=${f.readKey}`),
+          400,
+          'ERR_AUTH_QUERY_CREDENTIALS',
+        )
+      })
+    })
+
+    describe('authorization', () => {
+      it('answers a missing permission with 403 insufficient_scope and scope=', async () => {
+        const res = await http().post('/docs').set('X-API-Key', f.readKey).send({ title: 't' })
+        expectProblem(res, 403, 'ERR_SCOPE_INSUFFICIENT')
+        expect(res.headers['www-authenticate']).to.match(
+          /error="insufficient_scope", .*scope="documents:write"$/,
+        )
+      })
+
+      it('answers a missing role with 403 ERR_POLICY_DENIED', async () => {
+        expectProblem(
+          await http().get('/admin').set('X-API-Key', f.readKey),
+          403,
+          'ERR_POLICY_DENIED',
+        )
+      })
+
+      it('requires every listed scope', async () => {
+        const res = await http().get('/reports').set('X-API-Key', f.readKey)
+        expectProblem(res, 403, 'ERR_SCOPE_INSUFFICIENT')
+        expect(res.headers['www-authenticate']).to.include('scope="reports:read documents:read"')
+      })
+
+      it('grants a permission through a role mapping', async () => {
+        const res = await http()
+          .post('/docs')
+          .set('Authorization', `Bearer ${f.jwt({ scope: '', roles: ['editor'] })}`)
+          .send({ title: 't' })
+        expect(res.status).to.equal(201)
+      })
+
+      it('serves a route without requirements to any authenticated caller', async () => {
+        expect(
+          (
+            await http()
+              .get('/me')
+              .set('Authorization', `Bearer ${f.jwt({ scope: '' })}`)
+          ).status,
+        ).to.equal(200)
+      })
+
+      it('serves a public route to anonymous callers', async () => {
+        const res = await http().get('/public')
+        expect(res.status).to.equal(200)
+        expect(res.body).to.deep.equal({ principal: null })
+      })
+
+      it('still verifies credentials sent to a public route', async () => {
+        expect((await http().get('/public').set('X-API-Key', f.readKey)).body).to.deep.equal({
+          principal: 'alice',
+        })
+        expectProblem(
+          await http().get('/public').set('X-API-Key', f.revokedKey),
+          401,
+          'ERR_APIKEY_INVALID',
+        )
+      })
+    })
+
+    describe('decorated controller', () => {
+      it('serves a @Public() method anonymously', async () => {
+        const res = await http().get('/ctl/open')
+        expect(res.status).to.equal(200)
+        expect(res.body).to.deep.equal({ open: true })
+      })
+
+      it('enforces the class-level @Policy', async () => {
+        expect((await http().get('/ctl/docs').set('X-API-Key', f.readKey)).body).to.deep.equal({
+          docs: ['1', '2'],
+        })
+        expectProblem(await http().get('/ctl/docs'), 401, 'ERR_AUTH_REQUIRED')
+      })
+
+      it('lets a method-level @Policy replace the class one', async () => {
+        expectProblem(
+          await http().post('/ctl/docs').set('X-API-Key', f.readKey).send({}),
+          403,
+          'ERR_SCOPE_INSUFFICIENT',
+        )
+        const editor = f.jwt({ scope: '', roles: ['editor'] })
+        expect(
+          (await http().post('/ctl/docs').set('Authorization', `Bearer ${editor}`).send({})).body,
+        ).to.deep.equal({ created: true })
+      })
+    })
+
+    describe('limits, errors and bad input', () => {
+      it('answers a limit stage denial with 429, Retry-After and RateLimit headers', async () => {
+        const res = await http().get('/limited').set('X-API-Key', f.readKey)
+        expectProblem(res, 429, 'ERR_RATE_LIMITED')
+        expect(res.headers['retry-after']).to.equal('7')
+        expect(res.headers['ratelimit-policy']).to.equal('"burst";q=1;w=1')
+        expect(res.headers.ratelimit).to.equal('"burst";r=0;t=7')
+        expect(res.headers).to.not.have.property('www-authenticate')
+      })
+
+      it('renders a handler error as a 500 problem that reveals nothing', async () => {
+        const res = await http().get('/boom').set('X-API-Key', f.readKey)
+        expectProblem(res, 500, 'ERR_INTERNAL_ERROR')
+        expect(res.body).to.not.have.property('detail')
+        expect(res.text).to.not.include('hunter2')
+      })
+
+      it('renders a hostile JSON body as a 400 problem', async () => {
+        const editor = f.jwt({ roles: ['editor'] })
+        const res = await http()
+          .post('/docs')
+          .set('Authorization', `Bearer ${editor}`)
+          .set('Content-Type', 'application/json')
+          .send('{"title": "x", "__proto__": {"admin": true')
+        expectProblem(res, 400, 'ERR_REQUEST_MALFORMED')
+      })
+    })
+
+    describe('context and audit', () => {
+      it('gives the handler the access context through AsyncLocalStorage', async () => {
+        const res = await http()
+          .get('/me')
+          .set('X-API-Key', f.readKey)
+          .set('X-Request-Id', 'conf-123')
+        expect(res.body.requestId).to.equal('conf-123')
+      })
+
+      it('writes the same audit events, without secrets', async () => {
+        const token = f.jwt()
+        await http().get('/docs/1').set('X-API-Key', f.readKey)
+        await http().get('/docs/1')
+        await http().post('/docs').set('Authorization', `Bearer ${token}`).send({})
+        await http().get('/me').set('X-API-Key', f.revokedKey)
+        await http().get('/limited').set('X-API-Key', f.readKey)
+        const list = await events()
+        expect(list.map((e) => [e.type, e.actor.id, e.reason?.code ?? null])).to.deep.equal([
+          ['authn.success', 'alice', null],
+          ['authz.allow', 'alice', null],
+          ['authn.failure', null, 'ERR_AUTH_REQUIRED'],
+          ['authn.success', 'dave', null],
+          ['authz.deny', 'dave', 'ERR_SCOPE_INSUFFICIENT'],
+          ['authn.failure', null, 'ERR_APIKEY_INVALID'],
+          ['ratelimit.exceeded', 'alice', 'ERR_RATE_LIMITED'],
+        ])
+        expect(list.find((e) => e.type === 'authz.deny')?.request?.route).to.equal('/docs')
+        expect(list[1]?.request?.route).to.equal('/docs/:id')
+        const text = JSON.stringify(list)
+        for (const secret of [f.readKey, f.revokedKey, token, PEPPER, JWT_SECRET])
+          expect(text).to.not.include(secret)
+      })
+
+      it('records handler events with the request context', async () => {
+        await http().get('/record').set('X-API-Key', f.readKey).set('X-Request-Id', 'rec-1')
+        const custom = (await events()).find((e) => e.type === 'custom')
+        expect(custom).to.deep.include({ customType: 'document.viewed' })
+        expect(custom?.request?.id).to.equal('rec-1')
+        expect(custom?.actor.id).to.equal('alice')
+      })
+    })
+
+    options.extraScenarios?.({ app: () => http() })
+  })
+}
