@@ -67,3 +67,10 @@ export const DEFAULT_AUDIT_BATCH_SIZE = 256
 export const DEFAULT_AUDIT_FLUSH_INTERVAL_MS = 50
 /** `audit.maxQueue`: events held in memory before `emit` reports backpressure. */
 export const DEFAULT_AUDIT_MAX_QUEUE = 100_000
+
+/** `ratelimit.maxKeys` of the memory backend: windows kept per limiter. */
+export const DEFAULT_RATE_LIMIT_MAX_KEYS = 100_000
+/** `ratelimit.ipv6Subnet`: IPv6 clients are grouped by this prefix length (express-rate-limit 8). */
+export const DEFAULT_IPV6_SUBNET = 56
+/** `ratelimit.headers`. */
+export const DEFAULT_RATE_LIMIT_HEADERS = 'draft-8'

@@ -30,6 +30,8 @@ export type AuthErrorCode =
   | 'ERR_KEYSTORE_UNAVAILABLE'
   | 'ERR_JWKS_UNAVAILABLE'
   | 'ERR_STORE_UNAVAILABLE'
+  | 'ERR_RATELIMIT_UNAVAILABLE'
+  | 'ERR_QUOTA_UNAVAILABLE'
   | 'ERR_AUDIT_UNAVAILABLE'
   | 'ERR_INTERNAL_ERROR'
 
@@ -93,6 +95,8 @@ export const ERROR_CODES: Readonly<Record<AuthErrorCode, ErrorCodeInfo>> = Objec
   ERR_KEYSTORE_UNAVAILABLE: row(503, 'unavailable', 'Service unavailable', null),
   ERR_JWKS_UNAVAILABLE: row(503, 'unavailable', 'Service unavailable', null),
   ERR_STORE_UNAVAILABLE: row(503, 'unavailable', 'Service unavailable', null),
+  ERR_RATELIMIT_UNAVAILABLE: row(503, 'unavailable', 'Service unavailable', null),
+  ERR_QUOTA_UNAVAILABLE: row(503, 'unavailable', 'Service unavailable', null),
   ERR_AUDIT_UNAVAILABLE: row(503, 'unavailable', 'Service unavailable', null),
   ERR_INTERNAL_ERROR: row(500, 'internal', 'Internal server error', null),
 })
@@ -186,6 +190,53 @@ export function isAuthError(value: unknown): value is AuthError {
     typeof value === 'object' &&
     value !== null &&
     (value as Record<symbol, unknown>)[ERROR_BRAND] === true
+  )
+}
+
+/** What a limit or quota denial carries besides its code. */
+export interface RateLimitedDetails {
+  /** Name of the violated policy (`RateLimit-Policy` item). */
+  readonly policy: string
+  /** Its limit in the window. */
+  readonly limit: number
+  /** Units left (0 when denied). */
+  readonly remaining: number
+  /** Until the client may retry, in milliseconds. */
+  readonly retryAfterMs: number
+}
+
+/** A request over a rate limit (`ERR_RATE_LIMITED`) or a quota (`ERR_QUOTA_EXCEEDED`). */
+export class RateLimitedError extends AuthError implements RateLimitedDetails {
+  readonly policy: string
+  readonly limit: number
+  readonly remaining: number
+  readonly retryAfterMs: number
+
+  constructor(
+    code: 'ERR_RATE_LIMITED' | 'ERR_QUOTA_EXCEEDED',
+    details: RateLimitedDetails,
+    options: AuthErrorOptions = {},
+  ) {
+    super(
+      code,
+      code === 'ERR_QUOTA_EXCEEDED'
+        ? `Quota "${details.policy}" exhausted; retry in ${Math.ceil(details.retryAfterMs / 1000)} s`
+        : `Rate limit "${details.policy}" exceeded; retry in ${Math.ceil(details.retryAfterMs / 1000)} s`,
+      options,
+    )
+    this.policy = details.policy
+    this.limit = details.limit
+    this.remaining = details.remaining
+    this.retryAfterMs = details.retryAfterMs
+  }
+}
+
+/** Whether `value` is a {@link RateLimitedError} (by brand and code, across installs). */
+export function isRateLimitedError(value: unknown): value is RateLimitedError {
+  return (
+    isAuthError(value) &&
+    (value.code === 'ERR_RATE_LIMITED' || value.code === 'ERR_QUOTA_EXCEEDED') &&
+    typeof (value as Partial<RateLimitedError>).retryAfterMs === 'number'
   )
 }
 

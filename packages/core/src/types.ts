@@ -72,6 +72,23 @@ export interface AccessContext {
   principal: Principal | null
 }
 
+/** What a limit counts per: client IP, principal, API key, route, or everything together. */
+export type LimitKey = 'ip' | 'principal' | 'apikey' | 'route' | 'global'
+
+/** A rate limit declared as data on a route (`requirements.rateLimits`, `@RateLimit`). */
+export interface RateLimitRule {
+  /** Requests (or units) allowed per window. */
+  readonly limit: number
+  /** Window length in milliseconds. */
+  readonly windowMs: number
+  /** Policy name in headers and traces. @default `route-<limit>-<windowMs>` */
+  readonly name?: string
+  /** What the limit counts per; several make a composite key. @default 'principal' */
+  readonly key?: LimitKey | readonly LimitKey[]
+  /** Units one request costs. @default 1 */
+  readonly cost?: number
+}
+
 /** What the route asks of the principal (first-cut authorization; the policy engine extends it). */
 export interface RouteRequirements {
   /** Let anonymous requests through this route (credentials, when sent, are still verified). */
@@ -82,6 +99,8 @@ export interface RouteRequirements {
   readonly roles?: readonly string[]
   /** A permission `resource:action`, granted by a matching scope or by a role's permissions. */
   readonly permission?: string
+  /** Rate limits of this route, enforced by the limits stage before authorization. */
+  readonly rateLimits?: readonly RateLimitRule[]
 }
 
 /** The outcome of an authorization check. */

@@ -6,7 +6,7 @@
  * @packageDocumentation
  */
 import { AuthError, ConfigError } from '../errors.js'
-import type { AccessResult, Principal, RouteRequirements } from '../types.js'
+import type { AccessResult, Principal, RateLimitRule, RouteRequirements } from '../types.js'
 import { TypeValidator } from '../validation/type-validator.js'
 
 /** A route's requirements, validated and indexed. Build with {@link compileRequirements}. */
@@ -15,12 +15,15 @@ export interface CompiledRequirements {
   readonly scopes: readonly string[]
   readonly roles: ReadonlySet<string>
   readonly permission: string | undefined
+  /** Route rate limits, validated. */
+  readonly rateLimits: readonly RateLimitRule[]
   /** The original declaration, for traces and explain output. */
   readonly source: RouteRequirements
 }
 
 const PERMISSION = /^[A-Za-z0-9_.\-*]+(?::[A-Za-z0-9_.\-*]+)+$/
-const NAMES = ['public', 'scopes', 'roles', 'permission']
+const NAMES = ['public', 'scopes', 'roles', 'permission', 'rateLimits']
+const LIMIT_KEYS = ['ip', 'principal', 'apikey', 'route', 'global'] as const
 
 /**
  * Validates and compiles a route's requirements. A string is a permission (`documents:read`).
@@ -46,6 +49,24 @@ export function compileRequirements(
     source.permission === undefined
       ? undefined
       : v.string('permission', source.permission, { pattern: PERMISSION })
+  const rateLimits =
+    source.rateLimits === undefined
+      ? []
+      : v.array('rateLimits', source.rateLimits, (lv, i, raw) => {
+          const r = lv.object(i, raw) as Partial<RateLimitRule> | undefined
+          if (r === undefined) return undefined
+          const rv = lv.child(i)
+          rv.integer('limit', r.limit, { min: 1 })
+          rv.integer('windowMs', r.windowMs, { min: 1 })
+          if (r.cost !== undefined) rv.integer('cost', r.cost, { min: 1 })
+          if (r.name !== undefined)
+            rv.string('name', r.name, { pattern: /^[A-Za-z0-9_.:-]{1,64}$/ })
+          if (r.key !== undefined) {
+            for (const k of typeof r.key === 'string' ? [r.key] : r.key)
+              rv.oneOf('key', k, LIMIT_KEYS, 'limit key')
+          }
+          return Object.freeze({ ...r }) as RateLimitRule
+        })
   v.assert()
   // Route declarations are code: a misspelt requirement must fail loudly, not be ignored.
   const unknown = v.result().warnings
@@ -55,6 +76,7 @@ export function compileRequirements(
     scopes: Object.freeze(scopes ?? []),
     roles: new Set(roles),
     permission,
+    rateLimits: Object.freeze(rateLimits ?? []),
     source,
   })
 }

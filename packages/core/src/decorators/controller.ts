@@ -9,21 +9,11 @@
  */
 import { compileRequirements, type CompiledRequirements } from '../authz/requirements.js'
 import { ConfigError } from '../errors.js'
-import type { RouteRequirements } from '../types.js'
+import type { RateLimitRule, RouteRequirements } from '../types.js'
 import { METADATA_SYMBOL } from './metadata-polyfill.js'
 
 /** HTTP methods a controller route can answer. */
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'HEAD' | 'OPTIONS'
-
-/** A rate limit declared on a controller or method; enforced by the limits stage. */
-export interface RateLimitRule {
-  /** Requests allowed per window. */
-  readonly limit: number
-  /** Window length in milliseconds. */
-  readonly windowMs: number
-  /** Name shown in `RateLimit-Policy` and traces. */
-  readonly name?: string
-}
 
 /** One route of a controller, with its effective requirements. */
 export interface ControllerRoute {
@@ -272,13 +262,18 @@ export function describeController(
     const own = mm.policy ?? (mm.isPublic === true ? {} : undefined)
     const base = own ?? merged.policy ?? {}
     const isPublic = mm.isPublic === true || (own === undefined && merged.isPublic === true)
+    const limits = Object.freeze([...merged.rateLimits, ...mm.rateLimits])
     routes.push(
       Object.freeze({
         method: mm.route.method,
         path: joinPath(merged.prefix ?? '', mm.route.path),
         handler: name,
-        requirements: compileRequirements(isPublic ? { ...base, public: true } : base),
-        rateLimits: Object.freeze([...merged.rateLimits, ...mm.rateLimits]),
+        requirements: compileRequirements({
+          ...base,
+          ...(isPublic ? { public: true } : {}),
+          ...(limits.length === 0 ? {} : { rateLimits: limits }),
+        }),
+        rateLimits: limits,
       }),
     )
   }

@@ -75,7 +75,10 @@ export interface Authenticator {
 export interface StageContext {
   readonly request: GateRequest
   readonly principal: Principal | null
+  /** `undefined` in the authentication step; the route's requirements in the authorization step. */
   readonly requirements: CompiledRequirements | undefined
+  /** The gate's audit trail, for stages that must record what they did (e.g. failing open). */
+  readonly audit?: AuditTrail
 }
 
 /** A stage's verdict; headers (e.g. `RateLimit`) are sent whatever the outcome. */
@@ -588,7 +591,7 @@ class GateImpl implements Gate {
       const started = monotonicMicros()
       let r: StageResult
       try {
-        r = await stage.run({ request, principal, requirements })
+        r = await stage.run({ request, principal, requirements, audit: this.#c.audit })
       } catch (error) {
         r = {
           ok: false,
@@ -603,6 +606,22 @@ class GateImpl implements Gate {
   }
 
   async #authorize(
+    request: GateRequest,
+    principal: Principal | null,
+    requirements: CompiledRequirements,
+    trace: TraceEntry[],
+  ): Promise<StepResult> {
+    if (requirements.rateLimits.length > 0) {
+      // Route limits run before the requirement check, as the pipeline orders them.
+      const limited = await this.#stages(request, principal, requirements, trace)
+      if (limited.error !== undefined) return { ...limited, stage: 'stage' }
+      const authz = await this.#check(request, principal, requirements, trace)
+      return { ...authz, headers: mergeHeaders(limited.headers, authz.headers) }
+    }
+    return this.#check(request, principal, requirements, trace)
+  }
+
+  async #check(
     request: GateRequest,
     principal: Principal | null,
     requirements: CompiledRequirements,
@@ -769,8 +788,18 @@ function entry(
   }
 }
 
+// Draft-8 RateLimit fields are lists of named policies: the global and the route step's lists join.
+const LIST_FIELDS = ['ratelimit', 'ratelimit-policy'] as const
+
 function mergeHeaders(a: HeaderBag, b: HeaderBag): HeaderBag {
   if (a === EMPTY_HEADERS) return b
   if (b === EMPTY_HEADERS) return a
-  return { ...a, ...b }
+  const out: Record<string, string> = { ...a, ...b }
+  for (const f of LIST_FIELDS) {
+    const x = a[f]
+    const y = b[f]
+    if (x !== undefined && y !== undefined && x.startsWith('"') && y.startsWith('"'))
+      out[f] = `${x}, ${y}`
+  }
+  return out
 }

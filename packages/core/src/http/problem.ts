@@ -4,7 +4,13 @@
  * Reachable from `@gatehouse/core`.
  * @packageDocumentation
  */
-import { AuthError, ERROR_CODES, isAuthError, type AuthErrorCode } from '../errors.js'
+import {
+  AuthError,
+  ERROR_CODES,
+  isAuthError,
+  isRateLimitedError,
+  type AuthErrorCode,
+} from '../errors.js'
 import { toQuotedHeaderText } from '../validation/type-converter.js'
 
 /** An RFC 9457 problem document as Gatehouse sends it. */
@@ -23,6 +29,10 @@ export interface ProblemDetails {
   readonly requestId: string
   /** The scopes that were required (extension member, `insufficient_scope` only). */
   readonly requiredScopes?: readonly string[]
+  /** The violated limit or quota policy (extension member, 429 only). */
+  readonly policy?: string
+  /** Seconds until a retry may succeed (extension member, 429 only; also in `Retry-After`). */
+  readonly retryAfter?: number
 }
 
 /** The media type of problem documents. */
@@ -43,6 +53,9 @@ export function toProblemDetails(
     code: error.code,
     requestId,
     ...(error.requiredScopes === undefined ? {} : { requiredScopes: error.requiredScopes }),
+    ...(isRateLimitedError(error)
+      ? { policy: error.policy, retryAfter: Math.ceil(error.retryAfterMs / 1000) }
+      : {}),
   }
 }
 

@@ -1,0 +1,64 @@
+/**
+ * Where limit counters live. A backend makes rate-limiter-flexible-compatible limiters; the
+ * memory backend ships here, the Redis backend in `@gatehouse/redis`.
+ *
+ * Reachable from `@gatehouse/core`.
+ * @packageDocumentation
+ */
+import type { RateLimiterRes } from 'rate-limiter-flexible'
+import { DEFAULT_RATE_LIMIT_MAX_KEYS } from '../defaults.js'
+import { systemClock, type Clock } from '../internal/clock.js'
+import { BoundedMemoryLimiter, type ConsumeOptions } from './memory-limiter.js'
+
+/**
+ * rate-limiter-flexible's limiter contract: `consume` resolves a `RateLimiterRes`, rejects with a
+ * `RateLimiterRes` when over the limit, and rejects with an `Error` when the store fails.
+ */
+export interface RateLimiterLike {
+  consume(key: string, points?: number, options?: ConsumeOptions): Promise<RateLimiterRes>
+  get(key: string): Promise<RateLimiterRes | null>
+  reward(key: string, points?: number): Promise<RateLimiterRes>
+  delete(key: string): Promise<boolean>
+}
+
+/** What one limiter counts. */
+export interface LimiterSpec {
+  /** Namespaces the keys of this limiter in a shared store. */
+  readonly keyPrefix: string
+  readonly points: number
+  readonly durationMs: number
+  /** Ban length after exceeding; 0 for none. */
+  readonly blockDurationMs: number
+}
+
+/** Makes limiters. */
+export interface RateLimitBackend {
+  /** `memory`, `redis`, ... */
+  readonly name: string
+  create(spec: LimiterSpec): RateLimiterLike
+}
+
+/** Options of {@link createMemoryBackend}. */
+export interface MemoryBackendOptions {
+  /** Keys remembered per limiter; least recently used windows are dropped beyond. @default 100000 */
+  readonly maxKeys?: number
+  /** Clock. @default Date.now */
+  readonly now?: Clock
+}
+
+/** The in-process backend: bounded, exact on one machine, not shared between processes. */
+export function createMemoryBackend(options: MemoryBackendOptions = {}): RateLimitBackend {
+  const maxKeys = options.maxKeys ?? DEFAULT_RATE_LIMIT_MAX_KEYS
+  const now = options.now ?? systemClock
+  return {
+    name: 'memory',
+    create: (spec) =>
+      new BoundedMemoryLimiter({
+        points: spec.points,
+        durationMs: spec.durationMs,
+        blockDurationMs: spec.blockDurationMs,
+        maxKeys,
+        now,
+      }),
+  }
+}

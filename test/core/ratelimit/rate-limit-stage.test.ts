@@ -1,0 +1,289 @@
+import { expect } from 'chai'
+import {
+  BoundedMemoryLimiter,
+  clientIpKey,
+  createApiKeyManager,
+  createGate,
+  createMemoryKeyStore,
+  createRateLimitStage,
+  type RateLimitBackend,
+  type RateLimitStageOptions,
+} from '@gatehouse/core'
+import { createFakeClock, createMemoryAuditSink, fakeRequest } from '@gatehouse/core/testing'
+
+const PEPPER = 'p'.repeat(32)
+
+async function setup(
+  options: RateLimitStageOptions,
+  extra: { credentialsRequired?: boolean } = {},
+) {
+  const clock = createFakeClock(Date.UTC(2026, 10, 28, 12, 0, 0))
+  const store = createMemoryKeyStore()
+  const sink = createMemoryAuditSink()
+  const stage = createRateLimitStage({ now: clock, ...options })
+  const gate = createGate({
+    apiKeys: { store, pepper: PEPPER },
+    stages: [stage],
+    audit: { sinks: [sink] },
+    now: clock,
+    credentialsRequired: extra.credentialsRequired ?? true,
+  })
+  const keys = createApiKeyManager({ store, pepper: PEPPER, now: clock })
+  const a = (await keys.create({ name: 'a', ownerId: 'alice', metadata: { plan: 'pro' } })).key
+  const b = (await keys.create({ name: 'b', ownerId: 'bob' })).key
+  const as = (key: string, ip = '203.0.113.7') =>
+    gate.evaluate(fakeRequest({ headers: { 'x-api-key': key }, ip }))
+  return { gate, clock, sink, a, b, as, stage }
+}
+
+describe('createRateLimitStage', () => {
+  it('counts per principal in fixed windows with exact draft-8 headers', async () => {
+    const { as, a, b, clock } = await setup({
+      limits: [{ name: 'per-minute', limit: 3, windowMs: '1m' }],
+    })
+    const seen = []
+    for (let i = 0; i < 4; i++) seen.push(await as(a))
+    expect(seen.map((d) => d.status)).to.deep.equal([200, 200, 200, 429])
+    expect(seen[0]?.headers).to.deep.equal({
+      'ratelimit-policy': '"per-minute";q=3;w=60',
+      ratelimit: '"per-minute";r=2;t=60',
+    })
+    expect(seen[2]?.headers.ratelimit).to.equal('"per-minute";r=0;t=60')
+    const denied = seen[3]!
+    expect(denied.headers['retry-after']).to.equal('60')
+    if (!denied.allowed) {
+      expect(denied.error.code).to.equal('ERR_RATE_LIMITED')
+      expect(denied.problem).to.include({ status: 429, policy: 'per-minute', retryAfter: 60 })
+      expect(denied.problem.type).to.match(/rate-limited$/)
+    }
+    expect((await as(b)).status).to.equal(200)
+    clock.advance(30_000)
+    expect((await as(a)).headers['retry-after']).to.equal('30')
+    clock.advance(30_000)
+    const reset = await as(a)
+    expect(reset.status).to.equal(200)
+    expect(reset.headers.ratelimit).to.equal('"per-minute";r=2;t=60')
+  })
+
+  it('applies several named limits and names the one that tripped', async () => {
+    const { as, a } = await setup({
+      limits: [
+        { name: 'burst', limit: 2, windowMs: '1s' },
+        { name: 'daily', limit: 1000, windowMs: '1d' },
+      ],
+    })
+    const first = await as(a)
+    expect(first.headers['ratelimit-policy']).to.equal('"burst";q=2;w=1, "daily";q=1000;w=86400')
+    expect(first.headers.ratelimit).to.equal('"burst";r=1;t=1, "daily";r=999;t=86400')
+    await as(a)
+    const third = await as(a)
+    expect(third.status).to.equal(429)
+    expect(third.trace.find((t) => t.stage === 'ratelimit')).to.include({
+      outcome: 'deny',
+      by: 'burst',
+    })
+  })
+
+  it('takes limits and windows from the principal (per plan)', async () => {
+    const { as, a, b } = await setup({
+      limits: [
+        {
+          name: 'plan',
+          limit: (ctx) =>
+            (ctx.principal?.attributes.metadata as { plan?: string } | undefined)?.plan === 'pro'
+              ? 5
+              : 1,
+          windowMs: (ctx) => (ctx.principal?.id === 'alice' ? 10_000 : 60_000),
+        },
+      ],
+    })
+    expect((await as(a)).headers['ratelimit-policy']).to.equal('"plan";q=5;w=10')
+    expect((await as(b)).headers['ratelimit-policy']).to.equal('"plan";q=1;w=60')
+    expect((await as(b)).status).to.equal(429)
+  })
+
+  it('weights requests by cost', async () => {
+    const { as, a } = await setup({
+      limits: [{ name: 'units', limit: 10, windowMs: '1m', cost: 4 }],
+    })
+    expect((await as(a)).headers.ratelimit).to.equal('"units";r=6;t=60')
+    expect((await as(a)).status).to.equal(200)
+    expect((await as(a)).status).to.equal(429)
+  })
+
+  it('keys by client IP, grouping IPv6 clients by /56', async () => {
+    const { gate } = await setup(
+      { limits: [{ name: 'ip', limit: 1, windowMs: '1m', key: 'ip' }] },
+      { credentialsRequired: false },
+    )
+    const req = (ip: string) => gate.evaluate(fakeRequest({ ip }), gate.compile({ public: true }))
+    expect((await req('2001:db8:abcd:1200::1')).status).to.equal(200)
+    expect((await req('2001:db8:abcd:12ff::2')).status).to.equal(429)
+    expect((await req('2001:db8:abcd:1300::1')).status).to.equal(200)
+    expect((await req('198.51.100.1')).status).to.equal(200)
+    expect((await req('::ffff:198.51.100.1')).status).to.equal(429)
+  })
+
+  it('can group IPv6 by /64 instead', () => {
+    expect(clientIpKey('2001:db8:abcd:12ff::1', 64)).to.not.equal(
+      clientIpKey('2001:db8:abcd:12fe::1', 64),
+    )
+    expect(clientIpKey('2001:db8:abcd:12ff::1', 56)).to.equal(
+      clientIpKey('2001:db8:abcd:12fe::1', 56),
+    )
+  })
+
+  it('bans a key for blockDurationMs after it exceeds the limit', async () => {
+    const { as, a, clock } = await setup({
+      limits: [{ name: 'login', limit: 1, windowMs: '1s', blockDurationMs: '1m' }],
+    })
+    await as(a)
+    expect((await as(a)).status).to.equal(429)
+    clock.advance(2_000)
+    const banned = await as(a)
+    expect(banned.status).to.equal(429)
+    expect(banned.headers['retry-after']).to.equal('58')
+    clock.advance(58_000)
+    expect((await as(a)).status).to.equal(200)
+  })
+
+  it('honours allow-lists and skip functions', async () => {
+    const { as, a, b } = await setup({
+      limits: [
+        { name: 'l', limit: 1, windowMs: '1m', allowList: ['alice'] },
+        {
+          name: 'm',
+          limit: 1,
+          windowMs: '1m',
+          skip: (ctx) => ctx.request.header('x-internal') === 'yes',
+        },
+      ],
+    })
+    for (let i = 0; i < 3; i++)
+      expect((await as(a)).headers['ratelimit-policy']).to.equal('"m";q=1;w=60')
+    expect((await as(b)).status).to.equal(200)
+    expect((await as(b)).status).to.equal(429)
+  })
+
+  it('smooths window edges with the sliding algorithm', async () => {
+    const { as, a, clock } = await setup({
+      limits: [{ name: 's', limit: 4, windowMs: '1m', algorithm: 'sliding' }],
+    })
+    clock.set(Math.floor(clock() / 60_000) * 60_000 + 50_000)
+    for (let i = 0; i < 4; i++) expect((await as(a)).status).to.equal(200)
+    clock.advance(15_000) // 5 s into the next window: 4 * (55/60) ≈ 3.7 still counts
+    expect((await as(a)).status).to.equal(429)
+    clock.advance(30_000) // 35 s in: 4 * (25/60) ≈ 1.7
+    expect((await as(a)).status).to.equal(200)
+    expect((await as(a)).status).to.equal(200)
+    expect((await as(a)).status).to.equal(429)
+  })
+
+  it('lets bursts through up to the burst allowance', async () => {
+    const { as, a } = await setup({
+      limits: [
+        {
+          name: 'b',
+          limit: 2,
+          windowMs: '1s',
+          algorithm: 'burst',
+          burst: { limit: 3, windowMs: '1m' },
+        },
+      ],
+    })
+    const statuses = []
+    for (let i = 0; i < 6; i++) statuses.push((await as(a)).status)
+    expect(statuses).to.deep.equal([200, 200, 200, 200, 200, 429])
+  })
+
+  it('runs route limits in the authorization step', async () => {
+    const { gate, a } = await setup({})
+    const route = gate.compile({ rateLimits: [{ name: 'export', limit: 1, windowMs: 60_000 }] })
+    const req = () =>
+      gate.evaluate(fakeRequest({ headers: { 'x-api-key': a }, route: '/export' }), route)
+    const ok = await req()
+    expect(ok.headers['ratelimit-policy']).to.equal('"export";q=1;w=60')
+    const denied = await req()
+    expect(denied.status).to.equal(429)
+    // The stage runs in both steps: no global limit here, then the route's.
+    expect(denied.trace.map((t) => [t.stage, t.outcome])).to.deep.equal([
+      ['authenticate', 'allow'],
+      ['ratelimit', 'allow'],
+      ['ratelimit', 'deny'],
+    ])
+  })
+
+  it('fails closed with 503 when the store fails, by default', async () => {
+    const broken: RateLimitBackend = {
+      name: 'broken',
+      create: () => ({
+        consume: () => Promise.reject(new Error('ECONNREFUSED')),
+        get: () => Promise.resolve(null),
+        reward: () => Promise.reject(new Error('x')),
+        delete: () => Promise.resolve(false),
+      }),
+    }
+    const closed = await setup({
+      backend: broken,
+      limits: [{ name: 'l', limit: 5, windowMs: '1m' }],
+    })
+    const d = await closed.as(closed.a)
+    expect(d.status).to.equal(503)
+    if (!d.allowed) expect(d.error.code).to.equal('ERR_RATELIMIT_UNAVAILABLE')
+
+    const warnings: string[] = []
+    const open = await setup({
+      backend: broken,
+      onStoreError: 'open',
+      logger: { warn: (m) => warnings.push(m), error() {} },
+      limits: [{ name: 'l', limit: 5, windowMs: '1m' }],
+    })
+    expect((await open.as(open.a)).status).to.equal(200)
+    expect(warnings.join()).to.include('fail open')
+    await open.gate.audit.flush()
+    expect(open.sink.events.map((e) => e.customType ?? e.type)).to.include('ratelimit.bypassed')
+  })
+
+  it('keeps memory bounded under a flood of distinct keys', async () => {
+    const clock = createFakeClock()
+    const limiter = new BoundedMemoryLimiter({
+      points: 5,
+      durationMs: 60_000,
+      maxKeys: 1000,
+      now: clock,
+    })
+    for (let i = 0; i < 20_000; i++) await limiter.consume(`ip-${i}`)
+    expect(limiter.size).to.equal(1000)
+  })
+
+  it('refuses bad options at creation, naming them', () => {
+    expect(() =>
+      createRateLimitStage({ limits: [{ name: 'x', limit: 5, windowMs: -5 }] }),
+    ).to.throw(/ratelimit.limits\[0\].windowMs: must be a positive duration/)
+    expect(() =>
+      createRateLimitStage({ limits: [{ name: 'x', limit: 'ten' as never, windowMs: 1000 }] }),
+    ).to.throw(/ratelimit.limits\[0\].limit: must be an integer/)
+    expect(() =>
+      createRateLimitStage({
+        limits: [{ name: 'x', limit: 1, windowMs: 1000, key: 'user' as never }],
+      }),
+    ).to.throw(/unknown limit key "user"/)
+    expect(() => createRateLimitStage({ headers: 'draft-9' as never })).to.throw(
+      /ratelimit.headers/,
+    )
+    expect(() =>
+      createRateLimitStage({
+        limits: [
+          { name: 'x', limit: 1, windowMs: 1000 },
+          { name: 'x', limit: 2, windowMs: 1000 },
+        ],
+      }),
+    ).to.throw(/duplicate limit name/)
+    const warnings: string[] = []
+    createRateLimitStage({
+      limitz: [],
+      logger: { warn: (m: string) => warnings.push(m), error() {} },
+    } as never)
+    expect(warnings.join()).to.include('did you mean "limits"')
+  })
+})
