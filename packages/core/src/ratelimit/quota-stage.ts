@@ -1,0 +1,334 @@
+/**
+ * Quotas: requests (or weighted units) per calendar day or month (UTC), per API key or principal,
+ * with reset times and remaining counts in the RateLimit headers, a 429 `quota-exceeded` problem,
+ * usage readable and resettable per key (for billing and dashboards).
+ *
+ * Reachable from `@gatehouse/core`.
+ * @packageDocumentation
+ */
+import { RateLimiterRes } from 'rate-limiter-flexible'
+import { DEFAULT_RATE_LIMIT_HEADERS } from '../defaults.js'
+import { AuthError, RateLimitedError } from '../errors.js'
+import type { GateStage, StageContext, StageResult } from '../gate/gate.js'
+import { systemClock, type Clock } from '../internal/clock.js'
+import { silentLogger, type Logger } from '../logger.js'
+import type { Principal } from '../types.js'
+import { TypeValidator } from '../validation/type-validator.js'
+import { createMemoryBackend, type RateLimitBackend, type RateLimiterLike } from './backend.js'
+import { RATE_LIMIT_HEADER_STYLES, rateLimitHeaders, type RateLimitHeaderStyle } from './headers.js'
+import type { StoreFailureMode } from './rate-limit-stage.js'
+
+/** A calendar period, in UTC. */
+export type QuotaPeriod = 'day' | 'month'
+
+/** One quota. */
+export interface QuotaDefinition {
+  /** Policy name in headers and problem bodies. */
+  readonly name: string
+  /** Units per period, or a function of the principal (per plan, per key). */
+  readonly limit: number | ((principal: Principal) => number)
+  readonly period: QuotaPeriod
+  /** Count per API key (falling back to the principal for other credentials) or per principal. @default 'apikey' */
+  readonly key?: 'apikey' | 'principal'
+  /** Units one request costs. @default 1 */
+  readonly cost?: number | ((principal: Principal) => number)
+  /** Failure mode when the store fails. @default the stage's */
+  readonly onStoreError?: Exclude<StoreFailureMode, 'insurance'>
+}
+
+/** Options of {@link createQuotaStage}. */
+export interface QuotaStageOptions {
+  readonly quotas: readonly QuotaDefinition[]
+  /** @default createMemoryBackend() */
+  readonly backend?: RateLimitBackend
+  /** @default 'draft-8' */
+  readonly headers?: RateLimitHeaderStyle | false
+  /** @default 'closed' */
+  readonly onStoreError?: Exclude<StoreFailureMode, 'insurance'>
+  readonly now?: Clock
+  readonly logger?: Logger
+}
+
+/** Usage of one key under one quota. */
+export interface QuotaUsage {
+  readonly name: string
+  readonly used: number
+  readonly limit: number
+  readonly remaining: number
+  /** When the period ends (epoch ms). */
+  readonly resetAt: number
+}
+
+/** The quota stage, with usage reading and resetting. */
+export interface QuotaStage extends GateStage {
+  /**
+   * Usage of `key` (an API key id or principal id) under each quota, for billing and dashboards.
+   * Quotas whose limit is a function are reported only when `principal` is given.
+   */
+  usage(key: string, principal?: Principal): Promise<readonly QuotaUsage[]>
+  /** Resets `key`'s usage for the current period (one quota by name, or all). */
+  reset(key: string, name?: string): Promise<void>
+  /** Gives units back, e.g. when the handler failed with a 5xx. */
+  refund(key: string, units: number, name?: string): Promise<void>
+}
+
+/** Start and end (epoch ms) of the UTC period containing `t`, and its id. */
+export function periodBounds(
+  period: QuotaPeriod,
+  t: number,
+): { readonly id: string; readonly start: number; readonly end: number } {
+  const d = new Date(t)
+  const y = d.getUTCFullYear()
+  const m = d.getUTCMonth()
+  if (period === 'day') {
+    const start = Date.UTC(y, m, d.getUTCDate())
+    return { id: new Date(start).toISOString().slice(0, 10), start, end: start + 86_400_000 }
+  }
+  const start = Date.UTC(y, m, 1)
+  return { id: new Date(start).toISOString().slice(0, 7), start, end: Date.UTC(y, m + 1, 1) }
+}
+
+interface CompiledQuota {
+  readonly name: string
+  readonly limit: (p: Principal) => number
+  /** The limit when it does not depend on the principal. */
+  readonly constantLimit: number | undefined
+  readonly period: QuotaPeriod
+  readonly byKey: boolean
+  readonly cost: (p: Principal) => number
+  readonly mode: 'closed' | 'open'
+}
+
+const OPTION_NAMES = ['quotas', 'backend', 'headers', 'onStoreError', 'now', 'logger']
+const QUOTA_NAMES = ['name', 'limit', 'period', 'key', 'cost', 'onStoreError']
+
+const keyOf = (q: CompiledQuota, p: Principal): string =>
+  q.byKey && p.method === 'apikey' && p.tokenId !== undefined ? `k:${p.tokenId}` : `p:${p.id}`
+
+/**
+ * Creates the quota stage. Quotas apply to authenticated requests in the authentication step.
+ * @throws {ConfigError} for a bad option
+ * @example
+ * ```ts
+ * const quotas = createQuotaStage({ quotas: [{ name: 'monthly', limit: 10_000, period: 'month' }] })
+ * const gate = createGate({ apiKeys, stages: [limits, quotas] })
+ * ```
+ */
+export function createQuotaStage(options: Readonly<QuotaStageOptions>): QuotaStage {
+  const v = new TypeValidator('quota')
+  v.knownKeys(options as unknown as Record<string, unknown>, OPTION_NAMES)
+  const mode =
+    options.onStoreError === undefined
+      ? 'closed'
+      : (v.oneOf(
+          'onStoreError',
+          options.onStoreError,
+          ['closed', 'open'] as const,
+          'failure mode',
+        ) ?? 'closed')
+  const quotas =
+    v.array(
+      'quotas',
+      options.quotas,
+      (qv, i, raw) => {
+        const q = qv.object(i, raw) as QuotaDefinition | undefined
+        if (q === undefined) return undefined
+        const c = qv.child(i)
+        c.knownKeys(q as unknown as Record<string, unknown>, QUOTA_NAMES)
+        const name = c.string('name', q.name, { pattern: /^[A-Za-z0-9_.:-]{1,64}$/ })
+        const limit =
+          typeof q.limit === 'function' ? q.limit : c.integer('limit', q.limit, { min: 0 })
+        const period = c.oneOf('period', q.period, ['day', 'month'] as const, 'quota period')
+        const key =
+          q.key === undefined
+            ? 'apikey'
+            : c.oneOf('key', q.key, ['apikey', 'principal'] as const, 'quota key')
+        const cost =
+          q.cost === undefined
+            ? 1
+            : typeof q.cost === 'function'
+              ? q.cost
+              : c.integer('cost', q.cost, { min: 1 })
+        const m =
+          q.onStoreError === undefined
+            ? mode
+            : c.oneOf('onStoreError', q.onStoreError, ['closed', 'open'] as const, 'failure mode')
+        if (
+          name === undefined ||
+          limit === undefined ||
+          period === undefined ||
+          key === undefined ||
+          cost === undefined ||
+          m === undefined
+        )
+          return undefined
+        return {
+          name,
+          limit: typeof limit === 'number' ? () => limit : limit,
+          constantLimit: typeof limit === 'number' ? limit : undefined,
+          period,
+          byKey: key === 'apikey',
+          cost: typeof cost === 'number' ? () => cost : cost,
+          mode: m,
+        } satisfies CompiledQuota
+      },
+      { nonEmpty: true },
+    ) ?? []
+  const headers =
+    options.headers === undefined
+      ? DEFAULT_RATE_LIMIT_HEADERS
+      : options.headers === false
+        ? false
+        : v.oneOf('headers', options.headers, RATE_LIMIT_HEADER_STYLES, 'header style')
+  const logger = options.logger ?? silentLogger
+  v.assert((msg) => logger.warn(msg))
+  const now = options.now ?? systemClock
+  return new Quotas(
+    quotas,
+    options.backend ?? createMemoryBackend({ now }),
+    headers ?? false,
+    now,
+    logger,
+  )
+}
+
+class Quotas implements QuotaStage {
+  readonly name = 'quota'
+  readonly #limiters = new Map<string, RateLimiterLike>()
+
+  constructor(
+    private readonly quotas: readonly CompiledQuota[],
+    private readonly backend: RateLimitBackend,
+    private readonly headers: RateLimitHeaderStyle | false,
+    private readonly now: Clock,
+    private readonly logger: Logger,
+  ) {}
+
+  #limiter(q: CompiledQuota, points: number): RateLimiterLike {
+    const id = `${q.name}|${points}`
+    let l = this.#limiters.get(id)
+    if (l === undefined) {
+      // The window is the calendar period: the key carries the period id and each consume sets the
+      // duration to the period's end, so counters roll over at 00:00 UTC (or the 1st), not 24 h after first use.
+      l = this.backend.create({
+        keyPrefix: `gh:q:${q.name}:${points}`,
+        points,
+        durationMs: q.period === 'day' ? 86_400_000 : 31 * 86_400_000,
+        blockDurationMs: 0,
+      })
+      this.#limiters.set(id, l)
+    }
+    return l
+  }
+
+  async run(context: StageContext): Promise<StageResult> {
+    const p = context.principal
+    if (context.requirements !== undefined || p === null) return OK
+    const t = this.now()
+    const reports = []
+    for (const q of this.quotas) {
+      const points = q.limit(p)
+      const { id, start, end } = periodBounds(q.period, t)
+      const key = `${keyOf(q, p)}:${id}`
+      let res: RateLimiterRes
+      let exceeded = false
+      try {
+        res = await this.#limiter(q, points).consume(key, q.cost(p), {
+          customDuration: Math.ceil((end - t) / 1000),
+        })
+      } catch (e) {
+        if (!(e instanceof RateLimiterRes)) {
+          if (q.mode === 'open') {
+            this.logger.warn('quota: store failed; request allowed (fail open)', {
+              quota: q.name,
+              error: String(e),
+            })
+            context.audit?.record('quota.bypassed', {
+              outcome: 'failure',
+              reason: { detail: `quota ${q.name}: store unavailable, failed open` },
+            })
+            continue
+          }
+          return {
+            ok: false,
+            by: q.name,
+            error: new AuthError('ERR_QUOTA_UNAVAILABLE', 'Quota accounting is unavailable', {
+              cause: e,
+              reason: `quota ${q.name}: store unavailable`,
+            }),
+          }
+        }
+        res = e
+        exceeded = true
+      }
+      reports.push({
+        name: q.name,
+        limit: points,
+        remaining: exceeded ? 0 : res.remainingPoints,
+        resetMs: end - t,
+        windowMs: end - start,
+      })
+      if (exceeded) {
+        return {
+          ok: false,
+          by: q.name,
+          error: new RateLimitedError(
+            'ERR_QUOTA_EXCEEDED',
+            { policy: q.name, limit: points, remaining: 0, retryAfterMs: end - t },
+            { reason: `${q.name}: ${res.consumedPoints}/${points} this ${q.period}` },
+          ),
+          headers: {
+            ...this.#headers(reports),
+            'retry-after': String(Math.ceil((end - t) / 1000)),
+          },
+        }
+      }
+    }
+    return reports.length === 0 || this.headers === false
+      ? OK
+      : { ok: true, headers: this.#headers(reports) }
+  }
+
+  #headers(reports: Parameters<typeof rateLimitHeaders>[0]): Record<string, string> {
+    return rateLimitHeaders(reports, this.headers, false, this.now())
+  }
+
+  async usage(key: string, principal?: Principal): Promise<readonly QuotaUsage[]> {
+    const t = this.now()
+    const out: QuotaUsage[] = []
+    for (const q of this.quotas) {
+      const limit = principal === undefined ? q.constantLimit : q.limit(principal)
+      if (limit === undefined) continue
+      const { id, end } = periodBounds(q.period, t)
+      const prefix = q.byKey ? 'k' : 'p'
+      const res = await this.#limiter(q, limit).get(`${prefix}:${key}:${id}`)
+      const used = res?.consumedPoints ?? 0
+      out.push({ name: q.name, used, limit, remaining: Math.max(0, limit - used), resetAt: end })
+    }
+    return out
+  }
+
+  async reset(key: string, name?: string): Promise<void> {
+    const t = this.now()
+    for (const q of this.quotas) {
+      if (name !== undefined && q.name !== name) continue
+      const { id } = periodBounds(q.period, t)
+      const k = `${q.byKey ? 'k' : 'p'}:${key}:${id}`
+      for (const [lid, limiter] of this.#limiters)
+        if (lid.startsWith(`${q.name}|`)) await limiter.delete(k)
+    }
+  }
+
+  async refund(key: string, units: number, name?: string): Promise<void> {
+    const t = this.now()
+    for (const q of this.quotas) {
+      if (name !== undefined && q.name !== name) continue
+      const { id } = periodBounds(q.period, t)
+      const k = `${q.byKey ? 'k' : 'p'}:${key}:${id}`
+      for (const [lid, limiter] of this.#limiters)
+        if (lid.startsWith(`${q.name}|`)) await limiter.reward(k, units)
+    }
+  }
+}
+
+const OK: StageResult = Object.freeze({ ok: true })

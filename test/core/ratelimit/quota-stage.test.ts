@@ -1,0 +1,96 @@
+import { expect } from 'chai'
+import {
+  createApiKeyManager,
+  createGate,
+  createMemoryKeyStore,
+  createQuotaStage,
+  periodBounds,
+  type QuotaStageOptions,
+} from '@gatehouse/core'
+import { createFakeClock, fakeRequest } from '@gatehouse/core/testing'
+
+const PEPPER = 'p'.repeat(32)
+
+async function setup(options: Omit<QuotaStageOptions, 'now'>) {
+  const clock = createFakeClock(Date.UTC(2026, 10, 30, 23, 0, 0))
+  const store = createMemoryKeyStore()
+  const quotas = createQuotaStage({ now: clock, ...options })
+  const gate = createGate({
+    apiKeys: { store, pepper: PEPPER },
+    stages: [quotas],
+    audit: false,
+    now: clock,
+  })
+  const keys = createApiKeyManager({ store, pepper: PEPPER, now: clock })
+  const a = await keys.create({ name: 'a', ownerId: 'alice' })
+  const as = () => gate.evaluate(fakeRequest({ headers: { 'x-api-key': a.key } }))
+  return { clock, quotas, as, id: a.record.id }
+}
+
+describe('createQuotaStage', () => {
+  it('computes UTC calendar periods', () => {
+    const t = Date.UTC(2026, 1, 28, 13, 5)
+    expect(periodBounds('day', t)).to.deep.equal({
+      id: '2026-02-28',
+      start: Date.UTC(2026, 1, 28),
+      end: Date.UTC(2026, 2, 1),
+    })
+    expect(periodBounds('month', t)).to.deep.equal({
+      id: '2026-02',
+      start: Date.UTC(2026, 1, 1),
+      end: Date.UTC(2026, 2, 1),
+    })
+  })
+
+  it('counts per API key per day, resets at midnight UTC, and answers 429 quota-exceeded', async () => {
+    const { as, clock } = await setup({ quotas: [{ name: 'daily', limit: 2, period: 'day' }] })
+    const first = await as()
+    expect(first.headers).to.deep.equal({
+      'ratelimit-policy': '"daily";q=2;w=86400',
+      ratelimit: '"daily";r=1;t=3600',
+    })
+    await as()
+    const over = await as()
+    expect(over.status).to.equal(429)
+    expect(over.headers['retry-after']).to.equal('3600')
+    if (!over.allowed) {
+      expect(over.error.code).to.equal('ERR_QUOTA_EXCEEDED')
+      expect(over.problem.type).to.match(/quota-exceeded$/)
+      expect(over.problem).to.include({ policy: 'daily', retryAfter: 3600 })
+    }
+    clock.advance(3_600_000)
+    expect((await as()).status).to.equal(200)
+  })
+
+  it('rolls monthly quotas over on the 1st', async () => {
+    const { as, clock } = await setup({
+      quotas: [{ name: 'monthly', limit: 1, period: 'month', cost: 1 }],
+    })
+    expect((await as()).status).to.equal(200)
+    expect((await as()).status).to.equal(429)
+    clock.set(Date.UTC(2026, 11, 1, 0, 0, 1))
+    expect((await as()).status).to.equal(200)
+  })
+
+  it('reports, refunds and resets usage per key', async () => {
+    const { as, quotas, id } = await setup({
+      quotas: [{ name: 'daily', limit: 10, period: 'day', cost: 3 }],
+    })
+    await as()
+    await as()
+    expect(await quotas.usage(id)).to.deep.equal([
+      { name: 'daily', used: 6, limit: 10, remaining: 4, resetAt: Date.UTC(2026, 11, 1) },
+    ])
+    await quotas.refund(id, 3)
+    expect((await quotas.usage(id))[0]?.used).to.equal(3)
+    await quotas.reset(id)
+    expect((await quotas.usage(id))[0]?.used).to.equal(0)
+  })
+
+  it('refuses bad options', () => {
+    expect(() =>
+      createQuotaStage({ quotas: [{ name: 'q', limit: 1, period: 'week' as never }] }),
+    ).to.throw(/quota.quotas\[0\].period: unknown quota period "week"/)
+    expect(() => createQuotaStage({ quotas: [] })).to.throw(/quota.quotas: must not be empty/)
+  })
+})
