@@ -23,6 +23,7 @@ const EXPECTED: Record<AuthErrorCode, number> = {
   ERR_AUTH_QUERY_CREDENTIALS: 400,
   ERR_REQUEST_MALFORMED: 400,
   ERR_REQUEST_TOO_LARGE: 413,
+  ERR_REQUEST_REJECTED: 400,
   ERR_APIKEY_MALFORMED: 401,
   ERR_APIKEY_INVALID: 401,
   ERR_JWT_MALFORMED: 401,
@@ -102,5 +103,29 @@ describe('error codes', () => {
     )
     expect(toAuthError(new TypeError('bug')).code).to.equal('ERR_INTERNAL_ERROR')
     expect(toAuthError('a string').code).to.equal('ERR_INTERNAL_ERROR')
+  })
+
+  it("keeps an application's own 4xx status and shows its message only when exposed", () => {
+    const exposed = toAuthError(
+      Object.assign(new Error('no such doc'), { status: 404, expose: true }),
+    )
+    expect(exposed).to.include({
+      code: 'ERR_REQUEST_REJECTED',
+      status: 404,
+      message: 'no such doc',
+    })
+    expect(toProblemDetails(exposed, 'r', 'urn:x:')).to.include({
+      status: 404,
+      detail: 'no such doc',
+    })
+    const hidden = toAuthError(
+      Object.assign(new Error('row 7 locked by pid 4242'), { statusCode: 409 }),
+    )
+    expect(hidden).to.include({
+      code: 'ERR_REQUEST_REJECTED',
+      status: 409,
+      message: 'The request was rejected',
+    })
+    expect(new AuthError('ERR_JWT_INVALID', 'x', { status: 404 }).status).to.equal(401)
   })
 })

@@ -26,6 +26,8 @@ import {
   type FakeClock,
   type MemoryAuditSink,
 } from '@gatehouse/core/testing'
+import { passportAuthenticator } from '@gatehouse/passport'
+import { BasicStrategy } from 'passport-http'
 import { seconds, signHmac, unsigned } from './jwt.js'
 
 export const PEPPER = 'conformance-pepper-0123456789abcdef'
@@ -114,6 +116,19 @@ const testLimiter: GateStage = {
       : { ok: true },
 }
 
+// Any passport strategy works as an authenticator; passport-http's Basic is the classic one.
+const USERS = new Map([['ada', { id: 'ada', password: 'correct horse', roles: ['admin'] }]])
+const basic = passportAuthenticator(
+  new BasicStrategy((name, password, done) => {
+    const user = USERS.get(name)
+    done(null, user !== undefined && user.password === password ? user : false)
+  }),
+  { toPrincipal: (user: { id: string; roles: string[] }) => ({ id: user.id, roles: user.roles }) },
+)
+const basicHeader = (user: string, password: string): string =>
+  `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`
+const CHALLENGE = 'Bearer realm="api", Basic realm="api"'
+
 async function fixture(extraAuthenticators: readonly Authenticator[]): Promise<Fixture> {
   const clock = createFakeClock()
   const store = createMemoryKeyStore()
@@ -122,7 +137,7 @@ async function fixture(extraAuthenticators: readonly Authenticator[]): Promise<F
   const gate = createGate({
     apiKeys: { store, pepper: PEPPER, broker },
     jwt: { secret: JWT_SECRET, issuer: ISSUER, audience: AUDIENCE },
-    authenticators: extraAuthenticators,
+    authenticators: [basic, ...extraAuthenticators],
     roles: { editor: ['documents:*'] },
     stages: [testLimiter],
     audit: { sinks: [sink], flushIntervalMs: 0 },
@@ -219,7 +234,26 @@ export function describeAdapterConformance(
       it('answers no credentials with 401 and a challenge without error', async () => {
         const res = await http().get('/docs/7')
         expectProblem(res, 401, 'ERR_AUTH_REQUIRED')
-        expect(res.headers['www-authenticate']).to.equal('Bearer realm="api"')
+        expect(res.headers['www-authenticate']).to.equal(CHALLENGE)
+      })
+
+      it('lets a passport strategy (HTTP Basic) authenticate', async () => {
+        const res = await http()
+          .get('/me')
+          .set('Authorization', basicHeader('ada', 'correct horse'))
+        expect(res.status).to.equal(200)
+        expect(res.body).to.include({ id: 'ada', method: 'basic' })
+        expect(
+          (await http().get('/admin').set('Authorization', basicHeader('ada', 'correct horse')))
+            .status,
+        ).to.equal(200)
+      })
+
+      it('refuses a wrong password from the passport strategy with 401 ERR_AUTH_INVALID', async () => {
+        const res = await http().get('/me').set('Authorization', basicHeader('ada', 'wrong'))
+        expectProblem(res, 401, 'ERR_AUTH_INVALID')
+        expect(res.headers['www-authenticate']).to.equal(CHALLENGE)
+        expect(JSON.stringify(await events())).to.not.include('wrong')
       })
 
       it('refuses a key with a bad checksum as malformed', async () => {
@@ -229,7 +263,7 @@ export function describeAdapterConformance(
           .set('X-API-Key', f.readKey.slice(0, -1) + last)
         expectProblem(res, 401, 'ERR_APIKEY_MALFORMED')
         expect(res.headers['www-authenticate']).to.match(
-          /^Bearer realm="api", error="invalid_token", error_description="[^"]+"$/,
+          /^Bearer realm="api", error="invalid_token", error_description="[^"]+", Basic realm="api"$/,
         )
       })
 

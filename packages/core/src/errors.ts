@@ -17,6 +17,7 @@ export type AuthErrorCode =
   | 'ERR_AUTH_QUERY_CREDENTIALS'
   | 'ERR_REQUEST_MALFORMED'
   | 'ERR_REQUEST_TOO_LARGE'
+  | 'ERR_REQUEST_REJECTED'
   | 'ERR_APIKEY_MALFORMED'
   | 'ERR_APIKEY_INVALID'
   | 'ERR_JWT_MALFORMED'
@@ -77,6 +78,8 @@ export const ERROR_CODES: Readonly<Record<AuthErrorCode, ErrorCodeInfo>> = Objec
   ),
   ERR_REQUEST_MALFORMED: row(400, 'malformed-request', 'Malformed request', null),
   ERR_REQUEST_TOO_LARGE: row(413, 'request-too-large', 'Request too large', null),
+  // Another 4xx raised by the application (404, 409, 422...): its status is kept (see `status`).
+  ERR_REQUEST_REJECTED: row(400, 'request-rejected', 'Request rejected', null),
   ERR_APIKEY_MALFORMED: row(401, 'invalid-token', 'Invalid API key', 'invalid_token'),
   ERR_APIKEY_INVALID: row(401, 'invalid-token', 'Invalid API key', 'invalid_token'),
   ERR_JWT_MALFORMED: row(401, 'invalid-token', 'Invalid token', 'invalid_token'),
@@ -139,6 +142,8 @@ export interface AuthErrorOptions {
   readonly reason?: string
   /** For `ERR_SCOPE_INSUFFICIENT`: the scopes the route needs (the challenge's `scope=`). */
   readonly requiredScopes?: readonly string[]
+  /** For `ERR_REQUEST_REJECTED` only: the application's own 4xx status, kept as is. */
+  readonly status?: number
 }
 
 /** The one error base of Gatehouse. Every error it throws or returns carries a stable `code`. */
@@ -149,6 +154,7 @@ export class AuthError extends Error {
   readonly reason: string | undefined
   /** Scopes the request lacked, for `insufficient_scope` challenges. */
   readonly requiredScopes: readonly string[] | undefined
+  readonly #status: number
 
   constructor(code: AuthErrorCode, message: string, options: AuthErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
@@ -156,11 +162,16 @@ export class AuthError extends Error {
     this.code = code
     this.reason = options.reason
     this.requiredScopes = options.requiredScopes
+    const own = options.status
+    this.#status =
+      code === 'ERR_REQUEST_REJECTED' && own !== undefined && Number.isInteger(own) && own >= 400 && own < 500
+        ? own
+        : ERROR_CODES[code].status
   }
 
-  /** HTTP status of this error, from the code table. */
+  /** HTTP status of this error, from the code table (an application's 4xx for `ERR_REQUEST_REJECTED`). */
   get status(): number {
-    return ERROR_CODES[this.code].status
+    return this.#status
   }
 }
 Object.defineProperty(AuthError.prototype, ERROR_BRAND, { value: true })

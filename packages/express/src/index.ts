@@ -164,8 +164,9 @@ export function requirePolicy(
     }
     if (!decision.allowed) return send(res, decision.status, decision.headers, decision.problem)
     req.auth = { principal: decision.principal, decision, gate }
-    if (auth !== undefined) return next()
+    // The route step's own headers (route rate limits) are sent on success too.
     applyHeaders(res, decision.headers)
+    if (auth !== undefined) return next()
     if (mirrorToUser) (req as { user?: unknown }).user = decision.principal ?? undefined
     runWithAccessContext(gate.contextFor(request, decision, startedAt), next)
   }

@@ -67,6 +67,11 @@ export interface Authenticator {
   readonly name: string
   /** Whether the request carries a credential for this authenticator. */
   detect(request: GateRequest): boolean
+  /**
+   * Its own challenge for 401 answers (e.g. `Basic realm="api"`), sent after the Bearer one
+   * (RFC 9110 §11.6.1 allows several).
+   */
+  readonly challenge?: string
   /** Verifies it. Rejections are treated as store failures (503, fail closed). */
   authenticate(request: GateRequest): Promise<AuthenticatorResult>
 }
@@ -314,7 +319,10 @@ export function createGate(options: Readonly<GateOptions> = {}): Gate {
       queryParams,
       queryPattern: queryCredentialPattern(queryParams),
     },
-    challenges: new ChallengeBuilder(realm),
+    challenges: new ChallengeBuilder(
+      realm,
+      (authenticators ?? []).flatMap((a) => (typeof a.challenge === 'string' ? [a.challenge] : [])),
+    ),
     typeBase,
     requestIdHeader,
     roles,
@@ -664,8 +672,9 @@ class GateImpl implements Gate {
     code: 'ERR_STORE_UNAVAILABLE' | 'ERR_INTERNAL_ERROR',
     reason: string,
   ): AuthError {
+    if (isAuthError(error) && error.status < 500) return error
+    this.#c.logger.error(`gate: ${reason}`, { error: String(error), code: isAuthError(error) ? error.code : undefined })
     if (isAuthError(error)) return error
-    this.#c.logger.error(`gate: ${reason}`, { error: String(error) })
     return new AuthError(code, 'The request could not be checked', { cause: error, reason })
   }
 

@@ -48,7 +48,7 @@ export function toProblemDetails(
   return {
     type: typeBase + info.slug,
     title: info.title,
-    status: info.status,
+    status: error.status,
     ...(info.exposable ? { detail: error.message } : {}),
     code: error.code,
     requestId,
@@ -65,10 +65,13 @@ export function toProblemDetails(
  */
 export class ChallengeBuilder {
   readonly #realm: string
+  readonly #extra: string
   readonly #byCode = new Map<AuthErrorCode, string | null>()
 
-  constructor(realm: string) {
+  /** @param others - challenges of other schemes (e.g. `Basic realm="api"`), added to every 401. */
+  constructor(realm: string, others: readonly string[] = []) {
     this.#realm = `Bearer realm="${toQuotedHeaderText(realm)}"`
+    this.#extra = others.map((c) => `, ${c.replace(/[^\x20-\x7e]/g, '')}`).join('')
   }
 
   /** The challenge for `error`, or `null` when its status takes none (429, 5xx). */
@@ -86,8 +89,9 @@ export class ChallengeBuilder {
   #build(code: AuthErrorCode, message: string): string | null {
     const info = ERROR_CODES[code]
     if (info.status !== 401 && info.status !== 403 && info.bearerError === null) return null
-    if (info.bearerError === null) return this.#realm
-    return `${this.#realm}, error="${info.bearerError}", error_description="${toQuotedHeaderText(message)}"`
+    const extra = info.status === 401 ? this.#extra : ''
+    if (info.bearerError === null) return this.#realm + extra
+    return `${this.#realm}, error="${info.bearerError}", error_description="${toQuotedHeaderText(message)}"${extra}`
   }
 }
 
@@ -107,13 +111,16 @@ export interface ErrorResponse {
  */
 export function toAuthError(error: unknown): AuthError {
   if (isAuthError(error)) return error
-  const status =
-    (error as { status?: unknown; statusCode?: unknown } | null)?.status ??
-    (error as { statusCode?: unknown } | null)?.statusCode
-  if (status === 413)
-    return new AuthError('ERR_REQUEST_TOO_LARGE', 'The request body is too large', { cause: error })
-  if (typeof status === 'number' && status >= 400 && status < 500) {
-    return new AuthError('ERR_REQUEST_MALFORMED', 'The request is malformed', { cause: error })
+  const e = error as { status?: unknown; statusCode?: unknown; expose?: unknown; message?: unknown; type?: unknown } | null
+  const status = e?.status ?? e?.statusCode
+  if (status === 413) return new AuthError('ERR_REQUEST_TOO_LARGE', 'The request body is too large', { cause: error })
+  if (typeof status !== 'number' || status < 400 || status >= 500) {
+    return new AuthError('ERR_INTERNAL_ERROR', 'Internal server error', { cause: error })
   }
-  return new AuthError('ERR_INTERNAL_ERROR', 'Internal server error', { cause: error })
+  // Body parsers (body-parser, co-body, Fastify) flag unparsable bodies with 400.
+  if (status === 400) return new AuthError('ERR_REQUEST_MALFORMED', 'The request is malformed', { cause: error })
+  // An application's own 4xx (`ctx.throw(404)`, http-errors): keep the status; show the message
+  // only when the error marks it safe (`expose`, as http-errors does for 4xx).
+  const message = e?.expose === true && typeof e.message === 'string' && e.message !== '' ? e.message.slice(0, 500) : 'The request was rejected'
+  return new AuthError('ERR_REQUEST_REJECTED', message, { cause: error, status })
 }

@@ -1,0 +1,206 @@
+/**
+ * `@gatehouse/koa`: the Gatehouse gate for Koa 3 and `@koa/router`.
+ *
+ * @example
+ * ```ts
+ * const router = new Router()
+ * router.get('/docs/:id', requirePolicy('documents:read'), (ctx) => {
+ *   ctx.body = { id: ctx.params.id, reader: ctx.state.auth?.principal?.id }
+ * })
+ * app.use(problemHandler({ gate })).use(authMiddleware({ gate })).use(router.routes())
+ * ```
+ * @packageDocumentation
+ */
+import {
+  compileRequirements,
+  ConfigError,
+  createGate,
+  describeController,
+  NodeGateRequest,
+  PROBLEM_CONTENT_TYPE,
+  runWithAccessContext,
+  type Decision,
+  type ErrorResponse,
+  type Gate,
+  type GateOptions,
+  type Principal,
+  type RouteRequirements,
+} from '@gatehouse/core'
+import { randomUUID } from 'node:crypto'
+import type { ParameterizedContext } from 'koa'
+
+/** What the gate attaches to `ctx.state.auth`. */
+export interface GatehouseAuth {
+  /** The authenticated principal, `null` when anonymous. */
+  readonly principal: Principal | null
+  /** The latest decision (with its trace). */
+  readonly decision: Decision
+  /** The gate that decided, used by {@link requirePolicy}. */
+  readonly gate: Gate
+}
+
+declare module 'koa' {
+  interface DefaultState {
+    /** Set by Gatehouse's `authMiddleware` or `requirePolicy`. */
+    auth?: GatehouseAuth
+    /** The principal, when `mirrorToUser` is set. */
+    user?: unknown
+  }
+}
+
+/** A Koa middleware as this package returns it; usable with `app.use` and `@koa/router`. */
+export type GatehouseMiddleware = (
+  ctx: ParameterizedContext,
+  next: () => Promise<unknown>,
+) => Promise<void>
+
+/** Options of {@link authMiddleware}: the gate's options, or a gate, plus Koa specifics. */
+export interface AuthMiddlewareOptions extends GateOptions {
+  /** Use this gate instead of creating one from the other options. */
+  readonly gate?: Gate
+  /** Also set `ctx.state.user` to the principal, for koa-passport-style code. @default false */
+  readonly mirrorToUser?: boolean
+}
+
+function toGateRequest(ctx: ParameterizedContext): NodeGateRequest {
+  // Set by @koa/router before a route's middleware runs; a string unless the route is a RegExp.
+  const route = (ctx as { _matchedRoute?: unknown })._matchedRoute
+  return new NodeGateRequest({
+    method: ctx.method,
+    url: ctx.originalUrl,
+    route: typeof route === 'string' ? route : undefined,
+    // `ctx.ip` reads X-Forwarded-For only when `app.proxy` is set; Koa gives '' when unknown.
+    ip: ctx.ip === '' ? undefined : ctx.ip,
+    headers: ctx.req.headers,
+    rawHeaders: ctx.req.rawHeaders,
+  })
+}
+
+// Answering here instead of throwing: Koa's default error handler removes every header set before
+// the throw, which would lose WWW-Authenticate, RateLimit and Retry-After.
+function send(ctx: ParameterizedContext, answer: ErrorResponse): void {
+  ctx.status = answer.status
+  ctx.set(answer.headers)
+  ctx.type = PROBLEM_CONTENT_TYPE
+  ctx.body = JSON.stringify(answer.problem)
+}
+
+/**
+ * Authenticates every request (and runs the gate's limit stages). Allowed requests continue with
+ * `ctx.state.auth` set and their access context in AsyncLocalStorage; denied ones get a
+ * problem+json answer with the status, challenge and headers from the gate.
+ * @throws {ConfigError} for bad options, at creation
+ */
+export function authMiddleware(options: Readonly<AuthMiddlewareOptions>): GatehouseMiddleware {
+  const { gate: given, mirrorToUser = false, ...gateOptions } = options
+  const gate = given ?? createGate(gateOptions)
+  return async function gatehouseAuthMiddleware(ctx, next) {
+    const startedAt = gate.now()
+    const request = toGateRequest(ctx)
+    const decision = await gate.authenticate(request)
+    if (!decision.allowed) return send(ctx, decision)
+    ctx.set(decision.headers)
+    ctx.state.auth = { principal: decision.principal, decision, gate }
+    if (mirrorToUser) ctx.state.user = decision.principal ?? undefined
+    await runWithAccessContext(gate.contextFor(request, decision, startedAt), () => next())
+  }
+}
+
+/** Options of {@link requirePolicy} and {@link mountController}. */
+export interface RequirePolicyOptions {
+  /**
+   * The gate to use when no {@link authMiddleware} ran before this route: the route then
+   * authenticates and authorizes in one step, so a `{ public: true }` route can serve anonymous
+   * callers while the rest of the app requires credentials.
+   */
+  readonly gate?: Gate
+  /** Also set `ctx.state.user` (with `gate` only). @default false */
+  readonly mirrorToUser?: boolean
+}
+
+/**
+ * Per-route requirements for `@koa/router`: a permission (`'documents:read'`) or
+ * `{ scopes, roles, permission, public }`, compiled once here. Uses the decision of an earlier
+ * {@link authMiddleware}, or runs the whole gate itself when given `{ gate }`.
+ * @throws {ConfigError} for an invalid declaration, at creation
+ */
+export function requirePolicy(
+  requirements: string | RouteRequirements,
+  options: RequirePolicyOptions = {},
+): GatehouseMiddleware {
+  const compiled = compileRequirements(requirements)
+  const { gate: ownGate, mirrorToUser = false } = options
+  return async function gatehouseRequirePolicy(ctx, next) {
+    const auth = ctx.state.auth
+    const gate = auth?.gate ?? ownGate
+    if (gate === undefined)
+      throw new ConfigError(
+        'requirePolicy() needs authMiddleware() earlier on this route, or { gate }',
+      )
+    const startedAt = gate.now()
+    const request = toGateRequest(ctx)
+    const decision =
+      auth?.decision.allowed === true
+        ? await gate.authorize(request, auth.decision, compiled)
+        : await gate.evaluate(request, compiled)
+    if (!decision.allowed) return send(ctx, decision)
+    // Set on both paths: the route step may add its own limits' RateLimit headers.
+    ctx.set(decision.headers)
+    ctx.state.auth = { principal: decision.principal, decision, gate }
+    if (auth !== undefined) return void (await next())
+    if (mirrorToUser) ctx.state.user = decision.principal ?? undefined
+    await runWithAccessContext(gate.contextFor(request, decision, startedAt), () => next())
+  }
+}
+
+/**
+ * Renders any error thrown downstream as an RFC 9457 problem: Gatehouse errors with their code,
+ * body-parser failures as 400/413, everything else as a 500 that reveals nothing. Mount it first.
+ */
+export function problemHandler(options: { readonly gate?: Gate } = {}): GatehouseMiddleware {
+  const fallback = options.gate ?? createGate({ logger: undefined, audit: false })
+  return async function gatehouseProblemHandler(ctx, next) {
+    try {
+      await next()
+    } catch (error) {
+      if (ctx.headerSent) throw error
+      const gate = ctx.state.auth?.gate ?? fallback
+      const requestId = ctx.state.auth?.decision.requestId ?? randomUUID()
+      send(ctx, gate.errorResponse(error, requestId))
+    }
+  }
+}
+
+/** Something `mountController` can register routes on: a `@koa/router` router. */
+export type KoaRouteTarget = Record<
+  'get' | 'post' | 'put' | 'patch' | 'delete' | 'head' | 'options',
+  (path: string, ...middleware: GatehouseMiddleware[]) => unknown
+>
+
+/**
+ * Registers a decorated controller's routes (`@Controller`, `@Get`, `@Policy`, `@Public` from
+ * `@gatehouse/core`) on a router, each behind {@link requirePolicy} with its effective
+ * requirements. Handlers are called as `instance[method](ctx, next)`; a returned value that is not
+ * `undefined` becomes `ctx.body`. Pass `{ gate }` to mount it without a global
+ * {@link authMiddleware}, so that `@Public()` routes serve anonymous callers.
+ * @throws {ConfigError} for a class that declares no routes
+ */
+export function mountController<TController extends object>(
+  router: KoaRouteTarget,
+  controller: (new () => TController) | { readonly instance: TController },
+  options: RequirePolicyOptions = {},
+): void {
+  const instance = typeof controller === 'function' ? new controller() : controller.instance
+  const description = describeController(instance.constructor as new () => TController)
+  for (const route of description.routes) {
+    const method = (instance as Record<string | symbol, unknown>)[route.handler]
+    if (typeof method !== 'function')
+      throw new ConfigError(`${String(route.handler)} is not a method`)
+    const handler: GatehouseMiddleware = async function gatehouseControllerRoute(ctx, next) {
+      const result: unknown = await method.call(instance, ctx, next)
+      if (result !== undefined) ctx.body = result
+    }
+    const register = router[route.method.toLowerCase() as keyof KoaRouteTarget]
+    register.call(router, route.path, requirePolicy(route.requirements.source, options), handler)
+  }
+}

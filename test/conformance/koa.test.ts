@@ -1,0 +1,57 @@
+import { once } from 'node:events'
+import { bodyParser } from '@koa/bodyparser'
+import Router from '@koa/router'
+import Koa from 'koa'
+import helmet from 'koa-helmet'
+import { getAccessContext } from '@gatehouse/core'
+import { authMiddleware, mountController, problemHandler, requirePolicy } from '@gatehouse/koa'
+import { describeAdapterConformance, type MakeApp } from '../helpers/adapter-conformance.js'
+
+export const makeKoaApp: MakeApp = async ({ gate, DocsController }) => {
+  const app = new Koa()
+  app.use(problemHandler({ gate }))
+  app.use(helmet())
+  // Anonymous-capable routes guard themselves with the gate, ahead of the global middleware.
+  const open = new Router()
+  open.get('/public', requirePolicy({ public: true }, { gate }), (ctx) => {
+    ctx.body = { principal: ctx.state.auth?.principal?.id ?? null }
+  })
+  mountController(open, DocsController, { gate })
+  app.use(open.routes())
+  app.use(authMiddleware({ gate }))
+  app.use(bodyParser())
+  const router = new Router()
+  router.get('/me', (ctx) => {
+    const p = ctx.state.auth?.principal
+    ctx.body = { id: p?.id, method: p?.method, requestId: getAccessContext()?.requestId }
+  })
+  router.get('/docs/:id', requirePolicy('documents:read'), (ctx) => {
+    ctx.body = { id: ctx.params.id }
+  })
+  router.post('/docs', requirePolicy('documents:write'), (ctx) => {
+    ctx.status = 201
+    ctx.body = { created: true }
+  })
+  router.get('/admin', requirePolicy({ roles: ['admin'] }), (ctx) => {
+    ctx.body = { admin: true }
+  })
+  router.get('/reports', requirePolicy({ scopes: ['reports:read', 'documents:read'] }), (ctx) => {
+    ctx.body = { ok: true }
+  })
+  router.get('/boom', () => {
+    throw new Error('kaboom: db password hunter2')
+  })
+  router.get('/limited', (ctx) => {
+    ctx.body = { ok: true }
+  })
+  router.get('/record', requirePolicy('documents:read'), (ctx) => {
+    gate.audit.record('document.viewed')
+    ctx.body = { ok: true }
+  })
+  app.use(router.routes())
+  const server = app.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  return { server, close: () => new Promise<void>((resolve) => server.close(() => resolve())) }
+}
+
+describeAdapterConformance('koa', makeKoaApp)

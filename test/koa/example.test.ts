@@ -1,0 +1,18 @@
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { expect } from 'chai'
+
+const run = promisify(execFile)
+
+describe('examples/koa (the npm start demo)', () => {
+  it('serves the three curl cases (200, 401, 403) and exits 0', async () => {
+    const { stdout } = await run(process.execPath, ['examples/koa/src/server.js', '--smoke'], {
+      timeout: 30_000,
+    })
+    expect(stdout).to.include('ok   allowed: 200')
+    expect(stdout).to.include('ok   no credentials: 401')
+    expect(stdout).to.include('ok   missing scope: 403')
+    expect(stdout).to.not.include('FAIL')
+    expect(stdout.match(/^ok /gm)).to.have.length(3)
+  })
+})
