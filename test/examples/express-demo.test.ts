@@ -24,7 +24,12 @@ describe('examples/express (the npm start demo)', () => {
     expect(stdout).to.include('ok   missing scope: 403')
     const lines = (await readFile(join(dataDir, 'audit.jsonl'), 'utf8')).trim().split('\n')
     const types = lines.map((l) => (JSON.parse(l) as { type: string }).type)
-    expect(types).to.include.members(['key.created', 'authn.success', 'authn.failure', 'authz.deny'])
+    expect(types).to.include.members([
+      'key.created',
+      'authn.success',
+      'authn.failure',
+      'authz.deny',
+    ])
   })
 
   it('starts again on the same data folder (secrets and migrations are reused)', async () => {

@@ -164,7 +164,11 @@ export class AuthError extends Error {
     this.requiredScopes = options.requiredScopes
     const own = options.status
     this.#status =
-      code === 'ERR_REQUEST_REJECTED' && own !== undefined && Number.isInteger(own) && own >= 400 && own < 500
+      code === 'ERR_REQUEST_REJECTED' &&
+      own !== undefined &&
+      Number.isInteger(own) &&
+      own >= 400 &&
+      own < 500
         ? own
         : ERROR_CODES[code].status
   }

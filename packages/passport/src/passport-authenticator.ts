@@ -129,7 +129,10 @@ export function resolvePassportAuthenticatorOptions(
   })
   const challenge =
     options?.challenge !== undefined
-      ? v.string('challenge', options.challenge, { pattern: /^[A-Za-z][\x20-\x7e]*$/, maxLength: 200 })
+      ? v.string('challenge', options.challenge, {
+          pattern: /^[A-Za-z][\x20-\x7e]*$/,
+          maxLength: 200,
+        })
       : fallbackName === 'basic'
         ? 'Basic realm="api"'
         : undefined

@@ -673,7 +673,10 @@ class GateImpl implements Gate {
     reason: string,
   ): AuthError {
     if (isAuthError(error) && error.status < 500) return error
-    this.#c.logger.error(`gate: ${reason}`, { error: String(error), code: isAuthError(error) ? error.code : undefined })
+    this.#c.logger.error(`gate: ${reason}`, {
+      error: String(error),
+      code: isAuthError(error) ? error.code : undefined,
+    })
     if (isAuthError(error)) return error
     return new AuthError(code, 'The request could not be checked', { cause: error, reason })
   }

@@ -111,16 +111,27 @@ export interface ErrorResponse {
  */
 export function toAuthError(error: unknown): AuthError {
   if (isAuthError(error)) return error
-  const e = error as { status?: unknown; statusCode?: unknown; expose?: unknown; message?: unknown; type?: unknown } | null
+  const e = error as {
+    status?: unknown
+    statusCode?: unknown
+    expose?: unknown
+    message?: unknown
+    type?: unknown
+  } | null
   const status = e?.status ?? e?.statusCode
-  if (status === 413) return new AuthError('ERR_REQUEST_TOO_LARGE', 'The request body is too large', { cause: error })
+  if (status === 413)
+    return new AuthError('ERR_REQUEST_TOO_LARGE', 'The request body is too large', { cause: error })
   if (typeof status !== 'number' || status < 400 || status >= 500) {
     return new AuthError('ERR_INTERNAL_ERROR', 'Internal server error', { cause: error })
   }
   // Body parsers (body-parser, co-body, Fastify) flag unparsable bodies with 400.
-  if (status === 400) return new AuthError('ERR_REQUEST_MALFORMED', 'The request is malformed', { cause: error })
+  if (status === 400)
+    return new AuthError('ERR_REQUEST_MALFORMED', 'The request is malformed', { cause: error })
   // An application's own 4xx (`ctx.throw(404)`, http-errors): keep the status; show the message
   // only when the error marks it safe (`expose`, as http-errors does for 4xx).
-  const message = e?.expose === true && typeof e.message === 'string' && e.message !== '' ? e.message.slice(0, 500) : 'The request was rejected'
+  const message =
+    e?.expose === true && typeof e.message === 'string' && e.message !== ''
+      ? e.message.slice(0, 500)
+      : 'The request was rejected'
   return new AuthError('ERR_REQUEST_REJECTED', message, { cause: error, status })
 }
