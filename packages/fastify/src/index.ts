@@ -1,0 +1,238 @@
+/**
+ * `@gatehouse/fastify`: the Gatehouse gate for Fastify 5.
+ *
+ * @example
+ * ```ts
+ * import Fastify from 'fastify'
+ * import { gatehousePlugin } from '@gatehouse/fastify'
+ * const app = Fastify()
+ * await app.register(gatehousePlugin, { apiKeys: { store, pepper }, problemErrors: true })
+ * app.get('/docs/:id', { config: { gatehouse: 'documents:read' } }, async (request) => ({
+ *   by: request.auth?.principal?.id,
+ * }))
+ * ```
+ * @packageDocumentation
+ */
+import {
+  ConfigError,
+  createGate,
+  describeController,
+  NodeGateRequest,
+  PROBLEM_CONTENT_TYPE,
+  runWithAccessContext,
+  type CompiledRequirements,
+  type Decision,
+  type Gate,
+  type GateOptions,
+  type HeaderBag,
+  type Principal,
+  type ProblemDetails,
+  type RouteRequirements,
+} from '@gatehouse/core'
+import type {
+  FastifyInstance,
+  FastifyPluginAsync,
+  FastifyReply,
+  FastifyRequest,
+  HookHandlerDoneFunction,
+  onRequestHookHandler,
+} from 'fastify'
+import fp from 'fastify-plugin'
+import { randomUUID } from 'node:crypto'
+
+/** What the gate attaches to `request.auth`. */
+export interface GatehouseAuth {
+  /** The authenticated principal, `null` when anonymous. */
+  readonly principal: Principal | null
+  /** The latest decision (with its trace). */
+  readonly decision: Decision
+  /** The gate that decided. */
+  readonly gate: Gate
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by {@link gatehousePlugin} on allowed requests; `null` before (and on denied ones). */
+    auth: GatehouseAuth | null
+  }
+  interface FastifyContextConfig {
+    /** The route's requirements: a permission (`'documents:read'`) or `{ scopes, roles, permission, public }`. */
+    gatehouse?: string | RouteRequirements
+  }
+  interface FastifyInstance {
+    /** An `onRequest` hook declaring a route's requirements; see {@link gatehousePlugin}. */
+    requirePolicy(requirements: string | RouteRequirements): onRequestHookHandler
+  }
+}
+
+/** Options of {@link gatehousePlugin}: the gate's options, or a gate, plus Fastify specifics. */
+export interface GatehousePluginOptions extends GateOptions {
+  /** Use this gate instead of creating one from the other options. */
+  readonly gate?: Gate
+  /** Also set `request.user` to the principal, for passport-style code. @default false */
+  readonly mirrorToUser?: boolean
+  /** Install an error handler rendering every error as an RFC 9457 problem. @default false */
+  readonly problemErrors?: boolean
+}
+
+const COMPILED = Symbol('@gatehouse/fastify/requirements')
+type CompiledConfig = { [COMPILED]?: CompiledRequirements; gatehouse?: string | RouteRequirements }
+type PolicyHook = onRequestHookHandler & { readonly [COMPILED]: CompiledRequirements }
+const isPolicyHook = (hook: unknown): hook is PolicyHook =>
+  typeof hook === 'function' && COMPILED in hook
+
+function toGateRequest(request: FastifyRequest): NodeGateRequest {
+  return new NodeGateRequest({
+    method: request.method,
+    url: request.url,
+    route: request.routeOptions.url,
+    // `request.ip` honours the instance's `trustProxy`; X-Forwarded-For is never read here.
+    ip: request.ip,
+    headers: request.headers,
+    rawHeaders: request.raw.rawHeaders,
+  })
+}
+
+function send(
+  reply: FastifyReply,
+  status: number,
+  headers: HeaderBag,
+  problem: ProblemDetails,
+): void {
+  reply.code(status).headers(headers).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem))
+}
+
+async function gatehouse(fastify: FastifyInstance, options: GatehousePluginOptions): Promise<void> {
+  const { gate: given, mirrorToUser = false, problemErrors = false, ...gateOptions } = options
+  const gate = given ?? createGate(gateOptions)
+
+  /** Denies, or records the decision and runs the rest of the request in its access context. */
+  function settle(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    next: HookHandlerDoneFunction,
+    decide: (gateRequest: NodeGateRequest, prior: Decision | undefined) => Promise<Decision>,
+  ): void {
+    const startedAt = gate.now()
+    const gateRequest = toGateRequest(request)
+    const prior = request.auth?.decision
+    decide(gateRequest, prior).then(function gatehouseDecided(decision) {
+      if (!decision.allowed) return send(reply, decision.status, decision.headers, decision.problem)
+      request.auth = { principal: decision.principal, decision, gate }
+      if (prior !== undefined) return next()
+      reply.headers(decision.headers)
+      if (mirrorToUser) (request as { user?: unknown }).user = decision.principal ?? undefined
+      // `done` called inside the store: Fastify runs the rest of the lifecycle from this call (its
+      // body parser re-enters the same async scope), so handlers see the context.
+      runWithAccessContext(gate.contextFor(gateRequest, decision, startedAt), next)
+    }, next)
+  }
+
+  fastify.decorateRequest('auth', null)
+  if (mirrorToUser && !fastify.hasRequestDecorator('user')) fastify.decorateRequest('user', null)
+
+  fastify.decorate('requirePolicy', function requirePolicy(requirements) {
+    const compiled = gate.compile(requirements)
+    function gatehouseRequirePolicy(
+      request: FastifyRequest,
+      reply: FastifyReply,
+      next: HookHandlerDoneFunction,
+    ): void {
+      // Folded into the route by onRoute, so the plugin's own hook has enforced it already.
+      if ((request.routeOptions.config as CompiledConfig)[COMPILED] === compiled) return next()
+      settle(request, reply, next, (r, prior) =>
+        prior?.allowed === true ? gate.authorize(r, prior, compiled) : gate.evaluate(r, compiled),
+      )
+    }
+    return Object.assign(gatehouseRequirePolicy, { [COMPILED]: compiled })
+  })
+
+  fastify.addHook('onRoute', function gatehouseCompileRoute(route) {
+    const hooks = [route.onRequest ?? []].flat().filter(isPolicyHook)
+    const declared = route.config?.gatehouse
+    if (hooks.length > 1 || (hooks.length === 1 && declared !== undefined)) {
+      throw new ConfigError(
+        `${String(route.method)} ${route.url}: declare requirements once, with config.gatehouse or one requirePolicy()`,
+      )
+    }
+    const compiled = hooks[0]?.[COMPILED] ?? gate.compile(declared)
+    route.config = { ...route.config, [COMPILED]: compiled } as typeof route.config
+  })
+
+  fastify.addHook('onRequest', function gatehouseOnRequest(request, reply, next) {
+    // No route, nothing to authorize: authenticate only (credentials required unless the gate
+    // says `credentialsRequired: false`), so a 404 reveals nothing to anonymous callers.
+    if (request.is404) return settle(request, reply, next, (r) => gate.authenticate(r))
+    // Routes added before the plugin loaded (no `await register`) are compiled on first use.
+    const config = request.routeOptions.config as CompiledConfig
+    const compiled = (config[COMPILED] ??= gate.compile(config.gatehouse))
+    settle(request, reply, next, (r) => gate.evaluate(r, compiled))
+  })
+
+  if (problemErrors) {
+    fastify.setErrorHandler(function gatehouseErrorHandler(error, request, reply) {
+      const answer = gate.errorResponse(error, request.auth?.decision.requestId ?? randomUUID())
+      if (answer.status >= 500) request.log.error({ err: error }, 'gatehouse: request failed')
+      send(reply, answer.status, answer.headers, answer.problem)
+    })
+  }
+}
+
+/**
+ * The Gatehouse plugin (wrapped with `fastify-plugin`, so it covers the whole app). In `onRequest`,
+ * every request is decided in one `gate.evaluate` against its route's `config.gatehouse`, compiled
+ * once when the route is added (absent: an authenticated caller, nothing more); a request matching
+ * no route is only authenticated (credentials required unless `credentialsRequired: false`).
+ * Allowed requests continue with `request.auth` set and their access context in
+ * AsyncLocalStorage; denied ones get one problem+json answer and go no further.
+ *
+ * `fastify.requirePolicy(r)` in a route's `onRequest` replaces `config.gatehouse` for that route:
+ * it is folded in at registration, so the route is still decided in one step and
+ * `requirePolicy({ public: true })` opens it. Declaring both, or two `requirePolicy`, throws.
+ * Used anywhere else (another hook, a route added before the plugin loaded), it adds its
+ * requirements to the plugin's decision with `gate.authorize` (one more authorization event).
+ *
+ * Register it with `await` before the routes (a route added earlier is compiled on its first
+ * request instead), and after plugins whose hooks must also run on denials (`@fastify/helmet`,
+ * so its headers are on 401 and 403 answers).
+ * @throws {ConfigError} for bad options (at registration) and invalid route requirements (at
+ *   route registration)
+ * @example
+ * ```ts
+ * await app.register(gatehousePlugin, { gate, problemErrors: true })
+ * app.get('/health', { config: { gatehouse: { public: true } } }, async () => ({ ok: true }))
+ * app.post('/docs', { onRequest: app.requirePolicy('documents:write') }, handler)
+ * ```
+ */
+export const gatehousePlugin: FastifyPluginAsync<GatehousePluginOptions> = fp(gatehouse, {
+  name: '@gatehouse/fastify',
+  fastify: '5.x',
+})
+
+/**
+ * Registers a decorated controller's routes (`@Controller`, `@Get`, `@Policy`, `@Public` from
+ * `@gatehouse/core`) with `config.gatehouse` set to their effective requirements. Handlers are
+ * called as `instance[method](request, reply)`; what they return is sent as Fastify sends any
+ * handler's result. Call it after registering {@link gatehousePlugin}.
+ * @throws {ConfigError} for a class that declares no routes
+ */
+export function mountController<TController extends object>(
+  fastify: FastifyInstance,
+  controller: (new () => TController) | { readonly instance: TController },
+): void {
+  const instance = typeof controller === 'function' ? new controller() : controller.instance
+  const description = describeController(instance.constructor as new () => TController)
+  for (const route of description.routes) {
+    const method = (instance as Record<string | symbol, unknown>)[route.handler]
+    if (typeof method !== 'function')
+      throw new ConfigError(`${String(route.handler)} is not a method`)
+    fastify.route({
+      method: route.method,
+      url: route.path,
+      config: { gatehouse: route.requirements.source },
+      handler: function gatehouseControllerRoute(request, reply): unknown {
+        return method.call(instance, request, reply)
+      },
+    })
+  }
+}

@@ -1,0 +1,46 @@
+import helmet from '@fastify/helmet'
+import Fastify from 'fastify'
+import { getAccessContext } from '@gatehouse/core'
+import { gatehousePlugin, mountController } from '@gatehouse/fastify'
+import { describeAdapterConformance, type MakeApp } from '../helpers/adapter-conformance.js'
+
+export const makeFastifyApp: MakeApp = async ({ gate, DocsController }) => {
+  const app = Fastify()
+  await app.register(helmet)
+  await app.register(gatehousePlugin, { gate, problemErrors: true })
+  app.get('/public', { config: { gatehouse: { public: true } } }, async (request) => ({
+    principal: request.auth?.principal?.id ?? null,
+  }))
+  mountController(app, DocsController)
+  app.get('/me', async (request) => ({
+    id: request.auth?.principal?.id,
+    method: request.auth?.principal?.method,
+    requestId: getAccessContext()?.requestId,
+  }))
+  app.get<{ Params: { id: string } }>(
+    '/docs/:id',
+    { config: { gatehouse: 'documents:read' } },
+    async (request) => ({ id: request.params.id }),
+  )
+  app.post('/docs', { config: { gatehouse: 'documents:write' } }, async (_request, reply) =>
+    reply.code(201).send({ created: true }),
+  )
+  app.get('/admin', { config: { gatehouse: { roles: ['admin'] } } }, async () => ({ admin: true }))
+  app.get(
+    '/reports',
+    { onRequest: app.requirePolicy({ scopes: ['reports:read', 'documents:read'] }) },
+    async () => ({ ok: true }),
+  )
+  app.get('/boom', async () => {
+    throw new Error('kaboom: db password hunter2')
+  })
+  app.get('/limited', async () => ({ ok: true }))
+  app.get('/record', { config: { gatehouse: 'documents:read' } }, async () => {
+    gate.audit.record('document.viewed')
+    return { ok: true }
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  return { server: app.server, close: () => app.close() }
+}
+
+describeAdapterConformance('fastify', makeFastifyApp)
