@@ -231,3 +231,4 @@ export function mountController<TController extends object>(
     register.call(target, route.path, requirePolicy(route.requirements.source, options), handler)
   }
 }
+export * from './rate-limit.js'
