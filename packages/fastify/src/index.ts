@@ -236,3 +236,4 @@ export function mountController<TController extends object>(
     })
   }
 }
+export * from './rate-limit.js'

@@ -204,3 +204,4 @@ export function mountController<TController extends object>(
     register.call(router, route.path, requirePolicy(route.requirements.source, options), handler)
   }
 }
+export * from './rate-limit.js'

@@ -287,3 +287,18 @@ describe('createRateLimitStage', () => {
     expect(warnings.join()).to.include('did you mean "limits"')
   })
 })
+
+describe('route limits without a configured limits stage', () => {
+  it('are enforced by a default in-memory stage rather than ignored', async () => {
+    const store = createMemoryKeyStore()
+    const gate = createGate({ apiKeys: { store, pepper: PEPPER }, audit: false })
+    const { key } = await createApiKeyManager({ store, pepper: PEPPER }).create({
+      name: 'k',
+      ownerId: 'u',
+    })
+    const route = gate.compile({ rateLimits: [{ name: 'r', limit: 1, windowMs: 60_000 }] })
+    const req = () => gate.evaluate(fakeRequest({ headers: { 'x-api-key': key } }), route)
+    expect((await req()).status).to.equal(200)
+    expect((await req()).status).to.equal(429)
+  })
+})

@@ -48,6 +48,7 @@ import type {
   RouteRequirements,
   TraceEntry,
 } from '../types.js'
+import { createRateLimitStage } from '../ratelimit/rate-limit-stage.js'
 import { TypeValidator } from '../validation/type-validator.js'
 import { extractCredential, queryCredentialPattern, type CredentialRules } from './credentials.js'
 import type { AllowDecision, Decision, DenyDecision, HeaderBag } from './decision.js'
@@ -328,6 +329,11 @@ export function createGate(options: Readonly<GateOptions> = {}): Gate {
     roles,
     authorize,
     stages: stages ?? [],
+    // Routes may declare limits (`rateLimits`, `@RateLimit`) even when no limits stage was given:
+    // they are then enforced by a default in-memory one rather than silently ignored.
+    routeStages: (stages ?? []).some((s) => s.name === 'ratelimit')
+      ? (stages ?? [])
+      : [...(stages ?? []), createRateLimitStage({ now, logger })],
     audit,
     failClosedOnAudit,
     now,
@@ -347,6 +353,8 @@ interface GateConfig {
   readonly roles: ReadonlyMap<string, readonly string[]>
   readonly authorize: AuthorizeHook | undefined
   readonly stages: readonly GateStage[]
+  /** The stages of the authorization step (route limits); always includes a limits stage. */
+  readonly routeStages: readonly GateStage[]
   readonly audit: AuditTrail
   readonly failClosedOnAudit: boolean
   readonly now: Clock
@@ -595,7 +603,8 @@ class GateImpl implements Gate {
     trace: TraceEntry[],
   ): Promise<StepResult> {
     let headers = EMPTY_HEADERS
-    for (const stage of this.#c.stages) {
+    const stages = requirements === undefined ? this.#c.stages : this.#c.routeStages
+    for (const stage of stages) {
       const started = monotonicMicros()
       let r: StageResult
       try {
