@@ -59,17 +59,26 @@ export interface AuthMiddlewareOptions extends GateOptions {
   readonly mirrorToUser?: boolean
 }
 
+// One GateRequest per request: a route guard after the global middleware reuses it (and its
+// client IP, which Express resolves through trust-proxy parsing on every `req.ip` read).
+const built = new WeakMap<Request, NodeGateRequest>()
+
 function toGateRequest(req: Request): NodeGateRequest {
   const routePath = (req.route as { path?: unknown } | undefined)?.path
-  return new NodeGateRequest({
+  const route = typeof routePath === 'string' ? req.baseUrl + routePath : undefined
+  const earlier = built.get(req)
+  if (earlier !== undefined) return earlier.withRoute(route)
+  const request = new NodeGateRequest({
     method: req.method,
     url: req.originalUrl,
-    route: typeof routePath === 'string' ? req.baseUrl + routePath : undefined,
+    route,
     // `req.ip` honours the app's `trust proxy` setting; X-Forwarded-For is never read here.
     ip: req.ip,
     headers: req.headers,
     rawHeaders: req.rawHeaders,
   })
+  built.set(req, request)
+  return request
 }
 
 function send(res: Response, status: number, headers: HeaderBag, problem: ProblemDetails): void {

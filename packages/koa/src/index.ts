@@ -62,18 +62,26 @@ export interface AuthMiddlewareOptions extends GateOptions {
   readonly mirrorToUser?: boolean
 }
 
+// One GateRequest per request: a route guard after the global middleware reuses it.
+const built = new WeakMap<object, NodeGateRequest>()
+
 function toGateRequest(ctx: ParameterizedContext): NodeGateRequest {
   // Set by @koa/router before a route's middleware runs; a string unless the route is a RegExp.
-  const route = (ctx as { _matchedRoute?: unknown })._matchedRoute
-  return new NodeGateRequest({
+  const matched = (ctx as { _matchedRoute?: unknown })._matchedRoute
+  const route = typeof matched === 'string' ? matched : undefined
+  const earlier = built.get(ctx.req)
+  if (earlier !== undefined) return earlier.withRoute(route)
+  const request = new NodeGateRequest({
     method: ctx.method,
     url: ctx.originalUrl,
-    route: typeof route === 'string' ? route : undefined,
+    route,
     // `ctx.ip` reads X-Forwarded-For only when `app.proxy` is set; Koa gives '' when unknown.
     ip: ctx.ip === '' ? undefined : ctx.ip,
     headers: ctx.req.headers,
     rawHeaders: ctx.req.rawHeaders,
   })
+  built.set(ctx.req, request)
+  return request
 }
 
 // Answering here instead of throwing: Koa's default error handler removes every header set before

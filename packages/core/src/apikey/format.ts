@@ -22,7 +22,10 @@ export const API_KEY_ID_LENGTH = 16
 export const API_KEY_SECRET_LENGTH = 32
 /** Characters of the checksum. */
 export const API_KEY_CHECKSUM_LENGTH = 6
-const BODY_LENGTH = API_KEY_ID_LENGTH + API_KEY_SECRET_LENGTH + API_KEY_CHECKSUM_LENGTH
+/** Characters after the prefix separator: id, secret and checksum. */
+export const API_KEY_BODY_LENGTH: number =
+  API_KEY_ID_LENGTH + API_KEY_SECRET_LENGTH + API_KEY_CHECKSUM_LENGTH
+const BODY_LENGTH = API_KEY_BODY_LENGTH
 /** Allowed prefixes: lower-case words joined by `_`, e.g. `gh`, `acme_live`. */
 export const API_KEY_PREFIX_PATTERN: RegExp = /^[a-z][a-z0-9]{0,15}(?:_[a-z0-9]{1,16}){0,2}$/
 const BODY_PATTERN = /^[0-9A-Za-z]+$/

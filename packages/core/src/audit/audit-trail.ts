@@ -56,7 +56,7 @@ export interface AuditTrail {
    * comes from AsyncLocalStorage; an unknown `type` is kept as `custom` with `customType` set.
    */
   record(type: string, details?: Omit<Partial<AuditEventInput>, 'type'>): boolean
-  /** Whether an event of `type` and outcome is written at this level. */
+  /** Whether an event of `type` and outcome is written (at this level, to at least one sink). */
   accepts(type: AuditEventType, outcome: 'success' | 'failure'): boolean
   /** Events queued and not yet acknowledged by every sink. */
   readonly pending: number
@@ -206,11 +206,13 @@ class Trail implements AuditTrail {
   }
 
   accepts(type: AuditEventType, outcome: 'success' | 'failure'): boolean {
+    // No sink: nothing to build (the gate skips the event entirely).
+    if (this.queues.length === 0) return false
     return this.level !== 'minimal' || outcome === 'failure' || !SUCCESS_DECISIONS.has(type)
   }
 
   emit(input: AuditEventInput): boolean {
-    if (this.queues.length === 0 || !this.accepts(input.type, input.outcome)) return true
+    if (!this.accepts(input.type, input.outcome)) return true
     const event = {
       ...input,
       id: input.id ?? randomUUID(),

@@ -756,6 +756,7 @@ class GateImpl implements Gate {
     if (!audit.accepts(type, failed ? 'failure' : 'success')) return true
     const p = step.principal
     const ua = request.header('user-agent')
+    const path = normalizePath(request.path)
     return audit.emit({
       type,
       outcome: failed ? 'failure' : 'success',
@@ -767,8 +768,8 @@ class GateImpl implements Gate {
               method: p.method,
               ...(p.tokenId === undefined ? {} : { tokenId: p.tokenId }),
             },
-      action: `${request.method} ${request.route ?? normalizePath(request.path)}`,
-      target: { type: 'route', id: request.route ?? normalizePath(request.path) },
+      action: `${request.method} ${request.route ?? path}`,
+      target: { type: 'route', id: request.route ?? path },
       ...(failed || audit.level === 'verbose'
         ? {
             reason: {
@@ -782,7 +783,7 @@ class GateImpl implements Gate {
       request: {
         id: requestId,
         method: request.method,
-        path: normalizePath(request.path),
+        path,
         ...(request.route === undefined ? {} : { route: request.route }),
         ...(request.ip === undefined ? {} : { ip: request.ip }),
         ...(ua === undefined ? {} : { userAgent: ua.slice(0, USER_AGENT_MAX) }),

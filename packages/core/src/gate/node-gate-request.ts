@@ -45,6 +45,20 @@ export class NodeGateRequest implements GateRequest {
     this.#headers = init.headers
   }
 
+  /** The same request with its route pattern known (a route guard after a global middleware). */
+  withRoute(route: string | undefined): NodeGateRequest {
+    if (route === this.route) return this
+    // The client IP (trust-proxy parsing) and headers are reused, not resolved again.
+    return new NodeGateRequest({
+      method: this.method,
+      url: this.query === '' ? this.path : `${this.path}?${this.query}`,
+      route,
+      ip: this.ip,
+      headers: this.#headers,
+      rawHeaders: this.rawHeaders,
+    })
+  }
+
   header(name: string): string | undefined {
     const v = this.#headers[name]
     return typeof v === 'string' ? v : v?.[0]
