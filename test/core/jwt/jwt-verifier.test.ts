@@ -1016,13 +1016,14 @@ describe('createJwtVerifier', () => {
       await expectDenied(v, token, 'ERR_JWT_INVALID', 'no usable subject')
     })
 
-    it('returns claims as a null-prototype object where "__proto__" is an ordinary key', async () => {
+    it('returns frozen claims where "__proto__" is an own, ordinary key', async () => {
       const json = `{"sub":"user-1","exp":${NOW + 600},"__proto__":{"isAdmin":true}}`
       const { claims: verified, principal } = await expectOk(
         hs256(),
         signJws('HS256', SECRET, { alg: 'HS256' }, json),
       )
-      expect(Object.getPrototypeOf(verified)).to.equal(null)
+      expect(Object.getPrototypeOf(verified)).to.equal(Object.prototype)
+      expect(Object.isFrozen(verified)).to.equal(true)
       expect(Object.hasOwn(verified, '__proto__')).to.equal(true)
       expect((verified.__proto__ as Record<string, unknown>).isAdmin).to.equal(true)
       expect(({} as Record<string, unknown>).isAdmin).to.equal(undefined)

@@ -1,7 +1,7 @@
 /**
  * A strict JSON parser for untrusted token segments (RFC 8259 + RFC 7515 §5.2 / RFC 8725 §3.2
  * expectations): rejects duplicate member names, a byte-order mark, invalid UTF-8, trailing data
- * and excessive nesting; builds null-prototype objects so `__proto__` is an ordinary key.
+ * and excessive nesting; defines `__proto__` as an own property, so it is an ordinary key.
  *
  * `JSON.parse` silently keeps the last of duplicate keys, which lets two parsers disagree about
  * a token's claims; no small, maintained library rejects duplicates, hence this file.
@@ -187,7 +187,9 @@ class Parser {
   object(depth: number): Record<string, unknown> {
     if (depth > MAX_DEPTH) throw new StrictJsonError('nesting too deep')
     this.i++
-    const out: Record<string, unknown> = Object.create(null) as Record<string, unknown>
+    // A plain object keeps V8's fast properties; `__proto__` is defined as an own data property
+    // below, so it can never become the object's prototype.
+    const out: Record<string, unknown> = {}
     this.ws()
     if (this.s.charCodeAt(this.i) === 0x7d) {
       this.i++
@@ -201,7 +203,10 @@ class Parser {
       this.ws()
       if (this.s.charCodeAt(this.i++) !== 0x3a) throw new StrictJsonError('expected :')
       this.ws()
-      out[key] = this.value(depth)
+      const value = this.value(depth)
+      if (key === '__proto__') {
+        Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true })
+      } else out[key] = value
       this.ws()
       const c = this.s.charCodeAt(this.i++)
       if (c === 0x7d) return out

@@ -36,7 +36,7 @@ import {
   MAX_CLOCK_TOLERANCE_SECONDS,
 } from '../defaults.js'
 
-/** Verified JWT claims (a null-prototype object built by the strict parser). */
+/** Verified JWT claims: a deeply frozen plain object; look attributes up with `Object.hasOwn`. */
 export type JwtClaims = Readonly<Record<string, unknown>>
 
 /** JWT authentication options. */
