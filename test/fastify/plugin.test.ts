@@ -89,6 +89,7 @@ async function setup(transport: Transport, options: SetupOptions = {}): Promise<
   const broker = createMemoryBroker()
   const sink = createMemoryAuditSink()
   const gate = createGate({
+    asyncContext: true,
     apiKeys: { store, pepper: PEPPER, broker },
     jwt: { secret: SECRET, issuer: ISSUER, audience: AUDIENCE },
     roles: { editor: ['documents:*'] },

@@ -135,6 +135,7 @@ async function fixture(extraAuthenticators: readonly Authenticator[]): Promise<F
   const broker = createMemoryBroker()
   const sink = createMemoryAuditSink()
   const gate = createGate({
+    asyncContext: true,
     apiKeys: { store, pepper: PEPPER, broker },
     jwt: { secret: JWT_SECRET, issuer: ISSUER, audience: AUDIENCE },
     authenticators: [basic, ...extraAuthenticators],

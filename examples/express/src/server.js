@@ -45,6 +45,7 @@ const audit = createAuditTrail({
   sinks: [createJsonLinesFileSink({ path: join(dataDir, 'audit.jsonl') })],
 })
 const gate = createGate({
+  asyncContext: true,
   apiKeys: { store, pepper: secrets.pepper, broker },
   jwt: { secret: secrets.jwtSecret, issuer, audience },
   roles: { editor: ['documents:*'] },

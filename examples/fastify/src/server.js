@@ -21,6 +21,7 @@ const store = createMemoryKeyStore()
 const events = createMemoryAuditSink()
 const audit = createAuditTrail({ sinks: [events], flushIntervalMs: 0 })
 const gate = createGate({
+  asyncContext: true,
   apiKeys: { store, pepper },
   roles: { editor: ['documents:*'] },
   audit,

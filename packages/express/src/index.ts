@@ -19,7 +19,6 @@ import {
   describeController,
   NodeGateRequest,
   PROBLEM_CONTENT_TYPE,
-  runWithAccessContext,
   type Decision,
   type Gate,
   type GateOptions,
@@ -118,7 +117,7 @@ export function authMiddleware(options: Readonly<AuthMiddlewareOptions>): Reques
     applyHeaders(res, decision.headers)
     req.auth = { principal: decision.principal, decision, gate }
     if (mirrorToUser) (req as { user?: unknown }).user = decision.principal ?? undefined
-    runWithAccessContext(gate.contextFor(request, decision, startedAt), next)
+    gate.proceed(request, decision, startedAt, next)
   }
 }
 
@@ -177,7 +176,7 @@ export function requirePolicy(
     applyHeaders(res, decision.headers)
     if (auth !== undefined) return next()
     if (mirrorToUser) (req as { user?: unknown }).user = decision.principal ?? undefined
-    runWithAccessContext(gate.contextFor(request, decision, startedAt), next)
+    gate.proceed(request, decision, startedAt, next)
   }
 }
 

@@ -19,7 +19,6 @@ import {
   describeController,
   NodeGateRequest,
   PROBLEM_CONTENT_TYPE,
-  runWithAccessContext,
   type CompiledRequirements,
   type Decision,
   type Gate,
@@ -124,7 +123,7 @@ async function gatehouse(fastify: FastifyInstance, options: GatehousePluginOptio
       if (mirrorToUser) (request as { user?: unknown }).user = decision.principal ?? undefined
       // `done` called inside the store: Fastify runs the rest of the lifecycle from this call (its
       // body parser re-enters the same async scope), so handlers see the context.
-      runWithAccessContext(gate.contextFor(gateRequest, decision, startedAt), next)
+      gate.proceed(gateRequest, decision, startedAt, next)
     }, next)
   }
 

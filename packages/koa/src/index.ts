@@ -18,7 +18,6 @@ import {
   describeController,
   NodeGateRequest,
   PROBLEM_CONTENT_TYPE,
-  runWithAccessContext,
   type Decision,
   type ErrorResponse,
   type Gate,
@@ -110,7 +109,7 @@ export function authMiddleware(options: Readonly<AuthMiddlewareOptions>): Gateho
     ctx.set(decision.headers)
     ctx.state.auth = { principal: decision.principal, decision, gate }
     if (mirrorToUser) ctx.state.user = decision.principal ?? undefined
-    await runWithAccessContext(gate.contextFor(request, decision, startedAt), () => next())
+    await gate.proceed(request, decision, startedAt, () => next())
   }
 }
 
@@ -157,7 +156,7 @@ export function requirePolicy(
     ctx.state.auth = { principal: decision.principal, decision, gate }
     if (auth !== undefined) return void (await next())
     if (mirrorToUser) ctx.state.user = decision.principal ?? undefined
-    await runWithAccessContext(gate.contextFor(request, decision, startedAt), () => next())
+    await gate.proceed(request, decision, startedAt, () => next())
   }
 }
 

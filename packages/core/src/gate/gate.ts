@@ -49,6 +49,7 @@ import type {
   TraceEntry,
 } from '../types.js'
 import { createRateLimitStage } from '../ratelimit/rate-limit-stage.js'
+import { runWithAccessContext } from '../context/access-context.js'
 import { TypeValidator } from '../validation/type-validator.js'
 import { extractCredential, queryCredentialPattern, type CredentialRules } from './credentials.js'
 import type { AllowDecision, Decision, DenyDecision, HeaderBag } from './decision.js'
@@ -143,6 +144,14 @@ export interface GateOptions {
   readonly audit?: AuditOptions | AuditTrail | false
   /** Deny with 503 when the audit queue is full rather than serve unaudited. @default true */
   readonly failClosedOnAuditBackpressure?: boolean
+  /**
+   * Run the rest of each allowed request inside AsyncLocalStorage with its {@link AccessContext},
+   * so `getAccessContext()` and `audit.record()` in handlers see the request. Off by default: on
+   * Node 20, AsyncLocalStorage turns on promise hooks for the whole process, which measurably
+   * slows every promise (see docs/performance.md); Node 24's AsyncContextFrame makes it cheap.
+   * @default false
+   */
+  readonly asyncContext?: boolean
   /** Spreads key revocations between instances. */
   readonly broker?: MessageBroker
   /** Clock, epoch ms. @default Date.now */
@@ -170,8 +179,15 @@ export interface Gate {
   explain(request: GateRequest, requirements?: CompiledRequirements): Promise<Decision>
   /** Compiles a route declaration (a permission string or requirements object). */
   compile(requirements: string | RouteRequirements | undefined): CompiledRequirements
-  /** The access context for a decided request (adapters put it in AsyncLocalStorage). */
+  /** The access context for a decided request. */
   contextFor(request: GateRequest, decision: Decision, startedAt: number): AccessContext
+  /**
+   * Continues an allowed request: calls `next` inside AsyncLocalStorage with the request's access
+   * context when `asyncContext` is on, or directly otherwise. Adapters call it after allowing.
+   */
+  proceed<TResult>(request: GateRequest, decision: Decision, startedAt: number, next: () => TResult): TResult
+  /** Whether {@link Gate.proceed} propagates the access context. */
+  readonly asyncContext: boolean
   /** The full answer for any error (a Gatehouse error, a body parser's 400, a bug's 500). */
   errorResponse(error: unknown, requestId: string): ErrorResponse
   /** The audit trail. */
@@ -202,6 +218,7 @@ const OPTION_NAMES = [
   'stages',
   'audit',
   'failClosedOnAuditBackpressure',
+  'asyncContext',
   'broker',
   'now',
   'logger',
@@ -239,6 +256,7 @@ export function createGate(options: Readonly<GateOptions> = {}): Gate {
   const credentialsRequired = bool('credentialsRequired', DEFAULT_CREDENTIALS_REQUIRED)
   const rejectAmbiguous = bool('rejectAmbiguousCredentials', DEFAULT_REJECT_AMBIGUOUS)
   const failClosedOnAudit = bool('failClosedOnAuditBackpressure', true)
+  const asyncContext = bool('asyncContext', false)
   const queryParams =
     options.rejectQueryCredentials === false
       ? []
@@ -336,6 +354,7 @@ export function createGate(options: Readonly<GateOptions> = {}): Gate {
       : [...(stages ?? []), createRateLimitStage({ now, logger })],
     audit,
     failClosedOnAudit,
+    asyncContext,
     now,
     logger,
   })
@@ -357,6 +376,7 @@ interface GateConfig {
   readonly routeStages: readonly GateStage[]
   readonly audit: AuditTrail
   readonly failClosedOnAudit: boolean
+  readonly asyncContext: boolean
   readonly now: Clock
   readonly logger: Logger
 }
@@ -376,6 +396,7 @@ class GateImpl implements Gate {
   readonly jwt: JwtVerifier | undefined
   readonly audit: AuditTrail
   readonly now: Clock
+  readonly asyncContext: boolean
   readonly #c: GateConfig
 
   constructor(config: GateConfig) {
@@ -384,6 +405,12 @@ class GateImpl implements Gate {
     this.jwt = config.jwt
     this.audit = config.audit
     this.now = config.now
+    this.asyncContext = config.asyncContext
+  }
+
+  proceed<TResult>(request: GateRequest, decision: Decision, startedAt: number, next: () => TResult): TResult {
+    if (!this.asyncContext) return next()
+    return runWithAccessContext(this.contextFor(request, decision, startedAt), next)
   }
 
   compile(requirements: string | RouteRequirements | undefined): CompiledRequirements {
