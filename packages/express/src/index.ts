@@ -71,8 +71,9 @@ function toGateRequest(req: Request): NodeGateRequest {
     method: req.method,
     url: req.originalUrl,
     route,
-    // `req.ip` honours the app's `trust proxy` setting; X-Forwarded-For is never read here.
-    ip: req.ip,
+    // `req.ip` honours the app's `trust proxy` setting; with the default (off) it is the socket's
+    // address, read directly to skip Express's X-Forwarded-For parsing on every request.
+    ip: req.app.get('trust proxy') === false ? req.socket.remoteAddress : req.ip,
     headers: req.headers,
     rawHeaders: req.rawHeaders,
   })
