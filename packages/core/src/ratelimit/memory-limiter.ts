@@ -11,7 +11,7 @@
  * @packageDocumentation
  */
 import { LRUCache } from 'lru-cache'
-import { RateLimiterRes } from 'rate-limiter-flexible'
+import { RateLimiterCompatibleAbstract, RateLimiterRes } from 'rate-limiter-flexible'
 import type { Clock } from '../internal/clock.js'
 
 /** Options of {@link BoundedMemoryLimiter}. */
@@ -38,18 +38,27 @@ export interface ConsumeOptions {
   readonly customDuration?: number
 }
 
-/** The bounded memory limiter. */
-export class BoundedMemoryLimiter {
+/**
+ * The bounded memory limiter. It extends rate-limiter-flexible's public
+ * `RateLimiterCompatibleAbstract`, so rate-limiter-flexible accepts it wherever it takes a limiter
+ * (`BurstyRateLimiter`, and the `insuranceLimiter` of its Redis limiters).
+ */
+export class BoundedMemoryLimiter extends RateLimiterCompatibleAbstract {
   readonly points: number
   readonly durationMs: number
-  readonly #blockMs: number
+  // Own data properties shadow the abstract's throwing accessors; rate-limiter-flexible sets the
+  // last two on insurance limiters (block duration in seconds).
+  override readonly keyPrefix: string = ''
+  override blockDuration: number
+  override execEvenly: boolean = false
   readonly #now: Clock
   readonly #windows: LRUCache<string, Window>
 
   constructor(options: BoundedMemoryLimiterOptions) {
+    super()
     this.points = options.points
     this.durationMs = options.durationMs
-    this.#blockMs = options.blockDurationMs ?? 0
+    this.blockDuration = (options.blockDurationMs ?? 0) / 1000
     this.#now = options.now
     this.#windows = new LRUCache<string, Window>({ max: options.maxKeys })
   }
@@ -78,7 +87,11 @@ export class BoundedMemoryLimiter {
   }
 
   /** Consumes `points`; rejects with a `RateLimiterRes` when the window is over its limit. */
-  consume(key: string, points = 1, options: ConsumeOptions = {}): Promise<RateLimiterRes> {
+  override consume(key: string | number, points = 1, options: ConsumeOptions = {}): Promise<RateLimiterRes> {
+    return this.#consume(String(key), points, options)
+  }
+
+  #consume(key: string, points: number, options: ConsumeOptions): Promise<RateLimiterRes> {
     const now = this.#now()
     const duration =
       options.customDuration === undefined ? this.durationMs : options.customDuration * 1000
@@ -88,37 +101,50 @@ export class BoundedMemoryLimiter {
     w.consumed += points
     if (w.consumed > this.points) {
       // Ban once, when the limit is first crossed (as rate-limiter-flexible's blockDuration).
-      if (this.#blockMs > 0 && before <= this.points) w.resetAt = now + this.#blockMs
+      if (this.blockDuration > 0 && before <= this.points) w.resetAt = now + this.blockDuration * 1000
       return Promise.reject(this.#res(w, now, first))
     }
     return Promise.resolve(this.#res(w, now, first))
   }
 
   /** The current window, or `null`. */
-  get(key: string): Promise<RateLimiterRes | null> {
+  override get(key: string | number): Promise<RateLimiterRes | null> {
     const now = this.#now()
-    const w = this.#windows.peek(key)
+    const w = this.#windows.peek(String(key))
     return Promise.resolve(w === undefined || w.resetAt <= now ? null : this.#res(w, now, false))
   }
 
   /** Gives points back (e.g. refunds a failed request). */
-  reward(key: string, points = 1): Promise<RateLimiterRes> {
+  override reward(key: string | number, points = 1): Promise<RateLimiterRes> {
     const now = this.#now()
-    const w = this.#window(key, now, this.durationMs)
+    const w = this.#window(String(key), now, this.durationMs)
     w.consumed = Math.max(0, w.consumed - points)
     return Promise.resolve(this.#res(w, now, false))
   }
 
   /** Adds points without checking the limit. */
-  penalty(key: string, points = 1): Promise<RateLimiterRes> {
+  override penalty(key: string | number, points = 1): Promise<RateLimiterRes> {
     const now = this.#now()
-    const w = this.#window(key, now, this.durationMs)
+    const w = this.#window(String(key), now, this.durationMs)
     w.consumed += points
     return Promise.resolve(this.#res(w, now, false))
   }
 
+  /** Sets a key's consumed points for `secDuration` seconds (0: the limiter's window). */
+  override set(key: string | number, points: number, secDuration: number): Promise<RateLimiterRes> {
+    const now = this.#now()
+    const w = { consumed: points, resetAt: now + (secDuration > 0 ? secDuration * 1000 : this.durationMs) }
+    this.#windows.set(String(key), w)
+    return Promise.resolve(this.#res(w, now, false))
+  }
+
+  /** Refuses a key for `secDuration` seconds. */
+  override block(key: string | number, secDuration: number): Promise<RateLimiterRes> {
+    return this.set(key, this.points + 1, secDuration)
+  }
+
   /** Forgets a key's window. */
-  delete(key: string): Promise<boolean> {
-    return Promise.resolve(this.#windows.delete(key))
+  override delete(key: string | number): Promise<boolean> {
+    return Promise.resolve(this.#windows.delete(String(key)))
   }
 }
