@@ -11,10 +11,11 @@
  * (`micro.mjs`) run in this process. Writes `bench/RESULTS.md` and prints the same to stdout.
  * @module
  */
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFileSync } from 'node:fs'
 import { constants } from 'node:os'
+import { createServer as createNetServer, connect } from 'node:net'
 import { join, relative } from 'node:path'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -35,11 +36,14 @@ import { microTable, runMicro } from './micro.mjs'
 const SCRIPT = fileURLToPath(import.meta.url)
 const SERVER = join(BENCH_DIR, 'servers', 'express.mjs')
 const RESULTS = join(BENCH_DIR, 'RESULTS.md')
-const VARIANTS = ['bare', 'apikey', 'jwt']
+const HAS_REDIS = spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0
+const VARIANTS = ['bare', 'apikey', 'jwt', 'limits', ...(HAS_REDIS ? ['limits-redis'] : [])]
 const LABELS = {
   bare: 'bare Express',
   apikey: 'API key (x-api-key)',
   jwt: 'JWT HS256 (Bearer)',
+  limits: 'API key + 2 limits + quota (memory)',
+  'limits-redis': 'API key + 2 limits + quota (Redis)',
 }
 const CONNECTIONS = 10
 const PIPELINING = 1
@@ -421,9 +425,35 @@ function report({ opts, pin, runs, micro, microError, startedAt, machine, loadEn
   return out.join('\n')
 }
 
+/** Starts a throw-away redis-server on a free loopback port for the Redis variant. */
+async function startRedis() {
+  const probe = createNetServer()
+  await new Promise((resolve) => probe.listen(0, '127.0.0.1', resolve))
+  const port = probe.address().port
+  await new Promise((resolve) => probe.close(resolve))
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: 'ignore' },
+  )
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise((resolve) => {
+      const s = connect(port, '127.0.0.1', () => s.write('PING\r\n'))
+      s.once('data', (d) => (s.destroy(), resolve(d.toString().startsWith('+PONG'))))
+      s.once('error', () => resolve(false))
+    })
+    if (ok) break
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  process.env.BENCH_REDIS_PORT = String(port)
+  process.once('exit', () => child.kill('SIGKILL'))
+  return child
+}
+
 async function main() {
   const opts = options()
   const pin = await pinOrReexec()
+  if (HAS_REDIS) await startRedis()
   const startedAt = new Date()
   const machine = machineInfo()
   const log = (line) => process.stderr.write(`${line}\n`)

@@ -15,10 +15,18 @@ import { createServer } from 'node:http'
 import { once } from 'node:events'
 import express from 'express'
 import { SignJWT } from 'jose'
-import { createApiKeyManager, createGate, createMemoryKeyStore } from '@gatehouse/core'
+import {
+  createApiKeyManager,
+  createGate,
+  createMemoryKeyStore,
+  createQuotaStage,
+  createRateLimitStage,
+} from '@gatehouse/core'
+import { createRedisBackend } from '@gatehouse/redis'
+import { Redis } from 'ioredis'
 import { authMiddleware, problemHandler, requirePolicy } from '@gatehouse/express'
 
-const VARIANTS = ['bare', 'apikey', 'jwt']
+const VARIANTS = ['bare', 'apikey', 'jwt', 'limits', 'limits-redis']
 const ISSUER = 'https://id.bench.example'
 const AUDIENCE = 'documents-api'
 const MAX_LIFETIME_MS = 15 * 60 * 1000
@@ -30,10 +38,37 @@ const MAX_LIFETIME_MS = 15 * 60 * 1000
  */
 async function setup(variant) {
   if (variant === 'bare') return { gate: undefined, headers: {} }
-  if (variant === 'apikey') {
+  if (variant === 'apikey' || variant.startsWith('limits')) {
     const store = createMemoryKeyStore()
     const pepper = randomBytes(32)
-    const gate = createGate({ apiKeys: { store, pepper }, audit: false })
+    let stages = []
+    if (variant.startsWith('limits')) {
+      // Two named limits and a quota, high enough never to refuse during a run.
+      let backend
+      if (variant === 'limits-redis') {
+        const client = new Redis({
+          port: Number(process.env.BENCH_REDIS_PORT),
+          host: '127.0.0.1',
+          enableAutoPipelining: true,
+        })
+        await client.ping()
+        backend = createRedisBackend({ client })
+      }
+      stages = [
+        createRateLimitStage({
+          ...(backend === undefined ? {} : { backend }),
+          limits: [
+            { name: 'burst', limit: 1_000_000, windowMs: '1s' },
+            { name: 'hourly', limit: 100_000_000, windowMs: '1h' },
+          ],
+        }),
+        createQuotaStage({
+          ...(backend === undefined ? {} : { backend }),
+          quotas: [{ name: 'monthly', limit: 1_000_000_000, period: 'month' }],
+        }),
+      ]
+    }
+    const gate = createGate({ apiKeys: { store, pepper }, stages, audit: false })
     const keys = createApiKeyManager({ store, pepper })
     const { key } = await keys.create({
       name: 'bench',
