@@ -456,3 +456,29 @@ describe('@gatehouse/express authMiddleware', () => {
     })
   })
 })
+
+describe('@gatehouse/express quota refunds', () => {
+  it('settles the decision with the final status, refunding the unit of a 5xx', async () => {
+    const { createQuotaStage } = await import('@gatehouse/core')
+    const store = createMemoryKeyStore()
+    const quotas = createQuotaStage({
+      refundOnServerError: true,
+      quotas: [{ name: 'd', limit: 10, period: 'day' }],
+    })
+    const gate = createGate({ apiKeys: { store, pepper: PEPPER }, stages: [quotas], audit: false })
+    const { key, record } = await createApiKeyManager({ store, pepper: PEPPER }).create({
+      name: 'k',
+      ownerId: 'u',
+    })
+    const app = express()
+    app.use(authMiddleware({ gate }))
+    app.get('/ok', (_req, res) => void res.json({}))
+    app.get('/fail', (_req, res) => void res.status(500).json({}))
+    await request(app).get('/ok').set('X-API-Key', key)
+    await request(app).get('/fail').set('X-API-Key', key)
+    await request(app).get('/fail').set('X-API-Key', key)
+    // The server emits finish before the client reads the answer; one turn settles the refund.
+    await new Promise((r) => setImmediate(r))
+    expect((await quotas.usage(record.id))[0]?.used).to.equal(1)
+  })
+})

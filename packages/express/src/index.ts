@@ -118,6 +118,8 @@ export function authMiddleware(options: Readonly<AuthMiddlewareOptions>): Reques
     applyHeaders(res, decision.headers)
     req.auth = { principal: decision.principal, decision, gate }
     if (mirrorToUser) (req as { user?: unknown }).user = decision.principal ?? undefined
+    const settle = decision.settle
+    if (settle !== undefined) res.once('finish', () => settle(res.statusCode))
     gate.proceed(request, decision, startedAt, next)
   }
 }

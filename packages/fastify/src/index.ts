@@ -120,6 +120,9 @@ async function gatehouse(fastify: FastifyInstance, options: GatehousePluginOptio
       request.auth = { principal: decision.principal, decision, gate }
       if (prior !== undefined) return next()
       reply.headers(decision.headers)
+      const settleStage = decision.settle
+      if (settleStage !== undefined)
+        reply.raw.once('finish', () => settleStage(reply.raw.statusCode))
       if (mirrorToUser) (request as { user?: unknown }).user = decision.principal ?? undefined
       // `done` called inside the store: Fastify runs the rest of the lifecycle from this call (its
       // body parser re-enters the same async scope), so handlers see the context.

@@ -109,7 +109,18 @@ export function authMiddleware(options: Readonly<AuthMiddlewareOptions>): Gateho
     ctx.set(decision.headers)
     ctx.state.auth = { principal: decision.principal, decision, gate }
     if (mirrorToUser) ctx.state.user = decision.principal ?? undefined
-    await gate.proceed(request, decision, startedAt, () => next())
+    const settle = decision.settle
+    if (settle === undefined) {
+      await gate.proceed(request, decision, startedAt, () => next())
+      return
+    }
+    try {
+      await gate.proceed(request, decision, startedAt, () => next())
+    } catch (error) {
+      settle(500)
+      throw error
+    }
+    settle(ctx.status)
   }
 }
 

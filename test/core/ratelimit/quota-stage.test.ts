@@ -94,3 +94,33 @@ describe('createQuotaStage', () => {
     expect(() => createQuotaStage({ quotas: [] })).to.throw(/quota.quotas: must not be empty/)
   })
 })
+
+describe('quota refunds on server errors', () => {
+  it('gives the unit back when the adapter settles with a 5xx, and only then', async () => {
+    const clock = createFakeClock(Date.UTC(2026, 10, 30, 12))
+    const store = createMemoryKeyStore()
+    const quotas = createQuotaStage({
+      now: clock,
+      refundOnServerError: true,
+      quotas: [{ name: 'd', limit: 5, period: 'day' }],
+    })
+    const gate = createGate({
+      apiKeys: { store, pepper: PEPPER },
+      stages: [quotas],
+      audit: false,
+      now: clock,
+    })
+    const { key, record } = await createApiKeyManager({ store, pepper: PEPPER, now: clock }).create(
+      { name: 'a', ownerId: 'u' },
+    )
+    const served = async (status: number) => {
+      const d = await gate.evaluate(fakeRequest({ headers: { 'x-api-key': key } }))
+      if (d.allowed) d.settle?.(status)
+      await new Promise((r) => setImmediate(r))
+    }
+    await served(200)
+    await served(502)
+    await served(404)
+    expect((await quotas.usage(record.id))[0]?.used).to.equal(2)
+  })
+})

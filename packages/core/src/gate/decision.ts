@@ -22,6 +22,11 @@ export interface AllowDecision<TPrincipal = Principal> {
   readonly headers: HeaderBag
   readonly trace: DecisionTrace
   readonly requestId: RequestID
+  /**
+   * Present when a stage wants the outcome (a quota refunding its unit on 5xx): adapters call it
+   * with the final HTTP status once the response is sent.
+   */
+  readonly settle?: (status: number) => void
 }
 
 /** A denied request. */

@@ -90,7 +90,13 @@ export interface StageContext {
 
 /** A stage's verdict; headers (e.g. `RateLimit`) are sent whatever the outcome. */
 export type StageResult =
-  | { readonly ok: true; readonly headers?: HeaderBag; readonly by?: string }
+  | {
+      readonly ok: true
+      readonly headers?: HeaderBag
+      readonly by?: string
+      /** Called with the final HTTP status once the response is sent (e.g. to refund a quota unit on 5xx). */
+      readonly settle?: (status: number) => void
+    }
   | {
       readonly ok: false
       readonly error: AuthError
@@ -185,7 +191,12 @@ export interface Gate {
    * Continues an allowed request: calls `next` inside AsyncLocalStorage with the request's access
    * context when `asyncContext` is on, or directly otherwise. Adapters call it after allowing.
    */
-  proceed<TResult>(request: GateRequest, decision: Decision, startedAt: number, next: () => TResult): TResult
+  proceed<TResult>(
+    request: GateRequest,
+    decision: Decision,
+    startedAt: number,
+    next: () => TResult,
+  ): TResult
   /** Whether {@link Gate.proceed} propagates the access context. */
   readonly asyncContext: boolean
   /** The full answer for any error (a Gatehouse error, a body parser's 400, a bug's 500). */
@@ -387,6 +398,7 @@ interface StepResult {
   readonly error: AuthError | undefined
   readonly headers: HeaderBag
   readonly stage: 'authenticate' | 'authorize' | 'stage'
+  readonly settle?: ((status: number) => void) | undefined
 }
 
 const USER_AGENT_MAX = 256
@@ -408,7 +420,12 @@ class GateImpl implements Gate {
     this.asyncContext = config.asyncContext
   }
 
-  proceed<TResult>(request: GateRequest, decision: Decision, startedAt: number, next: () => TResult): TResult {
+  proceed<TResult>(
+    request: GateRequest,
+    decision: Decision,
+    startedAt: number,
+    next: () => TResult,
+  ): TResult {
     if (!this.asyncContext) return next()
     return runWithAccessContext(this.contextFor(request, decision, startedAt), next)
   }
@@ -502,7 +519,11 @@ class GateImpl implements Gate {
     return this.#finish(
       request,
       requestId,
-      { ...authz, headers: mergeHeaders(authn.headers, authz.headers) },
+      {
+        ...authz,
+        headers: mergeHeaders(authn.headers, authz.headers),
+        settle: chain(authn.settle, authz.settle),
+      },
       authzTrace,
       audit,
     )
@@ -630,6 +651,7 @@ class GateImpl implements Gate {
     trace: TraceEntry[],
   ): Promise<StepResult> {
     let headers = EMPTY_HEADERS
+    let settle: ((status: number) => void) | undefined
     const stages = requirements === undefined ? this.#c.stages : this.#c.routeStages
     for (const stage of stages) {
       const started = monotonicMicros()
@@ -645,8 +667,9 @@ class GateImpl implements Gate {
       if (r.headers !== undefined) headers = mergeHeaders(headers, r.headers)
       trace.push(entry(stage.name, r.ok ? undefined : r.error, r.by ?? stage.name, started))
       if (!r.ok) return { principal, error: r.error, headers, stage: 'stage' }
+      if (r.settle !== undefined) settle = chain(settle, r.settle)
     }
-    return { principal, error: undefined, headers, stage: 'stage' }
+    return { principal, error: undefined, headers, stage: 'stage', settle }
   }
 
   async #authorize(
@@ -739,6 +762,7 @@ class GateImpl implements Gate {
         status: 200,
         principal: step.principal,
         headers: step.headers,
+        ...(step.settle === undefined ? {} : { settle: step.settle }),
         trace,
         requestId,
       }
@@ -839,6 +863,18 @@ function entry(
 
 // Draft-8 RateLimit fields are lists of named policies: the global and the route step's lists join.
 const LIST_FIELDS = ['ratelimit', 'ratelimit-policy'] as const
+
+function chain(
+  a: ((status: number) => void) | undefined,
+  b: ((status: number) => void) | undefined,
+): ((status: number) => void) | undefined {
+  if (a === undefined) return b
+  if (b === undefined) return a
+  return (status) => {
+    a(status)
+    b(status)
+  }
+}
 
 function mergeHeaders(a: HeaderBag, b: HeaderBag): HeaderBag {
   if (a === EMPTY_HEADERS) return b

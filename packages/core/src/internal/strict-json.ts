@@ -205,7 +205,12 @@ class Parser {
       this.ws()
       const value = this.value(depth)
       if (key === '__proto__') {
-        Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true })
+        Object.defineProperty(out, key, {
+          value,
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        })
       } else out[key] = value
       this.ws()
       const c = this.s.charCodeAt(this.i++)

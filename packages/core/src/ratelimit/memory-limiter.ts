@@ -87,7 +87,11 @@ export class BoundedMemoryLimiter extends RateLimiterCompatibleAbstract {
   }
 
   /** Consumes `points`; rejects with a `RateLimiterRes` when the window is over its limit. */
-  override consume(key: string | number, points = 1, options: ConsumeOptions = {}): Promise<RateLimiterRes> {
+  override consume(
+    key: string | number,
+    points = 1,
+    options: ConsumeOptions = {},
+  ): Promise<RateLimiterRes> {
     return this.#consume(String(key), points, options)
   }
 
@@ -101,7 +105,8 @@ export class BoundedMemoryLimiter extends RateLimiterCompatibleAbstract {
     w.consumed += points
     if (w.consumed > this.points) {
       // Ban once, when the limit is first crossed (as rate-limiter-flexible's blockDuration).
-      if (this.blockDuration > 0 && before <= this.points) w.resetAt = now + this.blockDuration * 1000
+      if (this.blockDuration > 0 && before <= this.points)
+        w.resetAt = now + this.blockDuration * 1000
       return Promise.reject(this.#res(w, now, first))
     }
     return Promise.resolve(this.#res(w, now, first))
@@ -133,7 +138,10 @@ export class BoundedMemoryLimiter extends RateLimiterCompatibleAbstract {
   /** Sets a key's consumed points for `secDuration` seconds (0: the limiter's window). */
   override set(key: string | number, points: number, secDuration: number): Promise<RateLimiterRes> {
     const now = this.#now()
-    const w = { consumed: points, resetAt: now + (secDuration > 0 ? secDuration * 1000 : this.durationMs) }
+    const w = {
+      consumed: points,
+      resetAt: now + (secDuration > 0 ? secDuration * 1000 : this.durationMs),
+    }
     this.#windows.set(String(key), w)
     return Promise.resolve(this.#res(w, now, false))
   }

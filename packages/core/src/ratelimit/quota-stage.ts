@@ -45,6 +45,8 @@ export interface QuotaStageOptions {
   readonly headers?: RateLimitHeaderStyle | false
   /** @default 'closed' */
   readonly onStoreError?: Exclude<StoreFailureMode, 'insurance'>
+  /** Give the units back when the handler answers 5xx (the caller was not served). @default false */
+  readonly refundOnServerError?: boolean
   readonly now?: Clock
   readonly logger?: Logger
 }
@@ -99,7 +101,15 @@ interface CompiledQuota {
   readonly mode: 'closed' | 'open'
 }
 
-const OPTION_NAMES = ['quotas', 'backend', 'headers', 'onStoreError', 'now', 'logger']
+const OPTION_NAMES = [
+  'quotas',
+  'backend',
+  'headers',
+  'onStoreError',
+  'refundOnServerError',
+  'now',
+  'logger',
+]
 const QUOTA_NAMES = ['name', 'limit', 'period', 'key', 'cost', 'onStoreError']
 
 const keyOf = (q: CompiledQuota, p: Principal): string =>
@@ -180,6 +190,10 @@ export function createQuotaStage(options: Readonly<QuotaStageOptions>): QuotaSta
       : options.headers === false
         ? false
         : v.oneOf('headers', options.headers, RATE_LIMIT_HEADER_STYLES, 'header style')
+  const refund =
+    options.refundOnServerError === undefined
+      ? false
+      : (v.boolean('refundOnServerError', options.refundOnServerError) ?? false)
   const logger = options.logger ?? silentLogger
   v.assert((msg) => logger.warn(msg))
   const now = options.now ?? systemClock
@@ -187,6 +201,7 @@ export function createQuotaStage(options: Readonly<QuotaStageOptions>): QuotaSta
     quotas,
     options.backend ?? createMemoryBackend({ now }),
     headers ?? false,
+    refund,
     now,
     logger,
   )
@@ -200,6 +215,7 @@ class Quotas implements QuotaStage {
     private readonly quotas: readonly CompiledQuota[],
     private readonly backend: RateLimitBackend,
     private readonly headers: RateLimitHeaderStyle | false,
+    private readonly refundOnServerError: boolean,
     private readonly now: Clock,
     private readonly logger: Logger,
   ) {}
@@ -226,16 +242,18 @@ class Quotas implements QuotaStage {
     if (context.requirements !== undefined || p === null) return OK
     const t = this.now()
     const reports = []
+    const consumed: Array<{ limiter: RateLimiterLike; key: string; cost: number }> = []
     for (const q of this.quotas) {
       const points = q.limit(p)
       const { id, start, end } = periodBounds(q.period, t)
       const key = `${keyOf(q, p)}:${id}`
       let res: RateLimiterRes
       let exceeded = false
+      const limiter = this.#limiter(q, points)
+      const cost = q.cost(p)
       try {
-        res = await this.#limiter(q, points).consume(key, q.cost(p), {
-          customDuration: Math.ceil((end - t) / 1000),
-        })
+        res = await limiter.consume(key, cost, { customDuration: Math.ceil((end - t) / 1000) })
+        consumed.push({ limiter, key, cost })
       } catch (e) {
         if (!(e instanceof RateLimiterRes)) {
           if (q.mode === 'open') {
@@ -284,9 +302,26 @@ class Quotas implements QuotaStage {
         }
       }
     }
-    return reports.length === 0 || this.headers === false
-      ? OK
-      : { ok: true, headers: this.#headers(reports) }
+    // The caller was not served on a 5xx: give its units back (when configured).
+    const settle =
+      this.refundOnServerError && consumed.length > 0
+        ? (status: number): void => {
+            if (status < 500) return
+            for (const c of consumed) {
+              c.limiter.reward(c.key, c.cost).catch((e: unknown) => {
+                this.logger.warn('quota: refund failed', { error: String(e) })
+              })
+            }
+          }
+        : undefined
+    const headers =
+      reports.length === 0 || this.headers === false ? undefined : this.#headers(reports)
+    if (headers === undefined && settle === undefined) return OK
+    return {
+      ok: true,
+      ...(headers === undefined ? {} : { headers }),
+      ...(settle === undefined ? {} : { settle }),
+    }
   }
 
   #headers(reports: Parameters<typeof rateLimitHeaders>[0]): Record<string, string> {
