@@ -482,3 +482,44 @@ describe('@gatehouse/express quota refunds', () => {
     expect((await quotas.usage(record.id))[0]?.used).to.equal(1)
   })
 })
+
+describe('@gatehouse/express client IP for limits', () => {
+  async function limitedApp(trustProxy: boolean) {
+    const { createRateLimitStage } = await import('@gatehouse/core')
+    const gate = createGate({
+      credentialsRequired: false,
+      stages: [
+        createRateLimitStage({ limits: [{ name: 'ip', limit: 1, windowMs: '1m', key: 'ip' }] }),
+      ],
+      audit: false,
+    })
+    const app = express()
+    if (trustProxy) app.set('trust proxy', 'loopback')
+    app.use(authMiddleware({ gate }))
+    app.get('/x', (_req, res) => void res.json({}))
+    return app
+  }
+
+  it('ignores forged X-Forwarded-For from an untrusted peer', async () => {
+    const app = await limitedApp(false)
+    expect((await request(app).get('/x').set('X-Forwarded-For', '198.51.100.1')).status).to.equal(
+      200,
+    )
+    expect((await request(app).get('/x').set('X-Forwarded-For', '198.51.100.2')).status).to.equal(
+      429,
+    )
+  })
+
+  it('keys by the forwarded client when the app trusts its proxy', async () => {
+    const app = await limitedApp(true)
+    expect((await request(app).get('/x').set('X-Forwarded-For', '198.51.100.1')).status).to.equal(
+      200,
+    )
+    expect((await request(app).get('/x').set('X-Forwarded-For', '198.51.100.2')).status).to.equal(
+      200,
+    )
+    expect((await request(app).get('/x').set('X-Forwarded-For', '198.51.100.2')).status).to.equal(
+      429,
+    )
+  })
+})
