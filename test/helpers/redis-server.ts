@@ -1,7 +1,8 @@
 // Starts a real redis-server on a free loopback port in a temp folder, for the Redis suites.
 // Missing binary: the suite is skipped loudly, except with CI=true, where it fails.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { once } from 'node:events'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { createServer, Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -9,11 +10,17 @@ import { join } from 'node:path'
 export interface RedisServer {
   readonly port: number
   readonly url: string
-  /** SIGKILL: the server dies as in a crash. */
+  /** Whether the server process is alive (paused counts as alive). */
+  readonly running: boolean
+  /** SIGKILL: the server dies as in a crash; clients see the socket close. */
   kill(): Promise<void>
-  /** Starts a fresh server on the same port. */
+  /** SIGSTOP: the server hangs with its sockets open, as behind a network partition. */
+  pause(): Promise<void>
+  /** SIGCONT after {@link pause}. */
+  resume(): Promise<void>
+  /** Starts a fresh server (no data) on the same port, after {@link kill}. */
   restart(): Promise<void>
-  /** Stops it and removes its folder. */
+  /** Stops it and removes its folder. Safe to call twice. */
   stop(): Promise<void>
 }
 
@@ -21,67 +28,100 @@ export function redisAvailable(): boolean {
   return spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0
 }
 
+/** Servers still running, killed if the test process exits without stopping them. */
+const running = new Set<ChildProcess>()
+process.once('exit', () => {
+  for (const c of running) c.kill('SIGKILL')
+})
+
 async function freePort(): Promise<number> {
   const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
   const { port } = server.address() as { port: number }
   await new Promise<void>((resolve) => server.close(() => resolve()))
   return port
 }
 
-async function ping(port: number): Promise<boolean> {
+/** The pid of the redis-server answering on `port`, or `undefined` when none answers. */
+async function serverPid(port: number): Promise<number | undefined> {
   return new Promise((resolve) => {
     const socket = new Socket()
-    const done = (ok: boolean) => {
+    let reply = ''
+    const done = (pid: number | undefined) => {
       socket.destroy()
-      resolve(ok)
+      resolve(pid)
     }
-    socket.setTimeout(500, () => done(false))
-    socket.once('error', () => done(false))
-    socket.connect(port, '127.0.0.1', () => socket.write('PING\r\n'))
-    socket.once('data', (d) => done(d.toString().startsWith('+PONG')))
+    socket.setTimeout(500, () => done(undefined))
+    socket.once('error', () => done(undefined))
+    socket.on('data', (d: Buffer) => {
+      reply += d.toString()
+      const m = /process_id:(\d+)\r\n/.exec(reply)
+      if (m !== null) done(Number(m[1]))
+      else if (reply.startsWith('-')) done(undefined) // e.g. -LOADING
+    })
+    socket.connect(port, '127.0.0.1', () => socket.write('INFO server\r\n'))
   })
+}
+
+const exited = (c: ChildProcess): boolean => c.exitCode !== null || c.signalCode !== null
+
+async function waitExit(c: ChildProcess | undefined): Promise<void> {
+  if (c === undefined || exited(c)) return
+  await once(c, 'exit')
 }
 
 export async function startRedis(): Promise<RedisServer> {
   const dir = await mkdtemp(join(tmpdir(), 'gatehouse-redis-'))
-  let port = await freePort()
+  const logfile = join(dir, 'redis.log')
+  let port = 0
   let child: ChildProcess | undefined
-  const launch = async (): Promise<void> => {
-    for (let attempt = 0; attempt < 5; attempt++) {
-      child = spawn(
-        'redis-server',
-        [
-          '--port',
-          String(port),
-          '--bind',
-          '127.0.0.1',
-          '--save',
-          '',
-          '--appendonly',
-          'no',
-          '--dir',
-          dir,
-        ],
-        {
-          stdio: 'ignore',
-        },
-      )
-      for (let i = 0; i < 100; i++) {
-        if (await ping(port)) return
-        if (child.exitCode !== null) break
-        await new Promise((r) => setTimeout(r, 50))
-      }
-      child.kill('SIGKILL')
-      port = await freePort()
+
+  /** One attempt on `port`: true once this very process answers, false if it exited (port taken). */
+  const attempt = async (): Promise<boolean> => {
+    const c = spawn(
+      'redis-server',
+      // prettier-ignore
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+        '--dir', dir, '--logfile', logfile],
+      { stdio: 'ignore' },
+    )
+    running.add(c)
+    c.once('exit', () => running.delete(c))
+    child = c
+    const deadline = Date.now() + 5000
+    while (Date.now() < deadline && !exited(c)) {
+      // Another process may hold the port: only our own pid counts as started.
+      if ((await serverPid(port)) === c.pid) return true
+      await new Promise((r) => setTimeout(r, 25))
     }
-    throw new Error('redis-server did not start')
+    c.kill('SIGKILL')
+    await waitExit(c)
+    return false
   }
-  const exited = (c: ChildProcess | undefined) =>
-    c === undefined || c.exitCode !== null || c.signalCode !== null
-      ? Promise.resolve()
-      : new Promise<void>((r) => c.once('exit', () => r()))
-  await launch()
+
+  const failure = async (what: string): Promise<Error> => {
+    const log = await readFile(logfile, 'utf8').catch(() => '')
+    return new Error(
+      `redis-server ${what} (port ${port}); log:\n${log.split('\n').slice(-10).join('\n')}`,
+    )
+  }
+
+  try {
+    let started = false
+    for (let i = 0; i < 5 && !started; i++) {
+      // Redis needs a concrete port: take a free one, release it, and retry if someone else
+      // grabbed it in between (EADDRINUSE makes redis-server exit).
+      port = await freePort()
+      started = await attempt()
+    }
+    if (!started) throw await failure('did not start after 5 attempts')
+  } catch (e) {
+    await rm(dir, { recursive: true, force: true })
+    throw e
+  }
+
+  let stopped = false
   return {
     get port() {
       return port
@@ -89,24 +129,48 @@ export async function startRedis(): Promise<RedisServer> {
     get url() {
       return `redis://127.0.0.1:${port}`
     },
+    get running() {
+      return child !== undefined && !exited(child)
+    },
     async kill() {
-      const c = child
-      c?.kill('SIGKILL')
-      await exited(c)
+      child?.kill('SIGKILL')
+      await waitExit(child)
+    },
+    async pause() {
+      child?.kill('SIGSTOP')
+    },
+    async resume() {
+      child?.kill('SIGCONT')
     },
     async restart() {
-      await launch()
+      if (child !== undefined && !exited(child)) throw new Error('restart() needs kill() first')
+      // The clients reconnect to this port, so it must be this one; retry briefly if busy.
+      for (let i = 0; i < 5; i++) {
+        if (await attempt()) return
+        await new Promise((r) => setTimeout(r, 100))
+      }
+      throw await failure('did not restart on the same port')
     },
     async stop() {
+      if (stopped) return
+      stopped = true
       const c = child
-      c?.kill('SIGTERM')
-      await exited(c)
+      if (c !== undefined && !exited(c)) {
+        c.kill('SIGCONT') // a paused server cannot handle SIGTERM
+        c.kill('SIGTERM')
+        const timer = setTimeout(() => c.kill('SIGKILL'), 3000)
+        await waitExit(c)
+        clearTimeout(timer)
+      }
       await rm(dir, { recursive: true, force: true })
     },
   }
 }
 
-/** `describe` that starts Redis for the suite, or skips loudly when it is not installed (fails in CI). */
+/**
+ * `describe` that starts Redis before the suite and stops it after; `fn` gets a getter for the
+ * server. Skips loudly when `redis-server` is not installed, and fails instead with `CI=true`.
+ */
 export function describeWithRedis(title: string, fn: (redis: () => RedisServer) => void): void {
   describe(title, function () {
     let server: RedisServer | undefined
@@ -114,7 +178,9 @@ export function describeWithRedis(title: string, fn: (redis: () => RedisServer) 
       if (!redisAvailable()) {
         if (process.env.CI === 'true')
           throw new Error('redis-server is not installed, and CI=true requires it')
-        console.warn(`\n  !!! SKIPPED "${title}": redis-server is not installed\n`)
+        console.warn(
+          `\n  !!! SKIPPED "${title}": redis-server is not installed (apt-get install redis-server)\n`,
+        )
         this.skip()
       }
       server = await startRedis()
@@ -122,6 +188,9 @@ export function describeWithRedis(title: string, fn: (redis: () => RedisServer) 
     after(async () => {
       await server?.stop()
     })
-    fn(() => server as RedisServer)
+    fn(() => {
+      if (server === undefined) throw new Error('Redis is not running')
+      return server
+    })
   })
 }
