@@ -1,0 +1,34 @@
+/**
+ * The cache client interface: what the key store cache, the token cache and other lookups use to
+ * remember answers. Implementations: an in-memory LRU (core), Redis (`@gatehouse/redis`) and a
+ * two-tier cache (LRU in front of Redis, invalidated through the {@link MessageBroker}).
+ *
+ * Reachable from `@gatehouse/core`.
+ * @packageDocumentation
+ */
+
+/** A value or a promise of one: in-memory caches answer synchronously so the hot path awaits nothing. */
+export type MaybePromise<T> = T | Promise<T>
+
+/** Options of {@link CacheClient.set}. */
+export interface CacheSetOptions {
+  /** Time to live in milliseconds; the cache's default when absent. */
+  readonly ttlMs?: number
+}
+
+/**
+ * Get/set/delete with TTL. Values are JSON-serialisable (a remote tier stores them as JSON).
+ * A remote cache that fails rejects; callers treat a failed read as a miss.
+ */
+export interface CacheClient<TValue = unknown> {
+  /** The value, or `undefined` when absent or expired. */
+  get(key: string): MaybePromise<TValue | undefined>
+  /** Stores `value` under `key`. */
+  set(key: string, value: TValue, options?: CacheSetOptions): MaybePromise<void>
+  /** Removes `key` (here and, for a tiered cache, on every instance). */
+  delete(key: string): MaybePromise<void>
+  /** Removes everything. */
+  clear?(): MaybePromise<void>
+  /** Releases connections and subscriptions the cache owns. */
+  close?(): Promise<void>
+}
