@@ -1,0 +1,101 @@
+// `--redis`: a key change made with the built CLI reaches a running gate's verifier (cache on,
+// subscribed to the same Redis) at once, instead of when its cached copy expires.
+import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { expect } from 'chai'
+import { createApiKeyVerifier, type ApiKeyVerifier } from '@gatehouse/core'
+import { createRedisBroker, type RedisBroker } from '@gatehouse/redis'
+import { createSqliteKeyStore, type SqliteKeyStore } from '@gatehouse/sqlite'
+import { describeWithRedis } from '../helpers/redis-server.js'
+
+const BIN = resolve('packages/cli/dist/bin.js')
+const PEPPER = 'cli-redis-pepper-0123456789abcdef-0123456789'
+
+interface Run {
+  readonly code: number | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+describeWithRedis('gatehouse keys --redis (the built binary)', (redis) => {
+  let dir: string
+  let db: string
+  let store: SqliteKeyStore
+  let broker: RedisBroker
+  let verifier: ApiKeyVerifier
+
+  // Asynchronous: the verifier's broker must keep receiving while the CLI runs.
+  const run = (args: readonly string[]): Promise<Run> =>
+    new Promise((done, fail) => {
+      const env: Record<string, string> = {}
+      for (const [k, v] of Object.entries(process.env))
+        if (v !== undefined && !k.startsWith('GATEHOUSE_')) env[k] = v
+      const child = spawn(process.execPath, [BIN, ...args], {
+        env: { ...env, GATEHOUSE_DB: db, GATEHOUSE_PEPPER: PEPPER },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      let stdout = ''
+      let stderr = ''
+      child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s))
+      child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s))
+      child.on('error', fail)
+      child.on('close', (code) => done({ code, stdout, stderr }))
+    })
+  const create = async (): Promise<{ key: string; id: string }> => {
+    const r = await run(['keys', 'create', '--name', 'k', '--owner', 'o', '--json'])
+    expect(r.code, r.stderr).to.equal(0)
+    const out = JSON.parse(r.stdout) as { key: string; record: { id: string } }
+    return { key: out.key, id: out.record.id }
+  }
+  const accepted = async (key: string): Promise<boolean> => (await verifier.verify(key)).ok
+
+  beforeEach(async function () {
+    dir = mkdtempSync(join(tmpdir(), 'gatehouse-cli-redis-'))
+    db = join(dir, 'keys.db')
+    store = createSqliteKeyStore({ database: db })
+    broker = createRedisBroker({ subscriber: redis().url })
+    await broker.ready()
+    // The gate's defaults: verified keys are cached for 60 s.
+    verifier = createApiKeyVerifier({ store, pepper: PEPPER, broker }, { now: Date.now })
+  })
+  afterEach(async function () {
+    verifier.close()
+    await broker.close()
+    await store.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('revokes everywhere at once with --redis; without it, caches keep the key', async function () {
+    const quiet = await create()
+    const loud = await create()
+    expect(await accepted(quiet.key)).to.equal(true)
+    expect(await accepted(loud.key)).to.equal(true)
+
+    expect((await run(['keys', 'revoke', quiet.id])).code).to.equal(0)
+    expect(await accepted(quiet.key), 'cached copy, no broadcast').to.equal(true)
+
+    const r = await run(['keys', 'revoke', loud.id, '--redis', redis().url])
+    expect(r.code, r.stderr).to.equal(0)
+    const revokedAt = Date.now()
+    while ((await accepted(loud.key)) && Date.now() - revokedAt < 1000)
+      await new Promise((resolveWait) => setTimeout(resolveWait, 10))
+    expect(await accepted(loud.key), 'refused within 1 s of the CLI exiting').to.equal(false)
+  })
+
+  it('fails before changing anything when Redis cannot be reached (exit 1)', async function () {
+    this.timeout(20_000)
+    const k = await create()
+    const r = await run(['keys', 'revoke', k.id, '--redis', 'redis://127.0.0.1:1'])
+    expect(r.code).to.equal(1)
+    expect(r.stderr).to.match(/cannot reach Redis at 127\.0\.0\.1:1.*nothing was changed/)
+    expect((await store.get(k.id as never))?.status).to.equal('active')
+  })
+
+  it('refuses a URL that is not redis:// (exit 2)', async function () {
+    const r = await run(['keys', 'list', '--redis', 'http://127.0.0.1:6379'])
+    expect(r.code).to.equal(2)
+    expect(r.stderr).to.match(/--redis must be a redis:\/\//)
+  })
+})
