@@ -23,6 +23,7 @@ import { fileURLToPath } from 'node:url'
 import { jwtVerify, SignJWT } from 'jose'
 import {
   createApiKeyManager,
+  createApiKeyVerifier,
   createAuditTrail,
   createGate,
   createJsonLinesFileSink,
@@ -30,6 +31,7 @@ import {
   createMemoryKeyStore,
 } from '@gatehouse/core'
 import { fakeRequest } from '@gatehouse/core/testing'
+import { jwtFixture, limitStages, POLICY_20 } from './lib/fixtures.mjs'
 import { fmt, fmtNs, median, range, table } from './lib/stats.mjs'
 
 const ISSUER = 'https://id.bench.example'
@@ -144,7 +146,7 @@ function floorHs256(token, key) {
  * @returns {Promise<MicroRow[]>}
  */
 export async function runMicro({ quick = false, only, log = () => {} } = {}) {
-  const timing = quick ? { warmupMs: 150, batchMs: 80 } : { warmupMs: 400, batchMs: 300 }
+  const timing = quick ? { warmupMs: 100, batchMs: 50 } : { warmupMs: 400, batchMs: 300 }
   const secret = randomBytes(32)
   const secretKey = createSecretKey(secret)
   const cryptoKey = await webcrypto.subtle.importKey(
@@ -191,6 +193,39 @@ export async function runMicro({ quick = false, only, log = () => {} } = {}) {
   await trail.flush()
   const eventsPerDecision = (await readFile(auditFile, 'utf8')).split('\n').length - 1
   await truncate(auditFile, 0)
+
+  // The full gate: API key + two named limits + quota + 20-rule policy, audit off and on.
+  const fullGate = createGate({
+    apiKeys: { store, pepper },
+    stages: limitStages(),
+    policy: POLICY_20,
+    audit: false,
+  })
+  const fullTrail = createAuditTrail({
+    sinks: [createJsonLinesFileSink({ path: auditFile, fsync: false })],
+  })
+  const fullAuditedGate = createGate({
+    apiKeys: { store, pepper },
+    stages: limitStages(),
+    policy: POLICY_20,
+    audit: fullTrail,
+  })
+  const fullCompiled = fullGate.compile('documents:read')
+  const prior = await fullGate.authenticate(keyRequest)
+  if (!prior.allowed) throw new Error(`full gate denied: ${prior.error.code}`)
+  const [rateStage, quotaStage] = limitStages()
+  const stageContext = { request: keyRequest, principal: prior.principal, requirements: undefined }
+  const keyVerifier = createApiKeyVerifier({ store, pepper }, { now: Date.now })
+  const uncachedGate = createGate({ jwt: { ...jwtOptions, cache: false }, audit: false })
+  const asymmetric = []
+  for (const alg of ['RS256', 'ES256', 'EdDSA']) {
+    const f = await jwtFixture(alg)
+    asymmetric.push({
+      alg,
+      token: f.token,
+      verifier: createJwtVerifier({ ...f.gateJwt, cache: false }, { now: Date.now }),
+    })
+  }
 
   const jsonwebtoken = await optional('jsonwebtoken')
   const fastJwt = await optional('fast-jwt')
@@ -279,6 +314,41 @@ export async function runMicro({ quick = false, only, log = () => {} } = {}) {
             op: () => verify(token),
           }
         })),
+    ...asymmetric.map(({ alg, token: t, verifier }) => ({
+      id: `c-${alg.toLowerCase()}`,
+      name: `gatehouse createJwtVerifier ${alg}, cache off`,
+      isAsync: true,
+      op: async () => mustVerify(await verifier.verify(t)),
+    })),
+    {
+      id: 's1',
+      name: 'stage: API-key verifier, cached key',
+      floor: 'b',
+      isAsync: true,
+      op: async () => mustVerify(await keyVerifier.verify(apiKey, keyRequest)),
+    },
+    {
+      id: 's2',
+      name: 'stage: rate limit, 2 named limits (memory)',
+      isAsync: true,
+      op: async () => {
+        if (!(await rateStage.run(stageContext)).ok) throw new Error('limited')
+      },
+    },
+    {
+      id: 's3',
+      name: 'stage: quota (memory)',
+      isAsync: true,
+      op: async () => {
+        if (!(await quotaStage.run(stageContext)).ok) throw new Error('over quota')
+      },
+    },
+    {
+      id: 's4',
+      name: 'stage: gate.authorize with the 20-rule policy (audit off)',
+      isAsync: true,
+      op: async () => mustAllow(await fullGate.authorize(keyRequest, prior, fullCompiled)),
+    },
     {
       id: 'h1',
       name: 'whole gate.evaluate, API key (cached), audit off',
@@ -292,6 +362,30 @@ export async function runMicro({ quick = false, only, log = () => {} } = {}) {
       floor: 'a',
       isAsync: true,
       op: async () => mustAllow(await gate.evaluate(jwtRequest, compiled)),
+    },
+    {
+      id: 'h3',
+      name: 'whole gate.evaluate, JWT HS256 uncached (verifier cache off), audit off',
+      floor: 'a',
+      isAsync: true,
+      op: async () => mustAllow(await uncachedGate.evaluate(jwtRequest, compiled)),
+    },
+    {
+      id: 'h4',
+      name: 'whole gate.evaluate, full gate (API key + 2 limits + quota + 20-rule policy), audit off',
+      floor: 'b',
+      isAsync: true,
+      op: async () => mustAllow(await fullGate.evaluate(keyRequest, fullCompiled)),
+    },
+    {
+      id: 'i2',
+      name: 'whole gate.evaluate, full gate, audit to JSON-lines file (fsync off)',
+      floor: 'b',
+      isAsync: true,
+      op: async () => mustAllow(await fullAuditedGate.evaluate(keyRequest, fullCompiled)),
+      yieldEvery: 128,
+      settle: () => fullTrail.flush(),
+      between: () => truncate(auditFile, 0).catch(() => {}),
     },
     {
       id: 'i',
@@ -332,6 +426,10 @@ export async function runMicro({ quick = false, only, log = () => {} } = {}) {
   } finally {
     await auditedGate.close()
     await gate.close()
+    await fullGate.close()
+    await fullAuditedGate.close()
+    await uncachedGate.close()
+    await keyVerifier.close()
     await rm(auditDir, { recursive: true, force: true })
   }
   for (const row of rows) {
@@ -339,6 +437,30 @@ export async function runMicro({ quick = false, only, log = () => {} } = {}) {
     if (row.ns !== undefined && floor?.ns !== undefined) row.ratio = row.ns / floor.ns
   }
   return rows
+}
+
+/**
+ * The decision-time targets of issue 9, from the rows: a cached API key or cached JWT through the
+ * whole gate within 2× its floor + 2 µs; an uncached HS256 JWT within 1.5× the floor with parse.
+ * `value` is bound / measured (≥ 1: met).
+ * @param {readonly MicroRow[]} rows
+ * @returns {Array<{ label: string, value: number, measuredNs: number, boundNs: number, rule: string }>}
+ */
+export function microTargets(rows) {
+  const ns = (id) => rows.find((r) => r.id === id)?.ns
+  const out = []
+  const add = (label, id, floorId, factor, plus, rule) => {
+    const measured = ns(id)
+    const floor = ns(floorId)
+    if (measured === undefined || floor === undefined) return
+    const bound = factor * floor + plus
+    out.push({ label, value: bound / measured, measuredNs: measured, boundNs: bound, rule })
+  }
+  add('Whole gate, cached API key (h1)', 'h1', 'b', 2, 2000, '2 × floor b + 2 µs')
+  add('Whole gate, cached JWT (h2)', 'h2', 'a', 2, 2000, '2 × floor a + 2 µs')
+  add('Whole gate, uncached HS256 JWT (h3)', 'h3', 'a', 1.5, 0, '1.5 × floor a')
+  add('JWT verifier alone, uncached HS256 (c)', 'c', 'a', 1.5, 0, '1.5 × floor a')
+  return out
 }
 
 /**
@@ -358,7 +480,11 @@ export function microTable(rows) {
             fmtNs(r.ns),
             `${fmtNs(r.min)}–${fmtNs(r.max)}`,
             fmt(1e9 / r.ns),
-            r.ratio === undefined ? 'floor' : `${fmt(r.ratio, 2)}× ${r.floor}`,
+            r.ratio !== undefined
+              ? `${fmt(r.ratio, 2)}× ${r.floor}`
+              : r.id === 'a' || r.id === 'b'
+                ? 'floor'
+                : '',
           ],
     ),
     ['l', 'l', 'r', 'r', 'r', 'r'],

@@ -1,0 +1,328 @@
+/**
+ * The apps under load, per framework and variant. Every variant serves `GET /docs/:id` →
+ * `{"id":"1"}` and requires (except `bare`) a credential carrying `documents:read`.
+ *
+ * Gatehouse variants (every framework): `apikey`, `hs256`, `rs256`, `es256`, `eddsa`, `full`
+ * (API key + two named limits + quota + 20-rule policy + audit to a JSON-lines file),
+ * `full-noaudit`, `full-redis` (limits and quota in Redis at `BENCH_REDIS_PORT`), `full-metrics`
+ * (with `@gatehouse/prometheus` metrics, when that package provides `createPrometheusMetrics`).
+ * Peer stacks: Express `peer-expressjwt` (express-jwt + express-rate-limit + scope check),
+ * `peer-passportjwt`, `peer-passportapikey`; Koa `peer-koajwt` (koa-jwt + rate-limiter-flexible +
+ * scope check); Fastify `peer-fastifyjwt` (@fastify/jwt + @fastify/rate-limit + scope check).
+ * @module
+ */
+import { createSecretKey, hash, randomBytes } from 'node:crypto'
+import { mkdtemp } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createAuditTrail, createGate, createJsonLinesFileSink } from '@gatehouse/core'
+import {
+  apiKeyFixture,
+  AUDIENCE,
+  ISSUER,
+  jwtFixture,
+  limitStages,
+  POLICY_20,
+  SCOPE,
+} from '../lib/fixtures.mjs'
+
+export const FRAMEWORKS = ['express', 'koa', 'fastify']
+
+const GATEHOUSE = [
+  'apikey',
+  'hs256',
+  'rs256',
+  'es256',
+  'eddsa',
+  'full',
+  'full-noaudit',
+  'full-redis',
+  'full-metrics',
+]
+const PEERS = {
+  express: ['peer-expressjwt', 'peer-passportjwt', 'peer-passportapikey'],
+  koa: ['peer-koajwt'],
+  fastify: ['peer-fastifyjwt'],
+}
+
+/**
+ * Variants a framework supports.
+ * @param {string} framework
+ * @returns {string[]}
+ */
+export function variantsOf(framework) {
+  return ['bare', ...GATEHOUSE, ...(PEERS[framework] ?? [])]
+}
+
+const hasScope = (scope) => typeof scope === 'string' && scope.split(' ').includes(SCOPE)
+
+/**
+ * `@gatehouse/prometheus`'s metrics client, or `undefined` when the package does not provide
+ * `createPrometheusMetrics` (yet).
+ * @returns {Promise<unknown>}
+ */
+export async function prometheusMetrics() {
+  try {
+    const mod = await import('@gatehouse/prometheus')
+    if (typeof mod.createPrometheusMetrics !== 'function') return undefined
+    const { Registry } = await import('prom-client')
+    return mod.createPrometheusMetrics({ registry: new Registry() })
+  } catch (error) {
+    if (error?.code === 'ERR_MODULE_NOT_FOUND') return undefined
+    throw error
+  }
+}
+
+/**
+ * The gate of a Gatehouse variant and the credential that passes it.
+ * @param {string} variant
+ * @returns {Promise<{ gate: import('@gatehouse/core').Gate, headers: Record<string, string>, tmpDir?: string, close?: () => Promise<void> }>}
+ */
+async function gatehouseSetup(variant) {
+  const jwtAlg = { hs256: 'HS256', rs256: 'RS256', es256: 'ES256', eddsa: 'EdDSA' }[variant]
+  if (jwtAlg !== undefined) {
+    const { token, gateJwt } = await jwtFixture(jwtAlg)
+    return {
+      gate: createGate({ jwt: gateJwt, audit: false }),
+      headers: { authorization: `Bearer ${token}` },
+    }
+  }
+  const { store, pepper, key } = await apiKeyFixture()
+  const headers = { 'x-api-key': key }
+  if (variant === 'apikey')
+    return { gate: createGate({ apiKeys: { store, pepper }, audit: false }), headers }
+
+  // The full gate.
+  let backend
+  let redis
+  if (variant === 'full-redis') {
+    const { Redis } = await import('ioredis')
+    const { createRedisBackend } = await import('@gatehouse/redis')
+    redis = new Redis({
+      port: Number(process.env.BENCH_REDIS_PORT),
+      host: '127.0.0.1',
+      enableAutoPipelining: true,
+    })
+    await redis.ping()
+    backend = createRedisBackend({ client: redis })
+  }
+  let metrics
+  if (variant === 'full-metrics') {
+    metrics = await prometheusMetrics()
+    if (metrics === undefined)
+      throw new Error('@gatehouse/prometheus has no createPrometheusMetrics')
+  }
+  let audit = false
+  let tmpDir
+  if (variant !== 'full-noaudit') {
+    tmpDir = await mkdtemp(join(tmpdir(), 'gatehouse-bench-audit-'))
+    audit = createAuditTrail({
+      sinks: [createJsonLinesFileSink({ path: join(tmpDir, 'audit.jsonl'), fsync: false })],
+    })
+  }
+  const gate = createGate({
+    apiKeys: { store, pepper },
+    stages: limitStages(backend),
+    policy: POLICY_20,
+    audit,
+    ...(metrics === undefined ? {} : { metrics }),
+  })
+  return {
+    gate,
+    headers,
+    tmpDir,
+    close: async () => {
+      await gate.close()
+      if (redis !== undefined) await redis.quit()
+    },
+  }
+}
+
+/** Express 5: `authMiddleware` + `requirePolicy` on the route + `problemHandler`. */
+async function expressApp(variant) {
+  const { default: express } = await import('express')
+  const app = express()
+  const handler = (req, res) => res.json({ id: req.params.id })
+  if (variant === 'bare') {
+    app.get('/docs/:id', handler)
+    return { app, headers: {} }
+  }
+  if (variant.startsWith('peer-')) return expressPeer(app, variant, handler)
+  const { authMiddleware, problemHandler, requirePolicy } = await import('@gatehouse/express')
+  const setup = await gatehouseSetup(variant)
+  app.use(authMiddleware({ gate: setup.gate }))
+  app.get('/docs/:id', requirePolicy(SCOPE), handler)
+  app.use(problemHandler({ gate: setup.gate }))
+  return { app, ...setup }
+}
+
+// The jsonwebtoken-based peers (express-jwt, passport-jwt, koa-jwt) get the secret as a KeyObject:
+// given a string or Buffer, as their READMEs show, jsonwebtoken first tries `createPublicKey` on it
+// and fails, on every request (about 0.5 ms here). The bench measures their fast configuration.
+async function expressPeer(app, variant, handler) {
+  const scopeCheck = (req, res, next) =>
+    hasScope((req.auth ?? req.user)?.scope) ? next() : res.status(403).json({ error: 'forbidden' })
+  if (variant === 'peer-expressjwt') {
+    const { expressjwt } = await import('express-jwt')
+    const { rateLimit } = await import('express-rate-limit')
+    const { token, secret } = await jwtFixture('HS256')
+    app.use(
+      rateLimit({
+        windowMs: 60_000,
+        limit: 1_000_000_000,
+        standardHeaders: 'draft-8',
+        legacyHeaders: false,
+      }),
+    )
+    app.use(
+      expressjwt({
+        secret: createSecretKey(secret),
+        algorithms: ['HS256'],
+        issuer: ISSUER,
+        audience: AUDIENCE,
+      }),
+    )
+    app.get('/docs/:id', scopeCheck, handler)
+    // Express's default handler would log every 401 of the self-check; answer as users do.
+    app.use((error, req, res, next) =>
+      error.status === 401 ? res.status(401).json({ error: error.code }) : next(error),
+    )
+    return { app, headers: { authorization: `Bearer ${token}` } }
+  }
+  const { default: passport } = await import('passport')
+  if (variant === 'peer-passportjwt') {
+    const { Strategy, ExtractJwt } = await import('passport-jwt')
+    const { token, secret } = await jwtFixture('HS256')
+    passport.use(
+      new Strategy(
+        {
+          jwtFromRequest: ExtractJwt.fromAuthHeaderAsBearerToken(),
+          secretOrKey: createSecretKey(secret),
+          issuer: ISSUER,
+          audience: AUDIENCE,
+          algorithms: ['HS256'],
+        },
+        (payload, done) => done(null, payload),
+      ),
+    )
+    app.use(passport.initialize())
+    app.use(passport.authenticate('jwt', { session: false }))
+    app.get('/docs/:id', scopeCheck, handler)
+    return { app, headers: { authorization: `Bearer ${token}` } }
+  }
+  // peer-passportapikey: keys looked up by their SHA-256 in a Map (the API-key floor).
+  const { HeaderAPIKeyStrategy } = await import('passport-headerapikey')
+  const key = `bench_${randomBytes(24).toString('base64url')}`
+  const keys = new Map([[hash('sha256', key, 'base64'), { id: 'bench-user', scope: SCOPE }]])
+  passport.use(
+    new HeaderAPIKeyStrategy({ header: 'x-api-key', prefix: '' }, false, (apikey, done) =>
+      done(null, keys.get(hash('sha256', apikey, 'base64')) ?? false),
+    ),
+  )
+  app.use(passport.initialize())
+  app.use(passport.authenticate('headerapikey', { session: false }))
+  app.get('/docs/:id', scopeCheck, handler)
+  return { app, headers: { 'x-api-key': key } }
+}
+
+async function koaApp(variant) {
+  const { default: Koa } = await import('koa')
+  const { default: Router } = await import('@koa/router')
+  const app = new Koa()
+  const router = new Router()
+  const handler = (ctx) => {
+    ctx.body = { id: ctx.params.id }
+  }
+  if (variant === 'bare') {
+    router.get('/docs/:id', handler)
+    app.use(router.routes())
+    return { app, headers: {} }
+  }
+  if (variant === 'peer-koajwt') {
+    const { default: koaJwt } = await import('koa-jwt')
+    const { RateLimiterMemory } = await import('rate-limiter-flexible')
+    const { token, secret } = await jwtFixture('HS256')
+    const limiter = new RateLimiterMemory({ points: 1_000_000_000, duration: 60 })
+    app.use(async (ctx, next) => {
+      try {
+        await limiter.consume(ctx.ip)
+      } catch {
+        ctx.status = 429
+        return
+      }
+      await next()
+    })
+    app.use(
+      koaJwt({
+        secret: createSecretKey(secret),
+        issuer: ISSUER,
+        audience: AUDIENCE,
+        algorithms: ['HS256'],
+      }),
+    )
+    router.get(
+      '/docs/:id',
+      async (ctx, next) => {
+        if (!hasScope(ctx.state.user?.scope)) ctx.throw(403)
+        await next()
+      },
+      handler,
+    )
+    app.use(router.routes())
+    return { app, headers: { authorization: `Bearer ${token}` } }
+  }
+  const { authMiddleware, problemHandler, requirePolicy } = await import('@gatehouse/koa')
+  const setup = await gatehouseSetup(variant)
+  app.use(problemHandler({ gate: setup.gate }))
+  app.use(authMiddleware({ gate: setup.gate }))
+  router.get('/docs/:id', requirePolicy(SCOPE), handler)
+  app.use(router.routes())
+  return { app, ...setup }
+}
+
+async function fastifyApp(variant) {
+  const { default: Fastify } = await import('fastify')
+  const app = Fastify({ logger: false })
+  const handler = async (request) => ({ id: request.params.id })
+  if (variant === 'bare') {
+    app.get('/docs/:id', handler)
+    return { app, headers: {} }
+  }
+  if (variant === 'peer-fastifyjwt') {
+    const { default: fastifyJwt } = await import('@fastify/jwt')
+    const { default: fastifyRateLimit } = await import('@fastify/rate-limit')
+    const { token, secret } = await jwtFixture('HS256')
+    await app.register(fastifyRateLimit, { max: 1_000_000_000, timeWindow: 60_000 })
+    await app.register(fastifyJwt, {
+      secret: Buffer.from(secret),
+      verify: { algorithms: ['HS256'], allowedIss: ISSUER, allowedAud: AUDIENCE },
+    })
+    app.addHook('onRequest', async (request, reply) => {
+      try {
+        await request.jwtVerify()
+      } catch {
+        return reply.code(401).send({ error: 'unauthorized' })
+      }
+      if (!hasScope(request.user.scope)) return reply.code(403).send({ error: 'forbidden' })
+    })
+    app.get('/docs/:id', handler)
+    return { app, headers: { authorization: `Bearer ${token}` } }
+  }
+  const { gatehousePlugin } = await import('@gatehouse/fastify')
+  const setup = await gatehouseSetup(variant)
+  await app.register(gatehousePlugin, { gate: setup.gate, problemErrors: true })
+  app.get('/docs/:id', { config: { gatehouse: SCOPE } }, handler)
+  return { app, ...setup }
+}
+
+/**
+ * Builds the app of a framework and variant, with the credential that passes it.
+ * @param {string} framework
+ * @param {string} variant
+ * @returns {Promise<{ app: any, headers: Record<string, string>, tmpDir?: string, close?: () => Promise<void> }>}
+ */
+export async function setupVariant(framework, variant) {
+  if (framework === 'express') return expressApp(variant)
+  if (framework === 'koa') return koaApp(variant)
+  return fastifyApp(variant)
+}
