@@ -22,6 +22,7 @@ describe('examples/express (the npm start demo)', () => {
     expect(stdout).to.include('ok   allowed: 200')
     expect(stdout).to.include('ok   no credentials: 401')
     expect(stdout).to.include('ok   missing scope: 403')
+    expect(stdout).to.include('ok   metrics: the 401 is counted at /metrics')
     const lines = (await readFile(join(dataDir, 'audit.jsonl'), 'utf8')).trim().split('\n')
     const types = lines.map((l) => (JSON.parse(l) as { type: string }).type)
     expect(types).to.include.members([
@@ -37,6 +38,6 @@ describe('examples/express (the npm start demo)', () => {
       env: { ...process.env, GATEHOUSE_DATA_DIR: dataDir },
       timeout: 30_000,
     })
-    expect(stdout.match(/^ok /gm)).to.have.length(3)
+    expect(stdout.match(/^ok /gm)).to.have.length(4)
   })
 })

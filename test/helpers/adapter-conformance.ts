@@ -1,7 +1,8 @@
 // One set of HTTP scenarios, run unchanged against every framework adapter. An adapter is done
 // when it passes this suite. Each framework supplies `makeApp`, which must serve the route table
 // below from the shared gate; everything else (keys, tokens, expectations) lives here.
-import type { Server } from 'node:http'
+import { request as httpRequest, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { expect } from 'chai'
 import request from 'supertest'
 import {
@@ -183,6 +184,36 @@ function expectProblem(res: request.Response, status: number, code: string): voi
   expect(res.body.requestId).to.be.a('string')
   // Security headers from helmet survive every denial.
   expect(res.headers[HELMET_HEADER], 'helmet header').to.equal('nosniff')
+}
+
+/**
+ * Spellings of a path that routers may or may not send to the same handler (see
+ * test/conformance/path-normalization.test.ts for the full matrix).
+ */
+const SPELLINGS = (p: string): string[] => [
+  p.toUpperCase(),
+  `${p}/`,
+  `/${p}`,
+  `/%${p.charCodeAt(1).toString(16)}${p.slice(2)}`,
+  `${p};x`,
+  `${p}/..${p}`,
+  `${p}/..`,
+]
+
+// A GET sent byte for byte: URL-based clients would resolve `..` before sending.
+function rawStatus(server: Server, path: string, key: string): Promise<number> {
+  const { port } = server.address() as AddressInfo
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { host: '127.0.0.1', port, path, headers: { 'x-api-key': key } },
+      (res) => {
+        res.resume()
+        res.on('end', () => resolve(res.statusCode as number))
+      },
+    )
+    req.on('error', reject)
+    req.end()
+  })
 }
 
 /** Options of the suite. */
@@ -382,6 +413,15 @@ export function describeAdapterConformance(
           403,
           'ERR_POLICY_DENIED',
         )
+      })
+
+      it('never serves a spelling of /admin or /limited around their rules', async () => {
+        // Route requirements (/admin needs a role) and a path rule of the gate (the /limited
+        // stage) hold for every spelling the framework routes; the rest are 404s.
+        for (const path of SPELLINGS('/admin'))
+          expect(await rawStatus(app.server, path, f.readKey), path).to.be.oneOf([403, 404])
+        for (const path of SPELLINGS('/limited'))
+          expect(await rawStatus(app.server, path, f.readKey), path).to.be.oneOf([404, 429])
       })
 
       it('requires every listed scope', async () => {

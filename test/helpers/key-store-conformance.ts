@@ -3,9 +3,11 @@
  * `describeKeyStoreConformance('createMemoryKeyStore', async () => ({ store, cleanup }))`.
  */
 import { expect } from 'chai'
+import { createHash } from 'node:crypto'
 import {
   generateApiKey,
   hashApiKey,
+  type ApiKeyHash,
   type ApiKeyRecord,
   type ApiKeySecretHash,
   type KeyStore,
@@ -63,9 +65,27 @@ export function buildKeyRecord(overrides: Partial<MutableKeyRecord> = {}): Mutab
     expiresAt: null,
     revokedAt: null,
     metadata: { plan: 'pro' },
+    tags: [],
+    purpose: null,
+    environment: 'live',
+    policy: {},
+    rotatedAt: null,
+    lastUsedAt: null,
+    usageCount: 0,
     ...overrides,
   }
 }
+
+/** The fields added after the first stores; a store returns their defaults when they are absent. */
+const OPTIONAL_DEFAULTS = {
+  tags: [],
+  purpose: null,
+  environment: 'live',
+  policy: {},
+  rotatedAt: null,
+  lastUsedAt: null,
+  usageCount: 0,
+} as const
 
 const byId = (a: { readonly id: string }, b: { readonly id: string }): number =>
   a.id < b.id ? -1 : a.id > b.id ? 1 : 0
@@ -426,6 +446,213 @@ export function describeKeyStoreConformance(
         expect((await store.list({ status: 'active' })).items.map((r) => r.id)).to.deep.equal([
           a.id,
         ])
+      })
+
+      it('filters by tag, alone and with ownerId and status, paging with the cursor', async function () {
+        const tagged = Array.from({ length: 5 }, (_, i) =>
+          buildKeyRecord({ tags: i % 2 === 0 ? ['ci', 'deploy'] : ['deploy', 'ci'] }),
+        )
+        const noise = [
+          buildKeyRecord({ tags: ['cix'] }),
+          buildKeyRecord({ tags: [] }),
+          buildKeyRecord({ tags: ['CI'] }),
+          buildKeyRecord({ tags: ['c'] }),
+        ]
+        await insertAll([...noise, ...tagged])
+        const seen: string[] = []
+        let cursor: string | undefined
+        for (let pages = 0; pages < 10; pages++) {
+          const page = await store.list({
+            tag: 'ci',
+            limit: 2,
+            ...(cursor === undefined ? {} : { cursor }),
+          })
+          expect(page.items.length).to.be.at.most(2)
+          seen.push(...page.items.map((r) => r.id))
+          if (page.nextCursor === null) break
+          cursor = page.nextCursor
+        }
+        expect(seen).to.deep.equal([...tagged].sort(byId).map((r) => r.id))
+        expect((await store.list({ tag: 'nope' })).items).to.deep.equal([])
+        const mine = buildKeyRecord({
+          ownerId: 'alice' as UserID,
+          status: 'revoked',
+          revokedAt: T0,
+          tags: ['ci'],
+        })
+        await store.insert(mine)
+        const combined = await store.list({
+          tag: 'ci',
+          ownerId: 'alice' as UserID,
+          status: 'revoked',
+        })
+        expect(combined.items.map((r) => r.id)).to.deep.equal([mine.id])
+        expect(
+          (await store.list({ tag: 'ci', ownerId: 'alice' as UserID, status: 'active' })).items,
+        ).to.deep.equal([])
+      })
+
+      it('follows tag changes made by update', async function () {
+        const record = buildKeyRecord({ tags: ['old'] })
+        await store.insert(record)
+        await store.update(record.id, { tags: ['new'] })
+        expect((await store.list({ tag: 'old' })).items).to.deep.equal([])
+        expect((await store.list({ tag: 'new' })).items.map((r) => r.id)).to.deep.equal([record.id])
+      })
+    })
+
+    describe('lifecycle fields', function () {
+      it('round-trips every field set to a non-default value', async function () {
+        const record = buildKeyRecord({
+          tags: ['ci', 'déploiement 🔑'],
+          purpose: 'nightly deploy from CI',
+          environment: 'test',
+          policy: {
+            allowedCidrs: ['10.0.0.0/8', '2001:db8::/32', '192.0.2.7'],
+            allowedOrigins: ['https://app.example', '*.example.org'],
+            rateLimits: [
+              { limit: 10, windowMs: 1000 },
+              { limit: 1000, windowMs: 3_600_000 },
+            ],
+            quota: { limit: 50_000, period: 'month' },
+          },
+          rotatedAt: T0 + 3,
+          lastUsedAt: T0 + 4,
+          usageCount: 17,
+          hashes: [
+            {
+              hash: hashApiKey(generateApiKey({ prefix: 'gh' }).key, CONFORMANCE_PEPPER),
+              pepperId: 'p1',
+              notAfter: null,
+              algorithm: 'hmac-sha256',
+            },
+            {
+              hash: createHash('sha256').update('legacy-key').digest('hex') as ApiKeyHash,
+              pepperId: 'p1',
+              notAfter: T0 + DAY_MS,
+              algorithm: 'sha256',
+            },
+          ],
+        })
+        await store.insert(record)
+        const got = (await store.get(record.id)) as ApiKeyRecord
+        expect(got).to.deep.equal(record)
+        expect(Object.isFrozen(got.policy)).to.equal(true)
+        expect(Object.isFrozen(got.tags)).to.equal(true)
+        expect((await store.list()).items).to.deep.equal([record])
+      })
+
+      it('gives a record inserted without the optional fields their documented defaults', async function () {
+        const full = buildKeyRecord()
+        const bare: Record<string, unknown> = { ...full }
+        for (const key of Object.keys(OPTIONAL_DEFAULTS)) delete bare[key]
+        await store.insert(bare as unknown as ApiKeyRecord)
+        expect(await store.get(full.id)).to.deep.equal({ ...bare, ...OPTIONAL_DEFAULTS })
+      })
+
+      it('updates tags, purpose, policy and rotatedAt, and leaves environment and usage alone', async function () {
+        const record = buildKeyRecord({ environment: 'test', usageCount: 3, lastUsedAt: T0 })
+        await store.insert(record)
+        const patch = {
+          tags: ['a'],
+          purpose: 'why',
+          policy: {
+            allowedOrigins: ['https://x.example'],
+            quota: { limit: 5, period: 'day' as const },
+          },
+          rotatedAt: T0 + 9,
+        }
+        const expected = { ...record, ...patch }
+        expect(await store.update(record.id, patch)).to.deep.equal(expected)
+        expect(await store.get(record.id)).to.deep.equal(expected)
+        expect((await store.update(record.id, { purpose: null }))?.purpose).to.equal(null)
+      })
+    })
+
+    describe('findByHash', function () {
+      it('finds a key by its current hash and by a hash in its grace period', async function () {
+        const current = hashApiKey(generateApiKey({ prefix: 'gh' }).key, CONFORMANCE_PEPPER)
+        const grace = hashApiKey(generateApiKey({ prefix: 'gh' }).key, CONFORMANCE_PEPPER)
+        const record = buildKeyRecord({
+          hashes: [
+            { hash: current, pepperId: 'p1', notAfter: null },
+            { hash: grace, pepperId: 'p1', notAfter: T0 + DAY_MS },
+          ],
+        })
+        const other = buildKeyRecord()
+        await insertAll([other, record])
+        expect(store.findByHash).to.be.a('function')
+        expect(await store.findByHash?.(current)).to.deep.equal(record)
+        expect(await store.findByHash?.(grace)).to.deep.equal(record)
+        expect((await store.findByHash?.(other.hashes[0]?.hash as ApiKeyHash))?.id).to.equal(
+          other.id,
+        )
+      })
+
+      it('resolves undefined for an unknown hash', async function () {
+        await store.insert(buildKeyRecord())
+        const unknown = hashApiKey(generateApiKey({ prefix: 'gh' }).key, CONFORMANCE_PEPPER)
+        expect(await store.findByHash?.(unknown)).to.equal(undefined)
+      })
+
+      it('follows hash changes made by update, and forgets a deleted key', async function () {
+        const record = buildKeyRecord()
+        const before = record.hashes[0]?.hash as ApiKeyHash
+        await store.insert(record)
+        const after = hashApiKey(generateApiKey({ prefix: 'gh' }).key, CONFORMANCE_PEPPER)
+        await store.update(record.id, { hashes: [{ hash: after, pepperId: 'p1', notAfter: null }] })
+        expect(await store.findByHash?.(before)).to.equal(undefined)
+        expect((await store.findByHash?.(after))?.id).to.equal(record.id)
+        await store.update(record.id, { name: 'renamed' })
+        expect((await store.findByHash?.(after))?.name).to.equal('renamed')
+        await store.delete(record.id)
+        expect(await store.findByHash?.(after)).to.equal(undefined)
+      })
+    })
+
+    describe('recordUsage', function () {
+      it('adds counts and keeps the latest lastUsedAt across one batch and the next', async function () {
+        const a = buildKeyRecord()
+        const b = buildKeyRecord({ usageCount: 10, lastUsedAt: T0 + 500 })
+        await insertAll([a, b])
+        expect(store.recordUsage).to.be.a('function')
+        await store.recordUsage?.([
+          { id: a.id, lastUsedAt: T0 + 100, count: 3 },
+          { id: b.id, lastUsedAt: T0 + 200, count: 2 },
+          { id: a.id, lastUsedAt: T0 + 50, count: 1 },
+        ])
+        expect(await store.get(a.id)).to.include({ usageCount: 4, lastUsedAt: T0 + 100 })
+        // An older instant never moves lastUsedAt back (batches from several instances interleave).
+        expect(await store.get(b.id)).to.include({ usageCount: 12, lastUsedAt: T0 + 500 })
+        await store.recordUsage?.([{ id: b.id, lastUsedAt: T0 + 900, count: 1 }])
+        expect(await store.get(b.id)).to.include({ usageCount: 13, lastUsedAt: T0 + 900 })
+      })
+
+      it('ignores unknown ids and accepts an empty batch', async function () {
+        const a = buildKeyRecord()
+        await store.insert(a)
+        const ghost = buildKeyRecord()
+        await store.recordUsage?.([])
+        await store.recordUsage?.([
+          { id: ghost.id, lastUsedAt: T0, count: 5 },
+          { id: a.id, lastUsedAt: T0 + 1, count: 1 },
+        ])
+        expect(await store.get(ghost.id)).to.equal(undefined)
+        expect(await store.get(a.id)).to.include({ usageCount: 1, lastUsedAt: T0 + 1 })
+      })
+
+      it('keeps usage through later updates and changes no other field', async function () {
+        const a = buildKeyRecord()
+        await store.insert(a)
+        await store.recordUsage?.([{ id: a.id, lastUsedAt: T0 + 7, count: 2 }])
+        await store.update(a.id, { name: 'after', tags: ['t'] })
+        expect(await store.get(a.id)).to.deep.equal({
+          ...a,
+          name: 'after',
+          tags: ['t'],
+          usageCount: 2,
+          lastUsedAt: T0 + 7,
+        })
       })
     })
   })

@@ -187,6 +187,16 @@ describeWithRedis('@gatehouse/redis against a real redis-server', (server) => {
       expect(await redis.exists(`test:${prefix}:k`)).to.equal(0)
     })
 
+    it("puts prefix in place of core's gh namespace: gh:rl:... by default, never gh:gh:", async () => {
+      const name = unique('ns')
+      const spec = { keyPrefix: `gh:rl:${name}`, points: 5, durationMs: 10_000, blockDurationMs: 0 }
+      await createRedisBackend({ client: redis }).create(spec).consume('k')
+      await createRedisBackend({ client: redis, prefix: 'api' }).create(spec).consume('k')
+      expect(await redis.get(`gh:rl:${name}:k`)).to.equal('1')
+      expect(await redis.get(`api:rl:${name}:k`)).to.equal('1')
+      expect(await redis.keys(`gh:gh:*${name}*`)).to.deep.equal([])
+    })
+
     it('honours the customDuration (seconds) the quota stage passes for a new window', async () => {
       const prefix = unique('custom')
       const limiter = createRedisBackend({ client: redis }).create({
@@ -306,7 +316,7 @@ describeWithRedis('@gatehouse/redis against a real redis-server', (server) => {
       const [usage] = await quotas.usage(record.id)
       expect(usage).to.include({ name, used: 6, limit: 5, remaining: 0 })
       // The counter expires at 00:00 UTC (customDuration), not 24 h after the first request.
-      const keys = await redis.keys(`gh:gh:q:${name}:*`)
+      const keys = await redis.keys(`gh:q:${name}:*`)
       expect(keys).to.have.length(1)
       const endOfDay = Date.UTC(
         new Date().getUTCFullYear(),
@@ -410,7 +420,7 @@ describeWithRedis('@gatehouse/redis against a real redis-server', (server) => {
       expect(resumed.status).to.equal(200)
       expect(parseRateLimit(resumed.headers.ratelimit).r).to.equal(1)
       expect((await insured.hit()).status).to.equal(200)
-      expect(await redis.keys('gh:gh:rl:insurance-*')).to.have.length(1)
+      expect(await redis.keys('gh:rl:insurance-*')).to.have.length(1)
     })
 
     it('settles every request when Redis is killed under load, then resumes', async function () {
@@ -469,7 +479,7 @@ describeWithRedis('@gatehouse/redis against a real redis-server', (server) => {
       const after = await closed.hit()
       expect(after.status).to.equal(429)
       expect(parseRateLimit(after.headers.ratelimit).r).to.equal(0)
-      expect(await redis.keys(`gh:gh:rl:${closed.name}:*`)).to.have.length(1)
+      expect(await redis.keys(`gh:rl:${closed.name}:*`)).to.have.length(1)
     })
   })
 })

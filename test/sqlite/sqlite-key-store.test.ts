@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -130,21 +131,32 @@ describe('createSqliteKeyStore', function () {
 
       const db = connect()
       const rows = db.prepare(`SELECT version, name FROM gatehouse_migrations`).all()
-      expect(rows).to.deep.equal([{ version: 1, name: 'create api_keys' }])
+      expect(rows).to.deep.equal([
+        { version: 1, name: 'create api_keys' },
+        { version: 2, name: 'key lifecycle fields and hash index' },
+      ])
       expect(migrateSqlite(db)).to.deep.equal({ applied: [], version: SQLITE_SCHEMA_VERSION })
     })
 
     it('reports the versions it applies to a fresh database', function () {
       const db = connect(':memory:')
-      expect(migrateSqlite(db)).to.deep.equal({ applied: [1], version: 1 })
-      expect(tableNames(db)).to.deep.equal(['gatehouse_api_keys', 'gatehouse_migrations'])
+      expect(migrateSqlite(db)).to.deep.equal({ applied: [1, 2], version: 2 })
+      expect(tableNames(db)).to.deep.equal([
+        'gatehouse_api_key_hashes',
+        'gatehouse_api_keys',
+        'gatehouse_migrations',
+      ])
       const indexes = db
         .prepare<[], string>(
           "SELECT name FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL ORDER BY name",
         )
         .pluck()
         .all()
-      expect(indexes).to.deep.equal(['gatehouse_api_keys_owner_id', 'gatehouse_api_keys_status'])
+      expect(indexes).to.deep.equal([
+        'gatehouse_api_key_hashes_key_id',
+        'gatehouse_api_keys_owner_id',
+        'gatehouse_api_keys_status',
+      ])
     })
 
     it('lets two stores on the same file migrate it once and see each other’s writes', async function () {
@@ -156,7 +168,46 @@ describe('createSqliteKeyStore', function () {
       await b.update(record.id, { status: 'revoked', revokedAt: 1 })
       expect((await a.get(record.id))?.status).to.equal('revoked')
       const versions = connect().prepare('SELECT COUNT(*) AS n FROM gatehouse_migrations').get()
-      expect(versions).to.deep.equal({ n: 1 })
+      expect(versions).to.deep.equal({ n: 2 })
+    })
+
+    it('upgrades a version-1 database in place: defaults for new columns, hashes indexed', async function () {
+      const db = connect()
+      // The schema and a row exactly as @gatehouse/sqlite 0.1.0 (migration 1) wrote them.
+      db.exec(`
+        CREATE TABLE gatehouse_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL,
+          applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))) STRICT;
+        CREATE TABLE gatehouse_api_keys (id TEXT NOT NULL PRIMARY KEY, prefix TEXT NOT NULL,
+          name TEXT NOT NULL, owner_id TEXT NOT NULL, scopes TEXT NOT NULL, roles TEXT NOT NULL,
+          status TEXT NOT NULL CHECK (status IN ('active', 'revoked')), hashes TEXT NOT NULL,
+          created_at INTEGER NOT NULL, expires_at INTEGER, revoked_at INTEGER,
+          metadata TEXT NOT NULL) STRICT;
+        INSERT INTO gatehouse_migrations (version, name) VALUES (1, 'create api_keys');
+      `)
+      const record = buildKeyRecord()
+      const hash = record.hashes[0]?.hash as string
+      db.prepare(
+        `INSERT INTO gatehouse_api_keys VALUES (?, 'gh', 'v1 key', 'user-1', '[]', '[]', 'active',
+           ?, 1, NULL, NULL, '{}')`,
+      ).run(record.id, JSON.stringify(record.hashes))
+      db.prepare(
+        `INSERT INTO gatehouse_api_keys VALUES ('corruptcorrupt00', 'gh', 'bad', 'u', '[]', '[]',
+           'active', 'not json', 1, NULL, NULL, '{}')`,
+      ).run()
+      expect(migrateSqlite(db)).to.deep.equal({ applied: [2], version: 2 })
+      const store = storeOn(db)
+      const got = await store.findByHash?.(hash as never)
+      expect(got).to.deep.include({
+        id: record.id,
+        name: 'v1 key',
+        tags: [],
+        purpose: null,
+        environment: 'live',
+        policy: {},
+        rotatedAt: null,
+        lastUsedAt: null,
+        usageCount: 0,
+      })
     })
 
     it('refuses with ERR_CONFIG_INVALID a database whose schema is newer than it knows', function () {
@@ -189,7 +240,11 @@ describe('createSqliteKeyStore', function () {
       const db = connect()
       storeOn(db)
       expect(DEFAULT_SQLITE_TABLE_PREFIX).to.equal('gatehouse_')
-      expect(tableNames(db)).to.deep.equal(['gatehouse_api_keys', 'gatehouse_migrations'])
+      expect(tableNames(db)).to.deep.equal([
+        'gatehouse_api_key_hashes',
+        'gatehouse_api_keys',
+        'gatehouse_migrations',
+      ])
     })
 
     it('names every table and index, so two prefixes are two independent stores', async function () {
@@ -197,8 +252,10 @@ describe('createSqliteKeyStore', function () {
       const acme = storeOn(db, 'acme_')
       const other = storeOn(db, 'other_')
       expect(tableNames(db)).to.deep.equal([
+        'acme_api_key_hashes',
         'acme_api_keys',
         'acme_migrations',
+        'other_api_key_hashes',
         'other_api_keys',
         'other_migrations',
       ])
@@ -380,7 +437,8 @@ describe('createSqliteKeyStore', function () {
       await store.insert(template)
       const copy = db.prepare<[number, string]>(
         `INSERT INTO gatehouse_api_keys SELECT printf('%016d', ?), prefix, name, owner_id, scopes,
-           roles, status, hashes, created_at, expires_at, revoked_at, metadata
+           roles, status, hashes, created_at, expires_at, revoked_at, metadata, tags, purpose,
+           environment, policy, rotated_at, last_used_at, usage_count
          FROM gatehouse_api_keys WHERE id = ?`,
       )
       db.transaction(() => {
@@ -464,6 +522,36 @@ describe('createSqliteKeyStore', function () {
       const store = storeOn(file)
       gate = createGate({ apiKeys: { store, pepper }, audit: false })
       expect((await gate.evaluate(bearer(key), gate.compile({}))).allowed).to.equal(true)
+    })
+
+    it('verifies imported keys by hash, re-hashes a bare SHA-256 and records usage on close', async function () {
+      const store = storeOn(file)
+      const keys = createApiKeyManager({ store, pepper })
+      const legacy = 'sk_live_legacy-0123456789abcdef'
+      const other = 'old-system-token-0123456789'
+      const plain = await keys.import({ key: legacy, name: 'p', ownerId: 'u', tags: ['migrated'] })
+      const hashed = await keys.import({
+        sha256: createHash('sha256').update(other).digest('hex'),
+        name: 'h',
+        ownerId: 'u',
+        tags: ['migrated'],
+      })
+      expect((await keys.list({ tag: 'migrated' })).items).to.have.length(2)
+      gate = createGate({ apiKeys: { store, pepper, importedKeys: true }, audit: false })
+      const route = gate.compile({})
+      for (let i = 0; i < 3; i++) {
+        expect((await gate.evaluate(bearer(legacy), route)).allowed).to.equal(true)
+        expect((await gate.evaluate(bearer(other), route)).allowed).to.equal(true)
+      }
+      const wrong = await gate.evaluate(bearer('sk_live_legacy-0123456789abcdeX'), route)
+      expect(denial(wrong)).to.deep.include({ status: 401 })
+      await gate.close()
+      gate = undefined
+      expect(await store.get(plain.id)).to.include({ usageCount: 3 })
+      const after = (await store.get(hashed.id)) as ApiKeyRecord
+      expect(after.usageCount).to.equal(3)
+      expect(after.hashes[0]?.algorithm).to.equal(undefined)
+      expect((await store.findByHash?.(after.hashes[0]?.hash as never))?.id).to.equal(hashed.id)
     })
 
     it('answers 503 ERR_KEYSTORE_UNAVAILABLE for a key whose row is corrupt', async function () {

@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import express from 'express'
 import { SignJWT } from 'jose'
+import { collectDefaultMetrics, Registry } from 'prom-client'
 import {
   createApiKeyManager,
   createAuditTrail,
@@ -17,6 +18,7 @@ import {
   createMemoryBroker,
 } from '@gatehouse/core'
 import { authMiddleware, problemHandler, requirePolicy } from '@gatehouse/express'
+import { createPrometheusMetrics } from '@gatehouse/prometheus'
 import { createSqliteKeyStore } from '@gatehouse/sqlite'
 
 const smoke = process.argv.includes('--smoke')
@@ -41,8 +43,13 @@ const issuer = 'urn:gatehouse:demo'
 const audience = 'documents-api'
 const store = createSqliteKeyStore({ database: join(dataDir, 'keys.db') })
 const broker = createMemoryBroker()
+// Prometheus metrics of the gate (and of the process) on a registry of our own, served at /metrics.
+const registry = new Registry()
+collectDefaultMetrics({ register: registry })
+const metrics = createPrometheusMetrics({ registry })
 const audit = createAuditTrail({
   sinks: [createJsonLinesFileSink({ path: join(dataDir, 'audit.jsonl') })],
+  metrics,
 })
 const gate = createGate({
   asyncContext: true,
@@ -50,6 +57,7 @@ const gate = createGate({
   jwt: { secret: secrets.jwtSecret, issuer, audience },
   roles: { editor: ['documents:*'] },
   audit,
+  metrics,
   logger: console,
 })
 const keys = createApiKeyManager({ store, pepper: secrets.pepper, broker, audit })
@@ -61,6 +69,10 @@ const documents = new Map([
 
 const app = express()
 app.get('/health', (req, res) => res.json({ ok: true }))
+// Before the gate, like /health: scrapers do not authenticate. Expose it on an internal network only.
+app.get('/metrics', async (req, res) => {
+  res.type(registry.contentType).send(await registry.metrics())
+})
 app.use(authMiddleware({ gate }))
 app.use(express.json({ limit: '16kb' }))
 app.get('/me', requirePolicy({}), (req, res) => res.json(req.auth.principal))
@@ -110,6 +122,8 @@ Demo JWT (1 hour):         ${token}
   curl -i ${url}/docs
   # missing scope documents:write (403 insufficient_scope)
   curl -i -X POST -H "Authorization: Bearer ${token}" -H "Content-Type: application/json" -d '{"title":"x"}' ${url}/docs
+  # Prometheus metrics (gatehouse_requests_total, gatehouse_decision_duration_seconds, ...)
+  curl -s ${url}/metrics | grep ^gatehouse_requests_total
 `)
 })
 
@@ -130,6 +144,11 @@ async function runSmoke(url) {
     if (!ok) failed++
     console.log(`${ok ? 'ok  ' : 'FAIL'} ${name}: ${res.status} (expected ${expected})`)
   }
+  // The three answers above are counted: one denial with ERR_AUTH_REQUIRED at authentication.
+  const scrape = await (await fetch(`${url}/metrics`)).text()
+  const counted = /^gatehouse_requests_total\{[^}]*code="ERR_AUTH_REQUIRED"[^}]*\} 1$/m.test(scrape)
+  if (!counted) failed++
+  console.log(`${counted ? 'ok  ' : 'FAIL'} metrics: the 401 is counted at /metrics`)
   await shutdown()
   process.exit(failed === 0 ? 0 : 1)
 }

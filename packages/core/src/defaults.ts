@@ -42,6 +42,10 @@ export const DEFAULT_API_KEY_CACHE_TTL_MS = 60_000
 export const DEFAULT_API_KEY_NEGATIVE_CACHE_MAX = 10_000
 /** `apiKeys.cache.negativeTtlMs`. */
 export const DEFAULT_API_KEY_NEGATIVE_CACHE_TTL_MS = 10_000
+/** `apiKeys.usage.flushIntervalMs`: how often batched key usage is written. */
+export const DEFAULT_API_KEY_USAGE_FLUSH_INTERVAL_MS = 10_000
+/** `apiKeys.usage.maxBatch`: distinct keys pending that trigger an early usage write. */
+export const DEFAULT_API_KEY_USAGE_MAX_BATCH = 1_000
 
 /** `realm` of the `WWW-Authenticate` challenge. */
 export const DEFAULT_REALM = 'api'
@@ -74,3 +78,8 @@ export const DEFAULT_RATE_LIMIT_MAX_KEYS = 100_000
 export const DEFAULT_IPV6_SUBNET = 56
 /** `ratelimit.headers`. */
 export const DEFAULT_RATE_LIMIT_HEADERS = 'draft-8'
+
+/** `max` of `createLruCache`: entries kept before the least recently used is evicted. */
+export const DEFAULT_CACHE_MAX = 10_000
+/** `ttlMs` of `createLruCache` and `createRedisCache`: default time to live of an entry. */
+export const DEFAULT_CACHE_TTL_MS = 60_000

@@ -20,11 +20,13 @@ export type AuthErrorCode =
   | 'ERR_REQUEST_REJECTED'
   | 'ERR_APIKEY_MALFORMED'
   | 'ERR_APIKEY_INVALID'
+  | 'ERR_APIKEY_NONCOMPLIANT'
   | 'ERR_JWT_MALFORMED'
   | 'ERR_JWT_INVALID'
   | 'ERR_JWT_EXPIRED'
   | 'ERR_SCOPE_INSUFFICIENT'
   | 'ERR_POLICY_DENIED'
+  | 'ERR_AUTHZ_STEP_UP_REQUIRED'
   | 'ERR_RATE_LIMITED'
   | 'ERR_QUOTA_EXCEEDED'
   | 'ERR_CONFIG_INVALID'
@@ -37,7 +39,12 @@ export type AuthErrorCode =
   | 'ERR_INTERNAL_ERROR'
 
 /** The RFC 6750 §3.1 error value a code maps to in a `WWW-Authenticate: Bearer` challenge. */
-export type BearerErrorValue = 'invalid_request' | 'invalid_token' | 'insufficient_scope'
+export type BearerErrorValue =
+  | 'invalid_request'
+  | 'invalid_token'
+  | 'insufficient_scope'
+  // RFC 9470 §3: the step-up authentication challenge.
+  | 'insufficient_user_authentication'
 
 /** One row of the code table: how a code is answered over HTTP. */
 export interface ErrorCodeInfo {
@@ -82,6 +89,8 @@ export const ERROR_CODES: Readonly<Record<AuthErrorCode, ErrorCodeInfo>> = Objec
   ERR_REQUEST_REJECTED: row(400, 'request-rejected', 'Request rejected', null),
   ERR_APIKEY_MALFORMED: row(401, 'invalid-token', 'Invalid API key', 'invalid_token'),
   ERR_APIKEY_INVALID: row(401, 'invalid-token', 'Invalid API key', 'invalid_token'),
+  // A key-management action (create, update, import) broke a compliance rule of the manager.
+  ERR_APIKEY_NONCOMPLIANT: row(422, 'key-noncompliant', 'API key not compliant', null),
   ERR_JWT_MALFORMED: row(401, 'invalid-token', 'Invalid token', 'invalid_token'),
   ERR_JWT_INVALID: row(401, 'invalid-token', 'Invalid token', 'invalid_token'),
   ERR_JWT_EXPIRED: row(401, 'token-expired', 'Token expired', 'invalid_token'),
@@ -92,6 +101,13 @@ export const ERROR_CODES: Readonly<Record<AuthErrorCode, ErrorCodeInfo>> = Objec
     'insufficient_scope',
   ),
   ERR_POLICY_DENIED: row(403, 'forbidden', 'Forbidden', 'insufficient_scope'),
+  // RFC 9470: the request needs a stronger authentication (MFA) before policy allows it.
+  ERR_AUTHZ_STEP_UP_REQUIRED: row(
+    401,
+    'step-up-required',
+    'Stronger authentication required',
+    'insufficient_user_authentication',
+  ),
   ERR_RATE_LIMITED: row(429, 'rate-limited', 'Too many requests', null),
   ERR_QUOTA_EXCEEDED: row(429, 'quota-exceeded', 'Quota exceeded', null),
   ERR_CONFIG_INVALID: row(500, 'internal', 'Internal server error', null),

@@ -47,6 +47,19 @@ export interface Principal {
   readonly tokenId?: TokenID
   /** Extra attributes for policies (tenant, plan, verified claims...). */
   readonly attributes: Readonly<Record<string, unknown>>
+  /**
+   * The credential's own limits (an API key's usage policy): the limits stage adds `rateLimits`
+   * to its global limits and the quota stage adds `quota`, both counted per credential.
+   */
+  readonly limits?: PrincipalLimits
+}
+
+/** Per-credential limits carried by a {@link Principal}. */
+export interface PrincipalLimits {
+  /** Rate limits, counted per credential (`apikey` key). */
+  readonly rateLimits?: readonly { readonly limit: number; readonly windowMs: number }[]
+  /** Quota per UTC day or month, counted per credential. */
+  readonly quota?: { readonly limit: number; readonly period: 'day' | 'month' }
 }
 
 /**
@@ -101,6 +114,41 @@ export interface RouteRequirements {
   readonly permission?: string
   /** Rate limits of this route, enforced by the limits stage before authorization. */
   readonly rateLimits?: readonly RateLimitRule[]
+  /**
+   * The resource this route acts on, for resource policies (needs the gate's `policy`): a type
+   * whose loader the gate knows (`resourceLoaders`), or a type with its own loader.
+   */
+  readonly resource?: ResourceType | RouteResource
+}
+
+/** What a {@link ResourceLoader} gets. */
+export interface ResourceLoadContext {
+  /** Route parameters matched from the route pattern (`/docs/:id` → `{ id: '7' }`). */
+  readonly params: Readonly<Record<string, string>>
+  /** The authenticated principal. */
+  readonly principal: Principal
+  /** The request. */
+  readonly request: {
+    readonly method: string
+    readonly path: string
+    readonly route: string | undefined
+    header(name: string): string | undefined
+  }
+}
+
+/**
+ * Loads the record a route acts on (e.g. `({ params }) => db.documents.find(params.id)`), so that
+ * policies check the actual resource (`resource.ownerId`). `undefined` means "not found"; a
+ * rejection is a store failure (503, fail closed).
+ */
+export type ResourceLoader = (context: ResourceLoadContext) => unknown
+
+/** A route's resource declaration. */
+export interface RouteResource {
+  /** The resource type, which selects the resource policy. */
+  readonly type: ResourceType
+  /** Loads the record; without it the gate's loader for `type` is used. */
+  readonly load?: ResourceLoader
 }
 
 /** The outcome of an authorization check. */
@@ -134,6 +182,10 @@ export interface TraceEntry {
   readonly code?: AuthErrorCode
   /** Internal reason (never sent to clients). */
   readonly reason?: string
+  /** Policy rules that decided (authorization with a policy). */
+  readonly rules?: readonly string[]
+  /** Risk score 0-100, when risk assessment ran. */
+  readonly riskScore?: number
   /** Time spent, microseconds. */
   readonly micros: number
 }

@@ -76,6 +76,9 @@ function toGateRequest(req: Request): NodeGateRequest {
     ip: req.app.get('trust proxy') === false ? req.socket.remoteAddress : req.ip,
     headers: req.headers,
     rawHeaders: req.rawHeaders,
+    // Path-based rules fold case as the app's router does (Express routes `/ADMIN` to `/admin`
+    // unless `case sensitive routing` is on).
+    caseSensitive: req.app.enabled('case sensitive routing'),
   })
   built.set(req, request)
   return request

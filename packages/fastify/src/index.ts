@@ -80,7 +80,7 @@ type PolicyHook = onRequestHookHandler & { readonly [COMPILED]: CompiledRequirem
 const isPolicyHook = (hook: unknown): hook is PolicyHook =>
   typeof hook === 'function' && COMPILED in hook
 
-function toGateRequest(request: FastifyRequest): NodeGateRequest {
+function toGateRequest(request: FastifyRequest, caseSensitive: boolean): NodeGateRequest {
   return new NodeGateRequest({
     method: request.method,
     url: request.url,
@@ -89,7 +89,17 @@ function toGateRequest(request: FastifyRequest): NodeGateRequest {
     ip: request.ip,
     headers: request.headers,
     rawHeaders: request.raw.rawHeaders,
+    caseSensitive,
   })
+}
+
+/** Whether the instance's router matches paths case-sensitively (Fastify's default: yes). */
+function routesCaseSensitively(fastify: FastifyInstance): boolean {
+  const config = fastify.initialConfig as {
+    readonly caseSensitive?: boolean
+    readonly routerOptions?: { readonly caseSensitive?: boolean }
+  }
+  return config.routerOptions?.caseSensitive ?? config.caseSensitive ?? true
 }
 
 function send(
@@ -104,6 +114,7 @@ function send(
 async function gatehouse(fastify: FastifyInstance, options: GatehousePluginOptions): Promise<void> {
   const { gate: given, mirrorToUser = false, problemErrors = false, ...gateOptions } = options
   const gate = given ?? createGate(gateOptions)
+  const caseSensitive = routesCaseSensitively(fastify)
 
   /** Denies, or records the decision and runs the rest of the request in its access context. */
   function settle(
@@ -113,7 +124,7 @@ async function gatehouse(fastify: FastifyInstance, options: GatehousePluginOptio
     decide: (gateRequest: NodeGateRequest, prior: Decision | undefined) => Promise<Decision>,
   ): void {
     const startedAt = gate.now()
-    const gateRequest = toGateRequest(request)
+    const gateRequest = toGateRequest(request, caseSensitive)
     const prior = request.auth?.decision
     decide(gateRequest, prior).then(function gatehouseDecided(decision) {
       if (!decision.allowed) return send(reply, decision.status, decision.headers, decision.problem)

@@ -78,6 +78,9 @@ function toGateRequest(ctx: ParameterizedContext): NodeGateRequest {
     ip: ctx.ip === '' ? undefined : ctx.ip,
     headers: ctx.req.headers,
     rawHeaders: ctx.req.rawHeaders,
+    // The global middleware runs before any router: fold case as @koa/router does by default
+    // (`sensitive: false`), so path-based rules see `/ADMIN` as the `/admin` it is routed to.
+    caseSensitive: false,
   })
   built.set(ctx.req, request)
   return request

@@ -1,2 +1,210 @@
-/** @packageDocumentation */
-export {}
+/**
+ * `@gatehouse/opentelemetry`: Gatehouse metrics and spans on `@opentelemetry/api` alone. Metrics:
+ * every entry of {@link GATEHOUSE_METRICS} as an OpenTelemetry instrument (counters without the
+ * Prometheus `_total` suffix, UCUM units, the catalogue's buckets as advice). Spans: one per gate
+ * stage (`gatehouse.authenticate`, `gatehouse.ratelimit`, `gatehouse.quota`,
+ * `gatehouse.authorize`), children of the active span (your HTTP server span).
+ *
+ * @example
+ * ```ts
+ * import { createGate } from '@gatehouse/core'
+ * import { createOpenTelemetryMetrics, createOpenTelemetryTracer } from '@gatehouse/opentelemetry'
+ *
+ * const gate = createGate({
+ *   apiKeys,
+ *   metrics: createOpenTelemetryMetrics(),
+ *   tracer: createOpenTelemetryTracer(),
+ * })
+ * ```
+ * @packageDocumentation
+ */
+import {
+  GATEHOUSE_METRICS,
+  TypeValidator,
+  type GatehouseMetric,
+  type GateRequest,
+  type GateTracer,
+  type MetricDefinition,
+  type MetricLabels,
+  type MetricsClient,
+  type TraceEntry,
+} from '@gatehouse/core'
+import {
+  metrics as otelMetrics,
+  trace,
+  SpanKind,
+  SpanStatusCode,
+  type Counter,
+  type Gauge,
+  type Histogram,
+  type Meter,
+  type Span,
+  type Tracer,
+} from '@opentelemetry/api'
+
+/** The instrumentation scope name used for the default meter and tracer. */
+export const INSTRUMENTATION_SCOPE = '@gatehouse/opentelemetry'
+
+/** Options of {@link createOpenTelemetryMetrics}. */
+export interface OpenTelemetryMetricsOptions {
+  /** Where instruments are created. @default metrics.getMeter('@gatehouse/opentelemetry') */
+  readonly meter?: Meter
+}
+
+/** Options of {@link createOpenTelemetryTracer}. */
+export interface OpenTelemetryTracerOptions {
+  /** Where spans are started. @default trace.getTracer('@gatehouse/opentelemetry') */
+  readonly tracer?: Tracer
+}
+
+type Instrument = Counter | Gauge | Histogram
+
+/** The OpenTelemetry name of a catalogue metric: Prometheus exporters add `_total` back. */
+export function openTelemetryName(definition: MetricDefinition): string {
+  return definition.kind === 'counter' ? definition.name.replace(/_total$/, '') : definition.name
+}
+
+/** The UCUM unit of a catalogue unit (`seconds` → `s`, `bytes` → `By`, others as annotations). */
+export function openTelemetryUnit(unit: string): string {
+  if (unit === 'seconds') return 's'
+  if (unit === 'bytes') return 'By'
+  if (unit === '1') return '1'
+  return `{${unit}}`
+}
+
+/**
+ * Creates the OpenTelemetry {@link MetricsClient}: one instrument per catalogue metric, created
+ * now. Labels become attributes. Reporting never throws.
+ * @throws {ConfigError} for a bad option
+ * @example
+ * ```ts
+ * const gate = createGate({ jwt, metrics: createOpenTelemetryMetrics({ meter: provider.getMeter('api') }) })
+ * ```
+ */
+export function createOpenTelemetryMetrics(
+  options: Readonly<OpenTelemetryMetricsOptions> = {},
+): MetricsClient {
+  const v = new TypeValidator('opentelemetry')
+  v.knownKeys(options as Record<string, unknown>, ['meter'])
+  const meter =
+    options.meter === undefined
+      ? otelMetrics.getMeter(INSTRUMENTATION_SCOPE)
+      : typeof (options.meter as Meter | undefined)?.createCounter === 'function'
+        ? options.meter
+        : v.fail('meter', 'must be an OpenTelemetry Meter')
+  v.assert()
+  const m = meter as Meter
+  const instruments = {} as Record<GatehouseMetric, Instrument>
+  for (const [key, def] of Object.entries(GATEHOUSE_METRICS) as [
+    GatehouseMetric,
+    MetricDefinition,
+  ][]) {
+    const opts = { description: def.help, unit: openTelemetryUnit(def.unit) }
+    const name = openTelemetryName(def)
+    instruments[key] =
+      def.kind === 'counter'
+        ? m.createCounter(name, opts)
+        : def.kind === 'gauge'
+          ? m.createGauge(name, opts)
+          : m.createHistogram(name, {
+              ...opts,
+              advice: { explicitBucketBoundaries: [...(def.buckets ?? [])] },
+            })
+  }
+  return new OtelMetrics(instruments)
+}
+
+class OtelMetrics implements MetricsClient {
+  readonly #i: Readonly<Record<GatehouseMetric, Instrument>>
+
+  constructor(instruments: Readonly<Record<GatehouseMetric, Instrument>>) {
+    this.#i = instruments
+  }
+
+  increment(metric: GatehouseMetric, labels?: MetricLabels, value = 1): void {
+    try {
+      ;(this.#i[metric] as Counter | undefined)?.add?.(value, labels)
+    } catch {
+      // Metrics must never fail a request.
+    }
+  }
+
+  set(metric: GatehouseMetric, value: number, labels?: MetricLabels): void {
+    try {
+      ;(this.#i[metric] as Gauge | undefined)?.record?.(value, labels)
+    } catch {
+      // As above.
+    }
+  }
+
+  observe(metric: GatehouseMetric, value: number, labels?: MetricLabels): void {
+    try {
+      ;(this.#i[metric] as Histogram | undefined)?.record?.(value, labels)
+    } catch {
+      // As above.
+    }
+  }
+}
+
+/**
+ * Creates the {@link GateTracer} on OpenTelemetry: a span `gatehouse.<stage>` per stage, child of
+ * the active span, with attributes `gatehouse.stage`, `gatehouse.outcome`, `gatehouse.by` and
+ * (on denial) `gatehouse.code`; a stage that failed with a 5xx (store down) sets status ERROR.
+ * Denials are not errors of the service: their status stays UNSET.
+ * @throws {ConfigError} for a bad option
+ * @example
+ * ```ts
+ * const gate = createGate({ apiKeys, tracer: createOpenTelemetryTracer() })
+ * ```
+ */
+export function createOpenTelemetryTracer(
+  options: Readonly<OpenTelemetryTracerOptions> = {},
+): GateTracer {
+  const v = new TypeValidator('opentelemetry')
+  v.knownKeys(options as Record<string, unknown>, ['tracer'])
+  const tracer =
+    options.tracer === undefined
+      ? trace.getTracer(INSTRUMENTATION_SCOPE)
+      : typeof (options.tracer as Tracer | undefined)?.startSpan === 'function'
+        ? options.tracer
+        : v.fail('tracer', 'must be an OpenTelemetry Tracer')
+  v.assert()
+  return new OtelTracer(tracer as Tracer)
+}
+
+class OtelTracer implements GateTracer {
+  readonly #tracer: Tracer
+  /** Span names by stage, so starting a span does not build a string. */
+  readonly #names = new Map<string, string>()
+
+  constructor(tracer: Tracer) {
+    this.#tracer = tracer
+  }
+
+  startStage(stage: string, request: GateRequest): Span {
+    let name = this.#names.get(stage)
+    if (name === undefined) {
+      name = `gatehouse.${stage}`
+      if (this.#names.size < 256) this.#names.set(stage, name)
+    }
+    return this.#tracer.startSpan(name, {
+      kind: SpanKind.INTERNAL,
+      attributes: {
+        'gatehouse.stage': stage,
+        'http.request.method': request.method,
+        ...(request.route === undefined ? {} : { 'http.route': request.route }),
+      },
+    })
+  }
+
+  endStage(span: unknown, entry: TraceEntry): void {
+    const s = span as Span | undefined
+    if (s === undefined) return
+    s.setAttribute('gatehouse.outcome', entry.outcome)
+    if (entry.by !== undefined) s.setAttribute('gatehouse.by', entry.by)
+    if (entry.code !== undefined) s.setAttribute('gatehouse.code', entry.code)
+    if (entry.riskScore !== undefined) s.setAttribute('gatehouse.risk_score', entry.riskScore)
+    if (entry.outcome === 'error') s.setStatus({ code: SpanStatusCode.ERROR, message: entry.code })
+    s.end()
+  }
+}

@@ -1,7 +1,8 @@
 /**
  * `@gatehouse/redis`: rate-limit and quota counters in Redis, shared by every instance, through
  * rate-limiter-flexible's `RateLimiterRedis` (one atomic Lua call per consume: no over-admission
- * across processes).
+ * across processes). Also the pub/sub {@link createRedisBroker}, the cache tier
+ * {@link createRedisCache} and the Streams audit sink {@link createRedisStreamAuditSink}.
  *
  * Reachable from `@gatehouse/redis`.
  *
@@ -44,7 +45,7 @@ export interface RedisBackendOptions {
    * applies, and wait for its `ready` event before serving: until then every consume fails.
    */
   readonly client: Redis
-  /** Prefix of every key, before the limit's own (`<prefix>:gh:rl:<limit>:...`). @default 'gh' */
+  /** First segment of every key, in place of core's `gh` (`<prefix>:rl:<limit>:...`). @default 'gh' */
   readonly prefix?: string
   /**
    * Give each limiter an in-memory insurance limiter with the same limit (core's bounded memory
@@ -175,7 +176,7 @@ export function createRedisBackend(options: Readonly<RedisBackendOptions>): Rate
       assertWholeSeconds(spec)
       return new RateLimiterRedis({
         storeClient: config.client,
-        keyPrefix: `${config.prefix}:${spec.keyPrefix}`,
+        keyPrefix: prefixed(config.prefix, spec.keyPrefix),
         points: spec.points,
         duration: spec.durationMs / 1000,
         blockDuration: spec.blockDurationMs / 1000,
@@ -195,9 +196,21 @@ export function createRedisBackend(options: Readonly<RedisBackendOptions>): Rate
 }
 
 /**
+ * Core names its limiters `gh:rl:...` and `gh:q:...`; `prefix` takes the place of that `gh`, so
+ * default keys read `gh:rl:...` (not `gh:gh:rl:...`) and `prefix: 'api'` gives `api:rl:...`.
+ */
+function prefixed(prefix: string, keyPrefix: string): string {
+  return keyPrefix.startsWith('gh:') ? prefix + keyPrefix.slice(2) : `${prefix}:${keyPrefix}`
+}
+
+/**
  * Core's memory backend makes `BoundedMemoryLimiter`s, which extend rate-limiter-flexible's
  * `RateLimiterCompatibleAbstract`; rate-limiter-flexible checks that again when it is set.
  */
 function insurer(limiter: RateLimiterLike): RateLimiterCompatibleAbstract {
   return limiter as unknown as RateLimiterCompatibleAbstract
 }
+
+export * from './broker.js'
+export * from './cache.js'
+export * from './audit-stream-sink.js'

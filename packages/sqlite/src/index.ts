@@ -23,3 +23,4 @@ export {
   type SqliteMigrationResult,
 } from './migrations.js'
 export * from './defaults.js'
+export * from './audit-sink.js'

@@ -59,6 +59,35 @@ const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX ${t.apiKeysStatusIndex} ON ${t.apiKeys} (status, id);
     `,
   },
+  {
+    version: 2,
+    name: 'key lifecycle fields and hash index',
+    // New columns carry their documented defaults, so rows written by version 1 read back as
+    // complete records. The hash table is filled from the existing rows' JSON.
+    up: (t) => `
+      ALTER TABLE ${t.apiKeys} ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+      ALTER TABLE ${t.apiKeys} ADD COLUMN purpose TEXT;
+      ALTER TABLE ${t.apiKeys} ADD COLUMN environment TEXT NOT NULL DEFAULT 'live'
+        CHECK (environment IN ('live', 'test'));
+      ALTER TABLE ${t.apiKeys} ADD COLUMN policy TEXT NOT NULL DEFAULT '{}';
+      ALTER TABLE ${t.apiKeys} ADD COLUMN rotated_at INTEGER;
+      ALTER TABLE ${t.apiKeys} ADD COLUMN last_used_at INTEGER;
+      ALTER TABLE ${t.apiKeys} ADD COLUMN usage_count INTEGER NOT NULL DEFAULT 0;
+      CREATE TABLE ${t.apiKeyHashes} (
+        hash TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        PRIMARY KEY (hash, key_id)
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX ${t.apiKeyHashesKeyIndex} ON ${t.apiKeyHashes} (key_id);
+      INSERT OR IGNORE INTO ${t.apiKeyHashes} (hash, key_id)
+        SELECT hash, id FROM (
+          SELECT k.id AS id,
+            CASE WHEN h.type = 'object' THEN json_extract(h.value, '$.hash') END AS hash
+          FROM ${t.apiKeys} AS k,
+            json_each(CASE WHEN json_valid(k.hashes) THEN k.hashes ELSE '[]' END) AS h
+        ) WHERE typeof(hash) = 'text';
+    `,
+  },
 ]
 
 /** The schema version this release of `@gatehouse/sqlite` creates and expects. */

@@ -11,12 +11,14 @@ import {
   TypeValidator,
   describeValue,
   silentLogger,
+  type ApiKeyHash,
   type ApiKeyId,
   type ApiKeyListQuery,
   type ApiKeyPage,
   type ApiKeyPatch,
   type ApiKeyRecord,
   type ApiKeyStoredStatus,
+  type ApiKeyUsage,
   type KeyStore,
   type Logger,
 } from '@gatehouse/core'
@@ -173,10 +175,12 @@ interface Statements {
   readonly insert: Database.Statement<[ApiKeyRow]>
   readonly update: Database.Statement<[ApiKeyRow]>
   readonly delete: Database.Statement<[string]>
-  readonly listAll: Database.Statement<[string, number], ApiKeyRow>
-  readonly listByOwner: Database.Statement<[string, string, number], ApiKeyRow>
-  readonly listByStatus: Database.Statement<[string, string, number], ApiKeyRow>
-  readonly listByOwnerAndStatus: Database.Statement<[string, string, string, number], ApiKeyRow>
+  /** By filter combination (`o` owner, `s` status, `t` tag): parameters in that order, then cursor and limit. */
+  readonly list: ReadonlyMap<string, Database.Statement<unknown[], ApiKeyRow>>
+  readonly findByHash: Database.Statement<[string], ApiKeyRow>
+  readonly insertHash: Database.Statement<[string, string]>
+  readonly deleteHashes: Database.Statement<[string]>
+  readonly recordUsage: Database.Statement<[number, number, number, string]>
 }
 
 function prepareStatements(db: Database.Database, t: TableNames): Statements {
@@ -186,8 +190,43 @@ function prepareStatements(db: Database.Database, t: TableNames): Statements {
   // Reads ignore the caller's defaultSafeIntegers(): timestamps must come back as numbers.
   const read = <TParams extends unknown[]>(sql: string): Database.Statement<TParams, ApiKeyRow> =>
     db.prepare<TParams, ApiKeyRow>(sql).safeIntegers(false)
-  const mutable = COLUMNS.filter((c) => c !== 'id' && c !== 'prefix' && c !== 'owner_id')
+  // Usage columns change only through recordUsage, so an update never writes back a stale count.
+  const mutable = COLUMNS.filter(
+    (c) =>
+      c !== 'id' &&
+      c !== 'prefix' &&
+      c !== 'owner_id' &&
+      c !== 'environment' &&
+      c !== 'last_used_at' &&
+      c !== 'usage_count',
+  )
+  const list = new Map<string, Database.Statement<unknown[], ApiKeyRow>>()
+  for (const combo of ['', 'o', 's', 't', 'os', 'ot', 'st', 'ost']) {
+    const where = [
+      ...(combo.includes('o') ? ['owner_id = ?'] : []),
+      ...(combo.includes('s') ? ['status = ?'] : []),
+      // Tags are a short JSON array per key: json_each scans it without a side table.
+      ...(combo.includes('t')
+        ? ['EXISTS (SELECT 1 FROM json_each(tags) WHERE json_each.value = ?)']
+        : []),
+      page,
+    ].join(' AND ')
+    list.set(combo, read(`${select} WHERE ${where}`))
+  }
   return {
+    list,
+    findByHash: read(
+      `${select} WHERE id = (SELECT key_id FROM ${t.apiKeyHashes} WHERE hash = ? LIMIT 1)`,
+    ),
+    insertHash: db.prepare<[string, string]>(
+      `INSERT OR IGNORE INTO ${t.apiKeyHashes} (hash, key_id) VALUES (?, ?)`,
+    ),
+    deleteHashes: db.prepare<[string]>(`DELETE FROM ${t.apiKeyHashes} WHERE key_id = ?`),
+    recordUsage: db.prepare<[number, number, number, string]>(
+      `UPDATE ${t.apiKeys} SET usage_count = usage_count + ?,
+         last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < ? THEN ? ELSE last_used_at END
+       WHERE id = ?`,
+    ),
     get: read(`${select} WHERE id = ?`),
     insert: db.prepare<[ApiKeyRow]>(
       `INSERT INTO ${t.apiKeys} (${columns}) VALUES (${COLUMNS.map((c) => `@${c}`).join(', ')})`,
@@ -196,16 +235,13 @@ function prepareStatements(db: Database.Database, t: TableNames): Statements {
       `UPDATE ${t.apiKeys} SET ${mutable.map((c) => `${c} = @${c}`).join(', ')} WHERE id = @id`,
     ),
     delete: db.prepare<[string]>(`DELETE FROM ${t.apiKeys} WHERE id = ?`),
-    listAll: read(`${select} WHERE ${page}`),
-    listByOwner: read(`${select} WHERE owner_id = ? AND ${page}`),
-    listByStatus: read(`${select} WHERE status = ? AND ${page}`),
-    listByOwnerAndStatus: read(`${select} WHERE owner_id = ? AND status = ? AND ${page}`),
   }
 }
 
 interface ResolvedListQuery {
   readonly ownerId: string | undefined
   readonly status: ApiKeyStoredStatus | undefined
+  readonly tag: string | undefined
   readonly limit: number
   readonly cursor: string
 }
@@ -214,7 +250,10 @@ function resolveListQuery(query: ApiKeyListQuery): ResolvedListQuery {
   if (typeof query !== 'object' || query === null) {
     throw new TypeError(`list: query must be an object, received ${describeValue(query)}`)
   }
-  const { ownerId, status, limit = DEFAULT_SQLITE_LIST_LIMIT, cursor } = query
+  const { ownerId, status, tag, limit = DEFAULT_SQLITE_LIST_LIMIT, cursor } = query
+  if (tag !== undefined && typeof tag !== 'string') {
+    throw new TypeError(`list: tag must be a string, received ${describeValue(tag)}`)
+  }
   if (ownerId !== undefined && typeof ownerId !== 'string') {
     throw new TypeError(`list: ownerId must be a string, received ${describeValue(ownerId)}`)
   }
@@ -233,6 +272,7 @@ function resolveListQuery(query: ApiKeyListQuery): ResolvedListQuery {
   return {
     ownerId,
     status,
+    tag,
     limit: Math.min(limit, MAX_SQLITE_LIST_LIMIT),
     // Ids are non-empty, so every id sorts after ''.
     cursor: cursor ?? '',
@@ -258,6 +298,9 @@ class SqliteStore implements SqliteKeyStore {
   readonly #update: Database.Transaction<
     (id: string, patch: ApiKeyPatch) => ApiKeyRecord | undefined
   >
+  readonly #insert: Database.Transaction<(record: ApiKeyRecord) => void>
+  readonly #delete: Database.Transaction<(id: string) => boolean>
+  readonly #recordUsage: Database.Transaction<(usage: readonly ApiKeyUsage[]) => void>
   #closed = false
 
   constructor(db: Database.Database, owned: boolean, names: TableNames) {
@@ -271,7 +314,22 @@ class SqliteStore implements SqliteKeyStore {
       if (row === undefined) return undefined
       const next = checkedRecord('update', () => applyPatch(this.#decode(row), patch))
       s.update.run(recordToRow(next))
+      if (patch.hashes !== undefined) {
+        s.deleteHashes.run(id)
+        for (const h of next.hashes) s.insertHash.run(h.hash, id)
+      }
       return next
+    })
+    this.#insert = db.transaction((record: ApiKeyRecord) => {
+      s.insert.run(recordToRow(record))
+      for (const h of record.hashes) s.insertHash.run(h.hash, record.id)
+    })
+    this.#delete = db.transaction((id: string) => {
+      s.deleteHashes.run(id)
+      return s.delete.run(id).changes > 0
+    })
+    this.#recordUsage = db.transaction((usage: readonly ApiKeyUsage[]) => {
+      for (const u of usage) s.recordUsage.run(u.count, u.lastUsedAt, u.lastUsedAt, u.id)
     })
   }
 
@@ -286,7 +344,7 @@ class SqliteStore implements SqliteKeyStore {
     const checked = checkedRecord('insert', () => normalizeRecord(record))
     if (checked.id === '') throw new TypeError('insert: invalid key record: id: must not be empty')
     // A duplicate id fails the PRIMARY KEY: the driver's SqliteError, code SQLITE_CONSTRAINT_PRIMARYKEY.
-    this.#s.insert.run(recordToRow(checked))
+    this.#insert.immediate(checked)
   }
 
   async update(id: ApiKeyId, patch: ApiKeyPatch): Promise<ApiKeyRecord | undefined> {
@@ -299,7 +357,32 @@ class SqliteStore implements SqliteKeyStore {
 
   async delete(id: ApiKeyId): Promise<boolean> {
     this.#open()
-    return this.#s.delete.run(id).changes > 0
+    return this.#delete.immediate(id)
+  }
+
+  async findByHash(hash: ApiKeyHash): Promise<ApiKeyRecord | undefined> {
+    this.#open()
+    if (typeof hash !== 'string') return undefined
+    const row = this.#s.findByHash.get(hash)
+    return row === undefined ? undefined : this.#decode(row)
+  }
+
+  async recordUsage(usage: readonly ApiKeyUsage[]): Promise<void> {
+    this.#open()
+    for (const [i, u] of usage.entries()) {
+      if (
+        typeof u?.id !== 'string' ||
+        !Number.isSafeInteger(u.lastUsedAt) ||
+        !Number.isSafeInteger(u.count) ||
+        u.count < 0
+      ) {
+        throw new TypeError(
+          `recordUsage: usage[${i}] must be { id, lastUsedAt, count: integer >= 0 }`,
+        )
+      }
+    }
+    // One transaction per batch: one fsync for the whole flush.
+    this.#recordUsage.immediate(usage)
   }
 
   async list(query: ApiKeyListQuery = {}): Promise<ApiKeyPage> {
@@ -307,16 +390,25 @@ class SqliteStore implements SqliteKeyStore {
     const q = resolveListQuery(query)
     const s = this.#s
     const take = q.limit + 1
-    let rows: ApiKeyRow[]
-    if (q.ownerId !== undefined && q.status !== undefined) {
-      rows = s.listByOwnerAndStatus.all(q.ownerId, q.status, q.cursor, take)
-    } else if (q.ownerId !== undefined) {
-      rows = s.listByOwner.all(q.ownerId, q.cursor, take)
-    } else if (q.status !== undefined) {
-      rows = s.listByStatus.all(q.status, q.cursor, take)
-    } else {
-      rows = s.listAll.all(q.cursor, take)
+    const params: unknown[] = []
+    let combo = ''
+    if (q.ownerId !== undefined) {
+      combo += 'o'
+      params.push(q.ownerId)
     }
+    if (q.status !== undefined) {
+      combo += 's'
+      params.push(q.status)
+    }
+    if (q.tag !== undefined) {
+      combo += 't'
+      params.push(q.tag)
+    }
+    const rows = (s.list.get(combo) as Database.Statement<unknown[], ApiKeyRow>).all(
+      ...params,
+      q.cursor,
+      take,
+    )
     // One row beyond the page tells whether a next page exists without a second query.
     const more = rows.length > q.limit
     const items = Object.freeze(rows.slice(0, q.limit).map((row) => this.#decode(row)))

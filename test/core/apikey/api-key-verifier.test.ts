@@ -88,7 +88,7 @@ describe('createApiKeyVerifier', () => {
       expect(r.error.message).to.equal('The API key is invalid')
       reasons.push(r.error.reason as string)
     }
-    expect(reasons).to.deep.equal(['unknown key', 'secret mismatch', 'revoked', 'expired'])
+    expect(reasons).to.deep.equal(['unknown', 'wrong_secret', 'revoked', 'expired'])
   })
 
   it('drops a cached key when the broker announces its revocation', async () => {
@@ -120,7 +120,7 @@ describe('createApiKeyVerifier', () => {
     expect((await verifier.verify(rotated!.key)).ok).to.equal(true)
   })
 
-  it('verifies keys hashed under an older pepper', async () => {
+  it('verifies keys hashed under an older pepper, then re-hashes them under the current one', async () => {
     const store = createMemoryKeyStore()
     const { key } = await createApiKeyManager({
       store,
@@ -130,14 +130,52 @@ describe('createApiKeyVerifier', () => {
       { id: 'new', secret: 'n'.repeat(32) },
       { id: 'old', secret: 'o'.repeat(32) },
     ]
-    expect(
-      (await createApiKeyVerifier({ store, pepper: rotated }, { now: Date.now }).verify(key)).ok,
-    ).to.equal(true)
     const withoutOld = createApiKeyVerifier(
       { store, pepper: [{ id: 'new', secret: 'n'.repeat(32) }] },
       { now: Date.now },
     )
     expect((await withoutOld.verify(key)).ok).to.equal(false)
+    const verifier = createApiKeyVerifier({ store, pepper: rotated }, { now: Date.now })
+    expect((await verifier.verify(key)).ok).to.equal(true)
+    await verifier.close()
+    const [stored] = (await store.list()).items
+    expect(stored?.hashes.map((h) => h.pepperId)).to.deep.equal(['new'])
+    const fresh = createApiKeyVerifier(
+      { store, pepper: [{ id: 'new', secret: 'n'.repeat(32) }] },
+      { now: Date.now },
+    )
+    expect((await fresh.verify(key)).ok).to.equal(true)
+  })
+
+  it('re-hashes under a new pepper once, even for concurrent first uses, and survives a failing write', async () => {
+    const store = createMemoryKeyStore()
+    const old = { id: 'old', secret: 'o'.repeat(32) }
+    const cur = { id: 'new', secret: 'n'.repeat(32) }
+    const { key, record } = await createApiKeyManager({ store, pepper: [old] }).create({
+      name: 'k',
+      ownerId: 'u',
+    })
+    const update = sandbox.stub(store, 'update')
+    update.onFirstCall().rejects(new Error('disk full'))
+    update.callThrough()
+    const warnings: string[] = []
+    const verifier = createApiKeyVerifier(
+      { store, pepper: [cur, old], cache: false },
+      { now: Date.now, logger: { warn: (m) => warnings.push(m), error: () => {} } },
+    )
+    const first = await Promise.all([1, 2, 3, 4, 5].map(() => verifier.verify(key)))
+    expect(first.every((r) => r.ok)).to.equal(true)
+    await verifier.flush()
+    expect(update.callCount).to.equal(1)
+    expect(warnings.some((w) => /re-hash/.test(w))).to.equal(true)
+    expect((await store.get(record.id))?.hashes[0]?.pepperId).to.equal('old')
+    await Promise.all([1, 2, 3].map(() => verifier.verify(key)))
+    await verifier.flush()
+    expect(update.callCount).to.equal(2)
+    expect((await store.get(record.id))?.hashes[0]?.pepperId).to.equal('new')
+    await verifier.verify(key)
+    await verifier.close()
+    expect(update.callCount).to.equal(2)
   })
 
   it('fails closed with ERR_KEYSTORE_UNAVAILABLE when the store throws', async () => {

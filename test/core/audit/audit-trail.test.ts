@@ -61,6 +61,22 @@ describe('createAuditTrail', () => {
     expect(errors).to.have.length(2)
   })
 
+  it('retries a failing sink even when the injected clock stands still', async () => {
+    let failures = 3
+    const written: AuditEvent[] = []
+    const flaky: AuditSink = {
+      name: 'flaky',
+      async write(events) {
+        if (failures-- > 0) throw new Error('down')
+        written.push(...events)
+      },
+    }
+    const trail = createAuditTrail({ sinks: [flaky], now: () => 1_000 })
+    trail.emit(event(1))
+    await trail.flush(5_000)
+    expect(written).to.have.length(1)
+  })
+
   it('reports backpressure when a queue is full', () => {
     const stuck: AuditSink = { name: 'stuck', write: () => new Promise(() => {}) }
     const trail = createAuditTrail({ sinks: [stuck], maxQueue: 3 })
@@ -126,6 +142,39 @@ describe('createAuditTrail', () => {
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
+  })
+
+  it('acknowledges commit() once every sink has the event, and refuses it when full', async () => {
+    const a = createMemoryAuditSink({ name: 'a' })
+    const b = createMemoryAuditSink({ name: 'b' })
+    const trail = createAuditTrail({ sinks: [a, b] })
+    const written = await trail.commit(event(1))
+    expect(a.events.map((e) => e.id)).to.deep.equal([written.id])
+    expect(b.events.map((e) => e.id)).to.deep.equal([written.id])
+    const stuck: AuditSink = { name: 'stuck', write: () => new Promise(() => {}) }
+    const full = createAuditTrail({ sinks: [stuck], maxQueue: 1 })
+    full.emit({ ...event(1), type: 'authn.success', outcome: 'success' })
+    const error = await full.commit({ ...event(2), type: 'authz.allow', outcome: 'success' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    expect(error).to.include({ code: 'ERR_AUDIT_UNAVAILABLE' })
+  })
+
+  it('refuses bad audit options, naming them', () => {
+    expect(() => createAuditTrail({ compliance: ['SOX' as never] })).to.throw(
+      /audit.compliance\[0\]: unknown compliance profile "SOX"/,
+    )
+    expect(() => createAuditTrail({ spool: { dir: 7 as never } })).to.throw(/audit.spool.dir/)
+    expect(() =>
+      createAuditTrail({
+        sinks: [createMemoryAuditSink(), createMemoryAuditSink()],
+        spool: { dir: '/tmp/x' },
+      }),
+    ).to.throw(/sink names must be unique/)
+    expect(() => createAuditTrail({ redaction: { ip: 'hide' as never } })).to.throw(
+      /audit.redaction.ip/,
+    )
   })
 
   it('refuses bad options', () => {

@@ -232,13 +232,30 @@ describe('identifiers and paths', () => {
       ['//admin', '/admin'],
       ['/%61dmin', '/admin'],
       ['/admin;x', '/admin'],
-      ['/admin/../admin', '/admin'],
-      ['/a/./b', '/a/b'],
-      ['/%2e%2e/admin', '/admin'],
+      ['/ADMIN', '/ADMIN'],
+      // Routers match dot segments literally (`/admin/..` runs `/admin/:id`): kept, so the
+      // `/admin` prefix stays visible.
+      ['/admin/../admin', '/admin/../admin'],
+      ['/admin/..', '/admin/..'],
+      ['/a/./b', '/a/./b'],
+      ['/%2e%2e/admin', '/../admin'],
       ['/docs/%2F', '/docs/%2F'],
       ['/', '/'],
+      ['', '/'],
     ]
     for (const [input, expected] of cases) expect(normalizePath(input), input).to.equal(expected)
+  })
+
+  it('folds case for case-insensitive routing only', () => {
+    expect(normalizePath('/ADMIN/Users', { caseSensitive: false })).to.equal('/admin/users')
+    expect(normalizePath('/%41dmin//', { caseSensitive: false })).to.equal('/admin')
+    expect(normalizePath('/ADMIN', { caseSensitive: true })).to.equal('/ADMIN')
+  })
+
+  it('gives fakeRequest the normalized path, as adapters do, and keeps the raw one', () => {
+    const request = fakeRequest({ url: '//%41dmin;x/?q=1', caseSensitive: false })
+    expect(request).to.include({ path: '/admin', rawPath: '//%41dmin;x/', query: 'q=1' })
+    expect(fakeRequest({ url: '/Admin/' }).path).to.equal('/Admin')
   })
 })
 

@@ -1,7 +1,11 @@
 /**
  * API-key verification: format and checksum first (no store read for garbage), then a bounded
  * cache of verified keys (one SHA-256 and a constant-time compare on the hot path), then the store
- * and an HMAC under the pepper. Unknown, revoked and expired keys get the same answer.
+ * and an HMAC under the pepper. Unknown, revoked and expired keys get the same answer; the precise
+ * reason goes to the trace and the audit event only. Then the key's usage policy (environment,
+ * client IP, origin). Usage (`lastUsedAt`, `usageCount`) is counted in memory and written in
+ * batches off the request path; keys under an older pepper, or imported as a bare SHA-256, are
+ * re-hashed under the current pepper after their first successful use.
  *
  * Reachable from `@gatehouse/core`.
  * @packageDocumentation
@@ -14,24 +18,37 @@ import {
   DEFAULT_API_KEY_NEGATIVE_CACHE_MAX,
   DEFAULT_API_KEY_NEGATIVE_CACHE_TTL_MS,
   DEFAULT_API_KEY_PREFIX,
+  DEFAULT_API_KEY_USAGE_FLUSH_INTERVAL_MS,
+  DEFAULT_API_KEY_USAGE_MAX_BATCH,
 } from '../defaults.js'
 import { AuthError } from '../errors.js'
 import { parseRoleId } from '../ids.js'
-import type { Clock } from '../internal/clock.js'
+import { unrefInterval, type Clock } from '../internal/clock.js'
+import { silentLogger, type Logger } from '../logger.js'
 import type { MessageBroker } from '../integrations/message-broker.js'
-import type { Principal } from '../types.js'
+import { noopMetrics, type MetricsClient } from '../integrations/metrics.js'
+import type { Principal, PrincipalLimits } from '../types.js'
 import { TypeValidator } from '../validation/type-validator.js'
 import {
   API_KEY_BODY_LENGTH,
   API_KEY_ID_LENGTH,
   API_KEY_PREFIX_PATTERN,
+  IMPORTED_API_KEY_PATTERN,
   MAX_API_KEY_LENGTH,
   hashApiKey,
   parseApiKey,
+  type ApiKeyHash,
   type ApiKeyId,
   type Pepper,
 } from './format.js'
-import type { ApiKeyRecord, KeyStore } from './key-store.js'
+import type {
+  ApiKeyEnvironment,
+  ApiKeyRecord,
+  ApiKeySecretHash,
+  ApiKeyUsage,
+  KeyStore,
+} from './key-store.js'
+import { compileUsagePolicy, ipAllowed, type CompiledUsagePolicy } from './usage-policy.js'
 
 /** API-key authentication options. */
 export interface ApiKeyOptions {
@@ -39,10 +56,11 @@ export interface ApiKeyOptions {
   readonly store: KeyStore
   /**
    * The server secret(s) keying the stored hashes: one secret, or a list whose first entry is
-   * current and whose others still verify older hashes (pepper rotation).
+   * current and whose others still verify older hashes (pepper rotation: a key that verifies
+   * under an older pepper is re-hashed under the current one, once, off the request path).
    */
   readonly pepper: string | Uint8Array | readonly Pepper[]
-  /** Key prefixes accepted. @default ['gh'] */
+  /** Key prefixes accepted (add `gh_test` to accept test keys). @default ['gh'] */
   readonly prefixes?: readonly string[]
   /** Cache of verified keys; `false` disables it. */
   readonly cache?:
@@ -61,7 +79,54 @@ export interface ApiKeyOptions {
   readonly toPrincipal?: (record: ApiKeyRecord) => Principal
   /** Revocations and updates arriving here drop cached copies. */
   readonly broker?: MessageBroker
+  /** Key environments this gate accepts (e.g. `['live']` in production). @default ['live', 'test'] */
+  readonly environments?: readonly ApiKeyEnvironment[]
+  /**
+   * Also accept keys imported from another system (`ApiKeyManager.import`) whose format is not
+   * Gatehouse's: such a token is looked up by its hash (`KeyStore.findByHash`). Tokens that start
+   * with one of `prefixes` are never looked up this way, so a mistyped Gatehouse key is still
+   * refused before any store read. @default false
+   */
+  readonly importedKeys?: boolean
+  /**
+   * Batching of `lastUsedAt` / `usageCount` (written through `KeyStore.recordUsage`, when the
+   * store has it); `false` disables usage tracking.
+   */
+  readonly usage?:
+    | false
+    | {
+        /** How often pending usage is written. @default 10000 */
+        readonly flushIntervalMs?: number
+        /** Distinct keys pending that trigger an early write. @default 1000 */
+        readonly maxBatch?: number
+      }
 }
+
+/** What the verifier reads of the request for usage policies. */
+export interface ApiKeyRequestContext {
+  /** Client IP as the framework's trust-proxy setting resolves it. */
+  readonly ip: string | undefined
+  /** A header's value by lower-case name (`origin`). */
+  header(name: string): string | undefined
+}
+
+/**
+ * Why a key was refused, as recorded in the trace and the audit event (`reason`). Clients see only
+ * the code: `ERR_APIKEY_MALFORMED` for `malformed*` and `bad_checksum`; one identical
+ * `ERR_APIKEY_INVALID` answer for `unknown`, `revoked`, `expired` and `wrong_secret`;
+ * `ERR_POLICY_DENIED` (403) for the usage-policy refusals, which are decided only after the secret
+ * verified.
+ */
+export type ApiKeyRefusalReason =
+  | `malformed: ${'length' | 'prefix' | 'charset'}`
+  | 'bad_checksum'
+  | 'unknown'
+  | 'revoked'
+  | 'expired'
+  | 'wrong_secret'
+  | 'environment_not_allowed'
+  | 'ip_not_allowed'
+  | 'origin_not_allowed'
 
 /** The result of verifying a key: a value, never an exception. */
 export type ApiKeyVerifyResult =
@@ -74,12 +139,17 @@ export interface ApiKeyVerifier {
   readonly prefixes: ReadonlySet<string>
   /** Whether `token` starts like one of our keys (used to tell keys from JWTs). */
   looksLikeKey(token: string): boolean
-  /** Verifies a presented key. */
-  verify(key: string): Promise<ApiKeyVerifyResult>
+  /**
+   * Verifies a presented key; with `request`, also its usage policy (client IP, `Origin`). Without
+   * `request`, a key restricted to IPs or origins is refused (fail closed).
+   */
+  verify(key: string, request?: ApiKeyRequestContext): Promise<ApiKeyVerifyResult>
   /** Drops any cached copy of a key (also done on broker messages). */
   invalidate(id: ApiKeyId): void
-  /** Stops listening to the broker. */
-  close(): void
+  /** Writes pending usage now; a failing write is logged, never thrown. */
+  flush(): Promise<void>
+  /** Stops listening to the broker and the flush timer, then writes pending usage. */
+  close(): Promise<void>
 }
 
 interface CacheEntry {
@@ -89,13 +159,39 @@ interface CacheEntry {
   readonly until: number
   /** The allow result, built once and returned on every hit while the key is active. */
   readonly allowed: ApiKeyVerifyResult
+  /** The record's usage policy, compiled once. */
+  readonly policy: CompiledUsagePolicy
 }
 
-const OPTION_NAMES = ['store', 'pepper', 'prefixes', 'cache', 'toPrincipal', 'broker']
+const OPTION_NAMES = [
+  'store',
+  'pepper',
+  'prefixes',
+  'cache',
+  'toPrincipal',
+  'broker',
+  'environments',
+  'importedKeys',
+  'usage',
+]
 const MIN_PEPPER_BYTES = 32
 
-/** The principal of a key: its owner, with the key's scopes and roles. */
+/** The per-key limits of a record, for {@link Principal.limits}; `undefined` when it has none. */
+function limitsOf(record: ApiKeyRecord): PrincipalLimits | undefined {
+  const p = record.policy
+  if (p === undefined || (p.rateLimits === undefined && p.quota === undefined)) return undefined
+  return Object.freeze({
+    ...(p.rateLimits === undefined ? {} : { rateLimits: p.rateLimits }),
+    ...(p.quota === undefined ? {} : { quota: p.quota }),
+  })
+}
+
+/**
+ * The principal of a key: its owner, with the key's scopes and roles, and its per-key rate limits
+ * and quota as `limits` (for the limits and quota stages).
+ */
 export function principalFromKeyRecord(record: ApiKeyRecord): Principal {
+  const limits = limitsOf(record)
   return Object.freeze({
     id: record.ownerId,
     method: 'apikey',
@@ -106,7 +202,10 @@ export function principalFromKeyRecord(record: ApiKeyRecord): Principal {
       keyId: record.id,
       keyName: record.name,
       metadata: record.metadata,
+      environment: record.environment ?? 'live',
+      tags: record.tags ?? [],
     }),
+    ...(limits === undefined ? {} : { limits }),
   }) as Principal
 }
 
@@ -136,9 +235,17 @@ export function resolvePeppers(v: TypeValidator, value: unknown): Pepper[] | und
   })
 }
 
-const refuse = (reason: string): ApiKeyVerifyResult => ({
+// Unknown, revoked, expired and wrong-secret keys share one client-facing message (no oracle).
+const refuse = (reason: ApiKeyRefusalReason): ApiKeyVerifyResult => ({
   ok: false,
   error: new AuthError('ERR_APIKEY_INVALID', 'The API key is invalid', { reason }),
+})
+
+const deny = (reason: ApiKeyRefusalReason): ApiKeyVerifyResult => ({
+  ok: false,
+  error: new AuthError('ERR_POLICY_DENIED', 'The API key may not be used for this request', {
+    reason,
+  }),
 })
 
 /**
@@ -147,7 +254,14 @@ const refuse = (reason: string): ApiKeyVerifyResult => ({
  */
 export function createApiKeyVerifier(
   options: Readonly<ApiKeyOptions>,
-  deps: { readonly now: Clock; readonly warn?: (message: string) => void },
+  deps: {
+    readonly now: Clock
+    readonly warn?: (message: string) => void
+    /** Where failed usage writes and re-hashes are reported. @default a silent logger */
+    readonly logger?: Logger
+    /** Counts cache hits and misses (`keyCacheLookups`, cache `apikey`). @default noopMetrics */
+    readonly metrics?: MetricsClient
+  },
 ): ApiKeyVerifier {
   const v = new TypeValidator('apiKeys')
   v.knownKeys(options as Record<string, unknown>, OPTION_NAMES)
@@ -182,7 +296,28 @@ export function createApiKeyVerifier(
     options.toPrincipal === undefined
       ? principalFromKeyRecord
       : v.function<(r: ApiKeyRecord) => Principal>('toPrincipal', options.toPrincipal)
+  const environments = v.array(
+    'environments',
+    options.environments ?? ['live', 'test'],
+    (ev, i, e) => ev.oneOf(i, e, ['live', 'test'] as const, 'environment'),
+    { nonEmpty: true },
+  )
+  const importedKeys =
+    options.importedKeys === undefined ? false : v.boolean('importedKeys', options.importedKeys)
+  const u = options.usage === false ? undefined : (options.usage ?? {})
+  const uv = v.child('usage')
+  if (options.usage !== undefined && options.usage !== false) v.object('usage', options.usage)
+  const flushIntervalMs =
+    u?.flushIntervalMs === undefined
+      ? DEFAULT_API_KEY_USAGE_FLUSH_INTERVAL_MS
+      : uv.integer('flushIntervalMs', u.flushIntervalMs, { min: 1 })
+  const maxBatch =
+    u?.maxBatch === undefined
+      ? DEFAULT_API_KEY_USAGE_MAX_BATCH
+      : uv.integer('maxBatch', u.maxBatch, { min: 1 })
   v.assert(deps.warn)
+  if (importedKeys === true && typeof store?.findByHash !== 'function')
+    deps.warn?.('apiKeys.importedKeys: the store has no findByHash(); imported keys cannot verify')
   return new Verifier({
     store: store as KeyStore,
     peppers: peppers as Pepper[],
@@ -197,6 +332,14 @@ export function createApiKeyVerifier(
     toPrincipal: toPrincipal as (r: ApiKeyRecord) => Principal,
     now: deps.now,
     broker: options.broker,
+    environments: new Set(environments),
+    importedKeys: importedKeys === true && typeof store?.findByHash === 'function',
+    usage:
+      u === undefined || typeof store?.recordUsage !== 'function'
+        ? undefined
+        : { flushIntervalMs: flushIntervalMs as number, maxBatch: maxBatch as number },
+    logger: deps.logger ?? silentLogger,
+    metrics: deps.metrics ?? noopMetrics,
   })
 }
 
@@ -211,17 +354,42 @@ interface VerifierConfig {
   readonly toPrincipal: (record: ApiKeyRecord) => Principal
   readonly now: Clock
   readonly broker: MessageBroker | undefined
+  readonly environments: ReadonlySet<ApiKeyEnvironment>
+  readonly importedKeys: boolean
+  readonly usage: { readonly flushIntervalMs: number; readonly maxBatch: number } | undefined
+  readonly logger: Logger
+  readonly metrics: MetricsClient
 }
 
+const CACHE_HIT = Object.freeze({ cache: 'apikey', result: 'hit' })
+const CACHE_MISS = Object.freeze({ cache: 'apikey', result: 'miss' })
+const CACHE_NEGATIVE_HIT = Object.freeze({ cache: 'apikey', result: 'negative_hit' })
+
 const DUMMY_HASH = Buffer.alloc(32)
+
+/** A secret hash that verified, and when it stops verifying (Infinity: never). */
+interface HashMatch {
+  readonly hash: ApiKeySecretHash
+  readonly until: number
+}
 
 class Verifier implements ApiKeyVerifier {
   readonly prefixes: ReadonlySet<string>
   readonly #c: VerifierConfig
+  readonly #current: Pepper
   readonly #unsubscribe: Array<() => void> = []
+  /** Uses not yet written, by key id. */
+  #pending = new Map<string, { count: number; last: number }>()
+  readonly #timer: NodeJS.Timeout | undefined
+  /** Key ids being re-hashed now, so that concurrent requests start one re-hash, not many. */
+  readonly #rehashing = new Set<string>()
+  readonly #inflight = new Set<Promise<void>>()
+  /** Key id -> digest cache id of imported keys, so that invalidate(id) reaches them too. */
+  readonly #aliases = new Map<string, string>()
 
   constructor(config: VerifierConfig) {
     this.#c = config
+    this.#current = config.peppers[0] as Pepper
     this.prefixes = config.prefixes
     const broker = config.broker
     if (broker !== undefined) {
@@ -230,6 +398,10 @@ class Verifier implements ApiKeyVerifier {
         this.#unsubscribe.push(broker.subscribe(topic, drop))
       }
     }
+    this.#timer =
+      config.usage === undefined
+        ? undefined
+        : unrefInterval(() => void this.flush(), config.usage.flushIntervalMs)
   }
 
   looksLikeKey(token: string): boolean {
@@ -240,13 +412,42 @@ class Verifier implements ApiKeyVerifier {
   invalidate(id: ApiKeyId): void {
     this.#c.cache?.delete(id)
     this.#c.negative?.delete(id)
+    const alias = this.#aliases.get(id)
+    if (alias !== undefined) {
+      this.#c.cache?.delete(alias)
+      this.#aliases.delete(id)
+    }
   }
 
-  close(): void {
+  async flush(): Promise<void> {
+    const store = this.#c.store
+    if (this.#pending.size === 0 || store.recordUsage === undefined) {
+      await Promise.all(this.#inflight)
+      return
+    }
+    const batch: ApiKeyUsage[] = []
+    for (const [id, u] of this.#pending)
+      batch.push({ id: id as ApiKeyId, lastUsedAt: u.last, count: u.count })
+    this.#pending = new Map()
+    try {
+      await store.recordUsage(batch)
+    } catch (error) {
+      // Usage is bookkeeping: losing one batch must never fail a request or crash the process.
+      this.#c.logger.warn('apiKeys: writing key usage failed; this batch is dropped', {
+        keys: batch.length,
+        error: String(error),
+      })
+    }
+    await Promise.all(this.#inflight)
+  }
+
+  async close(): Promise<void> {
     for (const u of this.#unsubscribe.splice(0)) u()
+    if (this.#timer !== undefined) clearInterval(this.#timer)
+    await this.flush()
   }
 
-  async verify(key: string): Promise<ApiKeyVerifyResult> {
+  async verify(key: string, request?: ApiKeyRequestContext): Promise<ApiKeyVerifyResult> {
     const c = this.#c
     const now = c.now()
     // Hot path: a key verified before. Its id sits at a fixed offset from the end, and equal
@@ -260,78 +461,225 @@ class Verifier implements ApiKeyVerifier {
         hit.until > now &&
         timingSafeEqual(hit.digest, hash('sha256', key, 'buffer'))
       ) {
-        return this.#status(hit.record, hit.allowed, now)
+        c.metrics.increment('keyCacheLookups', CACHE_HIT)
+        return this.#status(hit.record, hit.allowed, hit.policy, now, request)
       }
     }
     const parsed = parseApiKey(key, this.prefixes)
     if (typeof parsed === 'string') {
+      if (c.importedKeys && !this.looksLikeKey(key) && IMPORTED_API_KEY_PATTERN.test(key))
+        return this.#verifyImported(key, now, request)
       return {
         ok: false,
         error: new AuthError('ERR_APIKEY_MALFORMED', 'The API key is malformed', {
-          reason: `format: ${parsed}`,
+          reason: parsed === 'checksum' ? 'bad_checksum' : `malformed: ${parsed}`,
         }),
       }
     }
     const digest = c.cache === undefined ? undefined : hash('sha256', key, 'buffer')
     const negativeUntil = c.negative?.get(parsed.id)
-    if (negativeUntil !== undefined && negativeUntil > now) return refuse('unknown key (cached)')
+    if (negativeUntil !== undefined && negativeUntil > now) {
+      c.metrics.increment('keyCacheLookups', CACHE_NEGATIVE_HIT)
+      return refuse('unknown')
+    }
+    if (c.cache !== undefined) c.metrics.increment('keyCacheLookups', CACHE_MISS)
 
     let record: ApiKeyRecord | undefined
     try {
       record = await c.store.get(parsed.id)
     } catch (cause) {
-      return {
-        ok: false,
-        error: new AuthError('ERR_KEYSTORE_UNAVAILABLE', 'Key store unavailable', {
-          cause,
-          reason: 'store error',
-        }),
-      }
+      return storeFailure(cause)
     }
     if (record === undefined) {
-      // Spend the same HMAC an existing key would cost, so timing does not tell unknown from known.
-      timingSafeEqual(Buffer.from(hashApiKey(key, c.peppers[0] as Pepper), 'base64url'), DUMMY_HASH)
+      // Spend the same HMAC and compare an existing key would cost, so timing does not tell
+      // unknown from known.
+      timingSafeEqual(Buffer.from(hashApiKey(key, this.#current), 'base64url'), DUMMY_HASH)
       c.negative?.set(parsed.id, now + c.negativeTtlMs)
-      return refuse('unknown key')
+      return refuse('unknown')
     }
-    const validUntil = this.#matchingHashEnd(key, record, now)
-    if (validUntil === undefined) return refuse('secret mismatch')
+    return this.#accept(key, parsed.id, record, digest, now, request)
+  }
+
+  /** The slow path of a key whose record was found: match the secret, cache, check status and policy. */
+  #accept(
+    key: string,
+    cacheId: string,
+    record: ApiKeyRecord,
+    digest: Buffer | undefined,
+    now: number,
+    request: ApiKeyRequestContext | undefined,
+  ): ApiKeyVerifyResult {
+    const c = this.#c
+    const match = this.#matchingHash(key, record, now)
+    if (match === undefined) return refuse('wrong_secret')
     const principal = c.toPrincipal(record)
     const allowed: ApiKeyVerifyResult = Object.freeze({ ok: true, principal, record })
+    const policy = compileUsagePolicy(record.policy)
     if (c.cache !== undefined && digest !== undefined) {
       // A secret in its rotation grace period is cached no longer than the grace lasts.
-      c.cache.set(parsed.id, {
+      c.cache.set(cacheId, {
         digest,
         record,
         principal,
-        until: Math.min(now + c.ttlMs, validUntil),
+        until: Math.min(now + c.ttlMs, match.until),
         allowed,
+        policy,
       })
+      if (cacheId !== record.id) {
+        // Bounded like the cache itself: an alias outliving its entry only costs a no-op delete.
+        if (this.#aliases.size >= c.cache.max) this.#aliases.clear()
+        this.#aliases.set(record.id, cacheId)
+      }
     }
-    return this.#status(record, allowed, now)
+    const result = this.#status(record, allowed, policy, now, request)
+    if (
+      result.ok &&
+      (match.hash.algorithm === 'sha256' || match.hash.pepperId !== this.#current.id)
+    ) {
+      this.#rehash(key, record.id, match.hash)
+    }
+    return result
   }
 
-  /** When the hash matching `key` stops verifying (Infinity: never), or `undefined` if none matches. */
-  #matchingHashEnd(key: string, record: ApiKeyRecord, now: number): number | undefined {
-    let matched: number | undefined
+  /** A token in a foreign format: found by its hash under each pepper, then by its bare SHA-256. */
+  async #verifyImported(
+    key: string,
+    now: number,
+    request: ApiKeyRequestContext | undefined,
+  ): Promise<ApiKeyVerifyResult> {
+    const c = this.#c
+    const find = c.store.findByHash as (h: ApiKeyHash) => Promise<ApiKeyRecord | undefined>
+    const digest = hash('sha256', key, 'buffer')
+    // Foreign keys have no id at a fixed offset: both caches are keyed by the key's digest.
+    const cacheId = `sha256:${digest.toString('base64url')}`
+    const hit = c.cache?.get(cacheId)
+    if (hit !== undefined && hit.until > now) {
+      c.metrics.increment('keyCacheLookups', CACHE_HIT)
+      return this.#status(hit.record, hit.allowed, hit.policy, now, request)
+    }
+    const negativeUntil = c.negative?.get(cacheId)
+    if (negativeUntil !== undefined && negativeUntil > now) {
+      c.metrics.increment('keyCacheLookups', CACHE_NEGATIVE_HIT)
+      return refuse('unknown')
+    }
+    if (c.cache !== undefined) c.metrics.increment('keyCacheLookups', CACHE_MISS)
+    let record: ApiKeyRecord | undefined
+    try {
+      for (const pepper of c.peppers) {
+        record = await find.call(c.store, hashApiKey(key, pepper))
+        if (record !== undefined) break
+      }
+      record ??= await find.call(c.store, digest.toString('hex') as ApiKeyHash)
+    } catch (cause) {
+      return storeFailure(cause)
+    }
+    if (record === undefined) {
+      c.negative?.set(cacheId, now + c.negativeTtlMs)
+      return refuse('unknown')
+    }
+    return this.#accept(key, cacheId, record, digest, now, request)
+  }
+
+  /** The hash matching `key`, or `undefined` if none matches. */
+  #matchingHash(key: string, record: ApiKeyRecord, now: number): HashMatch | undefined {
+    let matched: HashMatch | undefined
+    let sha256: Buffer | undefined
     // Every hash is computed and compared, so timing does not reveal which one matched.
     for (const h of record.hashes) {
-      const pepper = this.#c.peppers.find((p) => p.id === h.pepperId)
-      const expected = Buffer.from(h.hash, 'base64url')
-      const actual = Buffer.from(
-        hashApiKey(key, pepper ?? (this.#c.peppers[0] as Pepper)),
-        'base64url',
-      )
-      const equal = expected.length === actual.length && timingSafeEqual(expected, actual)
-      if (equal && pepper !== undefined && (h.notAfter === null || now < h.notAfter))
-        matched = h.notAfter ?? Infinity
+      let equal: boolean
+      let known: boolean
+      if (h.algorithm === 'sha256') {
+        sha256 ??= hash('sha256', key, 'buffer')
+        const expected = Buffer.from(h.hash, 'hex')
+        equal = expected.length === sha256.length && timingSafeEqual(expected, sha256)
+        known = true
+      } else {
+        const pepper = this.#c.peppers.find((p) => p.id === h.pepperId)
+        const expected = Buffer.from(h.hash, 'base64url')
+        const actual = Buffer.from(hashApiKey(key, pepper ?? this.#current), 'base64url')
+        equal = expected.length === actual.length && timingSafeEqual(expected, actual)
+        known = pepper !== undefined
+      }
+      if (equal && known && (h.notAfter === null || now < h.notAfter))
+        matched = { hash: h, until: h.notAfter ?? Infinity }
     }
     return matched
   }
 
-  #status(record: ApiKeyRecord, allowed: ApiKeyVerifyResult, now: number): ApiKeyVerifyResult {
+  #status(
+    record: ApiKeyRecord,
+    allowed: ApiKeyVerifyResult,
+    policy: CompiledUsagePolicy,
+    now: number,
+    request: ApiKeyRequestContext | undefined,
+  ): ApiKeyVerifyResult {
     if (record.status === 'revoked') return refuse('revoked')
     if (record.expiresAt !== null && now >= record.expiresAt) return refuse('expired')
+    if (!this.#c.environments.has(record.environment ?? 'live'))
+      return deny('environment_not_allowed')
+    if (policy.ips !== undefined && !ipAllowed(policy.ips, request?.ip))
+      return deny('ip_not_allowed')
+    if (policy.origins !== undefined && !policy.origins(request?.header('origin')))
+      return deny('origin_not_allowed')
+    if (this.#c.usage !== undefined) this.#count(record.id, now)
     return allowed
+  }
+
+  #count(id: string, now: number): void {
+    const u = this.#pending.get(id)
+    if (u !== undefined) {
+      u.count++
+      if (now > u.last) u.last = now
+      return
+    }
+    this.#pending.set(id, { count: 1, last: now })
+    if (this.#pending.size >= (this.#c.usage as { maxBatch: number }).maxBatch) void this.flush()
+  }
+
+  /**
+   * Replaces `old` (a hash under an older pepper, or a bare SHA-256) with the key's HMAC under the
+   * current pepper. Runs after the answer, once per key at a time; a failure is logged and the
+   * next use tries again.
+   */
+  #rehash(key: string, id: ApiKeyId, old: ApiKeySecretHash): void {
+    if (this.#rehashing.has(id)) return
+    this.#rehashing.add(id)
+    const store = this.#c.store
+    const task = (async (): Promise<void> => {
+      // Read again just before the write, so that a rotation since the read is not undone.
+      const fresh = await store.get(id)
+      if (fresh === undefined || !fresh.hashes.some((h) => h.hash === old.hash)) return
+      const hashes = fresh.hashes.map((h) =>
+        h.hash === old.hash
+          ? {
+              hash: hashApiKey(key, this.#current),
+              pepperId: this.#current.id,
+              notAfter: h.notAfter,
+            }
+          : h,
+      )
+      await store.update(id, { hashes })
+    })()
+      .catch((error: unknown) => {
+        this.#c.logger.warn('apiKeys: re-hashing a key under the current pepper failed', {
+          keyId: id,
+          error: String(error),
+        })
+      })
+      .finally(() => {
+        this.#rehashing.delete(id)
+        this.#inflight.delete(task)
+      })
+    this.#inflight.add(task)
+  }
+}
+
+function storeFailure(cause: unknown): ApiKeyVerifyResult {
+  return {
+    ok: false,
+    error: new AuthError('ERR_KEYSTORE_UNAVAILABLE', 'Key store unavailable', {
+      cause,
+      reason: 'store error',
+    }),
   }
 }

@@ -125,3 +125,9 @@ export interface Pepper {
 export function hashApiKey(key: string, pepper: Pepper): ApiKeyHash {
   return createHmac('sha256', pepper.secret).update(key).digest('base64url') as ApiKeyHash
 }
+
+/**
+ * What an imported key (one made by another system, see `ApiKeyManager.import`) may look like:
+ * 8 to 512 printable ASCII characters without spaces.
+ */
+export const IMPORTED_API_KEY_PATTERN: RegExp = /^[\x21-\x7e]{8,512}$/

@@ -5,12 +5,13 @@
  * Reachable from `@gatehouse/core`.
  * @packageDocumentation
  */
-import type { ApiKeyId } from './format.js'
+import type { ApiKeyHash, ApiKeyId } from './format.js'
 import type {
   ApiKeyListQuery,
   ApiKeyPage,
   ApiKeyPatch,
   ApiKeyRecord,
+  ApiKeyUsage,
   KeyStore,
 } from './key-store.js'
 
@@ -24,6 +25,10 @@ const PATCHABLE = [
   'expiresAt',
   'revokedAt',
   'metadata',
+  'tags',
+  'purpose',
+  'policy',
+  'rotatedAt',
 ] as const
 
 /** Largest page {@link KeyStore.list} returns. */
@@ -37,21 +42,46 @@ function deepFreeze<TValue>(value: TValue): TValue {
   return value
 }
 
-/** A private, deeply frozen copy: callers can neither change a stored record nor be changed by it. */
+/**
+ * A private, deeply frozen copy with every optional field present (absent ones take their
+ * documented default), as every built-in store returns records: callers can neither change a
+ * stored record nor be changed by it.
+ */
 function snapshot(record: ApiKeyRecord): ApiKeyRecord {
-  return deepFreeze(structuredClone(record))
+  return deepFreeze(
+    structuredClone({
+      ...record,
+      tags: record.tags ?? [],
+      purpose: record.purpose ?? null,
+      environment: record.environment ?? 'live',
+      policy: record.policy ?? {},
+      rotatedAt: record.rotatedAt ?? null,
+      lastUsedAt: record.lastUsedAt ?? null,
+      usageCount: record.usageCount ?? 0,
+    }),
+  )
 }
 
-/** Creates an in-memory key store. */
+/** Creates an in-memory key store. Implements every optional method of {@link KeyStore}. */
 export function createMemoryKeyStore(): KeyStore {
   const keys = new Map<string, ApiKeyRecord>()
+  // hash -> key id: findByHash is one map read, as an index would be in a database.
+  const byHash = new Map<string, ApiKeyId>()
+  const index = (record: ApiKeyRecord): void => {
+    for (const h of record.hashes) byHash.set(h.hash, record.id)
+  }
+  const unindex = (record: ApiKeyRecord): void => {
+    for (const h of record.hashes) if (byHash.get(h.hash) === record.id) byHash.delete(h.hash)
+  }
   return {
     async get(id: ApiKeyId): Promise<ApiKeyRecord | undefined> {
       return keys.get(id)
     },
     async insert(record: ApiKeyRecord): Promise<void> {
       if (keys.has(record.id)) throw new Error(`key ${record.id} exists`)
-      keys.set(record.id, snapshot(record))
+      const stored = snapshot(record)
+      keys.set(record.id, stored)
+      index(stored)
     },
     async update(id: ApiKeyId, patch: ApiKeyPatch): Promise<ApiKeyRecord | undefined> {
       const current = keys.get(id)
@@ -59,10 +89,15 @@ export function createMemoryKeyStore(): KeyStore {
       const next: Record<string, unknown> = { ...current }
       for (const field of PATCHABLE) if (patch[field] !== undefined) next[field] = patch[field]
       const stored = snapshot(next as unknown as ApiKeyRecord)
+      unindex(current)
       keys.set(id, stored)
+      index(stored)
       return stored
     },
     async delete(id: ApiKeyId): Promise<boolean> {
+      const current = keys.get(id)
+      if (current === undefined) return false
+      unindex(current)
       return keys.delete(id)
     },
     async list(query: ApiKeyListQuery = {}): Promise<ApiKeyPage> {
@@ -74,11 +109,31 @@ export function createMemoryKeyStore(): KeyStore {
           (k) =>
             (query.ownerId === undefined || k.ownerId === query.ownerId) &&
             (query.status === undefined || k.status === query.status) &&
+            (query.tag === undefined || (k.tags ?? []).includes(query.tag)) &&
             (query.cursor === undefined || k.id > query.cursor),
         )
         .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
       const items = all.slice(0, limit)
       return { items, nextCursor: all.length > limit ? (items.at(-1)?.id ?? null) : null }
+    },
+    async findByHash(hash: ApiKeyHash): Promise<ApiKeyRecord | undefined> {
+      const id = byHash.get(hash)
+      return id === undefined ? undefined : keys.get(id)
+    },
+    async recordUsage(usage: readonly ApiKeyUsage[]): Promise<void> {
+      for (const u of usage) {
+        const current = keys.get(u.id)
+        if (current === undefined) continue
+        const last = current.lastUsedAt ?? null
+        keys.set(
+          u.id,
+          deepFreeze({
+            ...current,
+            usageCount: (current.usageCount ?? 0) + u.count,
+            lastUsedAt: last === null || u.lastUsedAt > last ? u.lastUsedAt : last,
+          }),
+        )
+      }
     },
   }
 }

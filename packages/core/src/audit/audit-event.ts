@@ -22,6 +22,7 @@ export type AuditEventType =
   | 'key.deleted'
   | 'policy.changed'
   | 'config.changed'
+  | 'audit.checkpoint'
   | 'custom'
 
 /** The known event types. */
@@ -39,8 +40,23 @@ export const AUDIT_EVENT_TYPES: readonly AuditEventType[] = Object.freeze([
   'key.deleted',
   'policy.changed',
   'config.changed',
+  'audit.checkpoint',
   'custom',
 ])
+
+/**
+ * Security events: never dropped. When their spool is full the trail reports backpressure and the
+ * gate fails closed (see `failClosedOnAuditBackpressure`).
+ */
+export function isSecurityEvent(type: AuditEventType): boolean {
+  return (
+    type === 'authn.failure' ||
+    type === 'authz.deny' ||
+    type.startsWith('key.') ||
+    type.startsWith('policy.') ||
+    type === 'audit.checkpoint'
+  )
+}
 
 /** How much is written: `minimal` keeps failures, denials and changes; `standard` adds successes; `verbose` adds stage timings. */
 export type AuditLevel = 'minimal' | 'standard' | 'verbose'
@@ -74,6 +90,8 @@ export interface AuditEvent {
   readonly id: string
   /** ISO 8601 time. */
   readonly time: string
+  /** The audit level of the trail that wrote it (which fields were kept). */
+  readonly level?: AuditLevel
   readonly type: AuditEventType
   /** The type a handler asked for, when it was not a known type and was recorded as `custom`. */
   readonly customType?: string
@@ -94,10 +112,26 @@ export interface AuditEvent {
   readonly tags?: readonly string[]
   /** Event-specific data (never secrets). */
   readonly data?: Readonly<Record<string, unknown>>
+  /** The event's link in its sink's hash chain (see `verifyAuditChain`). */
+  readonly chain?: AuditChainLink
+}
+
+/** One link of a keyed hash chain: `mac = HMAC-SHA-256(key, JCS(event without mac) + prev mac)`. */
+export interface AuditChainLink {
+  /** The chain (one per sink per trail instance). */
+  readonly id: string
+  /** 1, 2, 3, ... within the chain. */
+  readonly seq: number
+  /** Id of the HMAC key (for rotation). */
+  readonly key: string
+  /** The previous link's mac (the chain id for seq 1), stored so a partial trail can be checked. */
+  readonly prev: string
+  /** HMAC-SHA-256, hex. */
+  readonly mac: string
 }
 
 /** An event as handed to the trail; id and time are filled in. */
-export type AuditEventInput = Omit<AuditEvent, 'id' | 'time'> & {
+export type AuditEventInput = Omit<AuditEvent, 'id' | 'time' | 'chain' | 'level'> & {
   readonly id?: string
   readonly time?: string
 }

@@ -1,6 +1,10 @@
 /**
- * The audit pipeline: events are queued on the request path and written in batches off it, per
- * sink, in order, with retries; `flush()` and `close()` wait until everything queued is written.
+ * The audit pipeline. On the request path `emit` only queues the event (per sink, bounded). Off it,
+ * each sink's queue prepares events once (level, pseudonyms, redaction, compliance tags), links
+ * them into the sink's keyed hash chain, and writes them in batches, in order. A sink that fails or
+ * is slower than `writeTimeoutMs` switches its queue to the disk spool (when configured): events go
+ * to an fsync'd local file and are replayed in order when the sink answers again. `flush()` and
+ * `close()` wait until every sink has everything.
  *
  * Reachable from `@gatehouse/core`.
  * @packageDocumentation
@@ -12,23 +16,52 @@ import {
   DEFAULT_AUDIT_MAX_QUEUE,
 } from '../defaults.js'
 import { getAccessContext } from '../context/access-context.js'
-import { systemClock, unrefTimeout, type Clock } from '../internal/clock.js'
+import { AuthError } from '../errors.js'
+import { noopMetrics, type MetricsClient } from '../integrations/metrics.js'
+import { monotonicMicros, systemClock, unrefTimeout, type Clock } from '../internal/clock.js'
 import { silentLogger, type Logger } from '../logger.js'
 import { TypeValidator } from '../validation/type-validator.js'
+import { AuditChainer, type AuditIntegrityOptions } from './audit-chain.js'
 import {
   AUDIT_EVENT_TYPES,
+  isSecurityEvent,
   type AuditEvent,
   type AuditEventInput,
   type AuditEventType,
   type AuditLevel,
   type AuditSink,
 } from './audit-event.js'
+import { AuditSpool } from './audit-spool.js'
+import {
+  auditComplianceReport,
+  COMPLIANCE_PROFILES,
+  resolveCompliance,
+  type AuditComplianceReport,
+  type ComplianceProfileName,
+} from './compliance.js'
+import type { Pseudonymizer } from './pseudonyms.js'
+import {
+  createAuditRedactor,
+  type AuditIpMode,
+  type AuditRedactionOptions,
+  type AuditRedactor,
+} from './redaction.js'
+
+/** Options of the disk spool (`audit.spool`). */
+export interface AuditSpoolOptions {
+  /** Folder of the spool files, one pair per sink (named after the sink). */
+  readonly dir: string
+  /** Pending bytes per sink before the spool counts as full. @default 256 MiB */
+  readonly maxBytes?: number
+  /** `fdatasync` each append before acknowledging it. @default true */
+  readonly fsync?: boolean
+}
 
 /** Options of {@link createAuditTrail}. */
 export interface AuditOptions {
   /** Where events go; several sinks each get every event. @default [] (events are discarded) */
   readonly sinks?: readonly AuditSink[]
-  /** Which events are written. @default 'standard' */
+  /** Which events and fields are written. @default 'standard' */
   readonly level?: AuditLevel
   /** Events per sink write. @default 256 */
   readonly batchSize?: number
@@ -36,6 +69,22 @@ export interface AuditOptions {
   readonly flushIntervalMs?: number
   /** Events held in memory per sink before {@link AuditTrail.emit} returns `false`. @default 100000 */
   readonly maxQueue?: number
+  /** A sink write slower than this counts as failed (the batch goes to the spool). @default 10000 */
+  readonly writeTimeoutMs?: number
+  /** Keyed hash chain and checkpoints; without it events carry no chain link. */
+  readonly integrity?: AuditIntegrityOptions
+  /** Disk spool for sinks that are down or slow; without it events wait in memory. */
+  readonly spool?: AuditSpoolOptions
+  /** Compliance profiles: they add controls' tags and tighten redaction. @default [] */
+  readonly compliance?: readonly ComplianceProfileName[]
+  /** Redaction beyond the credential scrubbing that is always on. */
+  readonly redaction?: AuditRedactionOptions
+  /** Replaces principal ids by pseudonyms (GDPR, HIPAA). */
+  readonly pseudonyms?: Pseudonymizer
+  /** Retention the operator keeps the trail for, in days (checked by the compliance report). */
+  readonly retentionDays?: number
+  /** Reports queue depth, spool bytes, events written and sink errors. @default no metrics */
+  readonly metrics?: MetricsClient
   /** Clock. @default Date.now */
   readonly now?: Clock
   /** Where write failures are reported. */
@@ -47,8 +96,8 @@ export interface AuditTrail {
   /** The configured level. */
   readonly level: AuditLevel
   /**
-   * Queues an event (filling id and time). Returns `false` if a sink's queue is full, which the
-   * gate treats as a reason to fail closed.
+   * Queues an event (filling id and time). Returns `false` when a sink's queue is full, which the
+   * gate treats as a reason to fail closed. A security event is kept even then (within a reserve).
    */
   emit(event: AuditEventInput): boolean
   /**
@@ -56,26 +105,57 @@ export interface AuditTrail {
    * comes from AsyncLocalStorage; an unknown `type` is kept as `custom` with `customType` set.
    */
   record(type: string, details?: Omit<Partial<AuditEventInput>, 'type'>): boolean
+  /**
+   * Queues an event and resolves once every sink has it durably (written, or fsync'd in its spool).
+   * @throws {AuthError} `ERR_AUDIT_UNAVAILABLE` when the queue refused it
+   */
+  commit(event: AuditEventInput): Promise<AuditEvent>
   /** Whether an event of `type` and outcome is written (at this level, to at least one sink). */
   accepts(type: AuditEventType, outcome: 'success' | 'failure'): boolean
-  /** Events queued and not yet acknowledged by every sink. */
+  /** Events queued in memory and not yet acknowledged by every sink. */
   readonly pending: number
+  /** Which events and controls this configuration covers, and its gaps. */
+  report(options?: { readonly failClosed?: boolean }): AuditComplianceReport
   /** Resolves when everything queued so far is written (or rejects if a sink keeps failing past `timeoutMs`). */
   flush(timeoutMs?: number): Promise<void>
-  /** Flushes, then closes the sinks. */
-  close(): Promise<void>
+  /** Writes a final checkpoint, flushes (leaving what a dead sink has not taken in its spool), then closes the sinks. */
+  close(timeoutMs?: number): Promise<void>
 }
 
-const OPTION_NAMES = ['sinks', 'level', 'batchSize', 'flushIntervalMs', 'maxQueue', 'now', 'logger']
+const OPTION_NAMES = [
+  'sinks',
+  'level',
+  'batchSize',
+  'flushIntervalMs',
+  'maxQueue',
+  'writeTimeoutMs',
+  'integrity',
+  'spool',
+  'compliance',
+  'redaction',
+  'pseudonyms',
+  'retentionDays',
+  'metrics',
+  'now',
+  'logger',
+]
 const LEVELS = ['minimal', 'standard', 'verbose'] as const
+const IP_MODES = ['keep', 'truncate', 'hmac'] as const
 const MAX_RETRY_DELAY_MS = 5_000
+const DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
+const DEFAULT_WRITE_TIMEOUT_MS = 10_000
 
 /**
  * Creates an audit trail.
  * @throws {ConfigError} for a bad option
  * @example
  * ```ts
- * const audit = createAuditTrail({ sinks: [createJsonLinesFileSink({ path: 'data/audit.jsonl' })] })
+ * const audit = createAuditTrail({
+ *   sinks: [createJsonLinesFileSink({ path: 'data/audit.jsonl', maxBytes: 64 * 1024 * 1024 })],
+ *   integrity: { key: process.env.AUDIT_CHAIN_KEY as string },
+ *   spool: { dir: 'data/audit-spool' },
+ *   compliance: ['SOC2', 'GDPR'],
+ * })
  * ```
  */
 export function createAuditTrail(options: Readonly<AuditOptions> = {}): AuditTrail {
@@ -90,137 +170,616 @@ export function createAuditTrail(options: Readonly<AuditOptions> = {}): AuditTra
     options.level === undefined
       ? 'standard'
       : v.oneOf('level', options.level, LEVELS, 'audit level')
-  const batchSize =
-    options.batchSize === undefined
-      ? DEFAULT_AUDIT_BATCH_SIZE
-      : v.integer('batchSize', options.batchSize, { min: 1 })
-  const flushIntervalMs =
-    options.flushIntervalMs === undefined
-      ? DEFAULT_AUDIT_FLUSH_INTERVAL_MS
-      : v.integer('flushIntervalMs', options.flushIntervalMs, { min: 0 })
-  const maxQueue =
-    options.maxQueue === undefined
-      ? DEFAULT_AUDIT_MAX_QUEUE
-      : v.integer('maxQueue', options.maxQueue, { min: 1 })
+  const int = (name: keyof AuditOptions, fallback: number, min: number): number =>
+    options[name] === undefined ? fallback : (v.integer(name, options[name], { min }) ?? fallback)
+  const batchSize = int('batchSize', DEFAULT_AUDIT_BATCH_SIZE, 1)
+  const flushIntervalMs = int('flushIntervalMs', DEFAULT_AUDIT_FLUSH_INTERVAL_MS, 0)
+  const maxQueue = int('maxQueue', DEFAULT_AUDIT_MAX_QUEUE, 1)
+  const writeTimeoutMs = int('writeTimeoutMs', DEFAULT_WRITE_TIMEOUT_MS, 1)
+  if (options.retentionDays !== undefined)
+    v.integer('retentionDays', options.retentionDays, { min: 0 })
+  const compliance =
+    v.array('compliance', options.compliance ?? [], (cv, i, p) =>
+      cv.oneOf(i, p, COMPLIANCE_PROFILES, 'compliance profile'),
+    ) ?? []
+  const resolved = resolveCompliance(compliance)
+  const redaction = options.redaction ?? {}
+  if (options.redaction !== undefined) {
+    const rv = v.child('redaction')
+    rv.knownKeys(redaction as Record<string, unknown>, [
+      'piiFields',
+      'ip',
+      'ipKey',
+      'maxFieldLength',
+      'maxDepth',
+    ])
+    if (redaction.piiFields !== undefined)
+      rv.array('piiFields', redaction.piiFields, (pv, i, f) => pv.string(i, f))
+    if (redaction.ip !== undefined) rv.oneOf('ip', redaction.ip, IP_MODES, 'ip mode')
+    if (redaction.maxFieldLength !== undefined)
+      rv.integer('maxFieldLength', redaction.maxFieldLength, { min: 16 })
+    if (redaction.maxDepth !== undefined) rv.integer('maxDepth', redaction.maxDepth, { min: 2 })
+  }
+  // Profiles only tighten: GDPR truncates IPs even if the redaction options say "keep".
+  const ipRank: Record<AuditIpMode, number> = { keep: 0, truncate: 1, hmac: 2 }
+  let ip: AuditIpMode = redaction.ip ?? 'keep'
+  if (ipRank[resolved.ip] > ipRank[ip]) ip = resolved.ip
+  if (ip === 'hmac' && redaction.ipKey === undefined) {
+    if (redaction.ip === 'hmac') v.fail('redaction.ipKey', 'is required with ip: "hmac"')
+    else ip = 'truncate' // HIPAA asks for hashing; without a key, truncation is the safe fallback
+  }
+  if (options.integrity !== undefined) {
+    const iv = v.child('integrity')
+    const integ = v.object('integrity', options.integrity)
+    if (integ !== undefined) {
+      iv.knownKeys(integ, [
+        'key',
+        'keyId',
+        'checkpointEvery',
+        'checkpointIntervalMs',
+        'signingKey',
+        'onCheckpoint',
+      ])
+      const key = integ.key
+      if (!(key instanceof Uint8Array) && (typeof key !== 'string' || key.length < 16))
+        iv.fail('key', 'must be a secret string of at least 16 characters or a Uint8Array')
+      if (integ.checkpointEvery !== undefined)
+        iv.integer('checkpointEvery', integ.checkpointEvery, { min: 1 })
+      if (integ.checkpointIntervalMs !== undefined)
+        iv.integer('checkpointIntervalMs', integ.checkpointIntervalMs, { min: 1 })
+      if (integ.onCheckpoint !== undefined) iv.function('onCheckpoint', integ.onCheckpoint)
+    }
+  }
+  if (options.spool !== undefined) {
+    const so = v.object('spool', options.spool)
+    const sv = v.child('spool')
+    if (so !== undefined) {
+      sv.knownKeys(so, ['dir', 'maxBytes', 'fsync'])
+      sv.string('dir', so.dir)
+      if (so.maxBytes !== undefined) sv.integer('maxBytes', so.maxBytes, { min: 1024 })
+      if (so.fsync !== undefined) sv.boolean('fsync', so.fsync)
+    }
+    const names = (sinks ?? []).map((s) => s.name)
+    const dup = names.find((n, i) => names.indexOf(n) !== i)
+    if (dup !== undefined)
+      v.fail('sinks', `sink names must be unique with a spool (each has its own file): ${dup}`)
+  }
+  if (options.pseudonyms !== undefined && typeof options.pseudonyms?.pseudonymFor !== 'function')
+    v.fail('pseudonyms', 'must be a Pseudonymizer (createPseudonymizer)')
   const logger = options.logger ?? silentLogger
   v.assert((m) => logger.warn(m))
-  return new Trail(
-    (sinks ?? []).map(
-      (s) =>
-        new SinkQueue(
-          s,
-          batchSize as number,
-          flushIntervalMs as number,
-          maxQueue as number,
-          logger,
-        ),
-    ),
+
+  const now = options.now ?? systemClock
+  const metrics = options.metrics ?? noopMetrics
+  const prep = new Preparer(
     level as AuditLevel,
-    options.now ?? systemClock,
+    createAuditRedactor({ ...redaction, ip }),
+    options.pseudonyms,
+    complianceTags(compliance),
+  )
+  const queues = (sinks ?? []).map(
+    (s) =>
+      new SinkQueue(s, {
+        batchSize,
+        intervalMs: flushIntervalMs,
+        maxQueue,
+        writeTimeoutMs,
+        logger,
+        metrics,
+        now,
+        prep,
+        chainer: options.integrity === undefined ? undefined : new AuditChainer(options.integrity),
+        spool:
+          options.spool === undefined
+            ? undefined
+            : new AuditSpool(
+                options.spool.dir,
+                s.name,
+                options.spool.maxBytes ?? DEFAULT_SPOOL_MAX_BYTES,
+                options.spool.fsync ?? true,
+              ),
+      }),
+  )
+  const reportInput = {
+    profiles: compliance,
+    level: level as AuditLevel,
+    sinks: queues.length,
+    integrity: options.integrity !== undefined,
+    spool: options.spool !== undefined,
+    ...(options.retentionDays === undefined ? {} : { retentionDays: options.retentionDays }),
+    ip,
+    pseudonymize: options.pseudonyms !== undefined,
+  }
+  return new Trail(queues, level as AuditLevel, now, (failClosed) =>
+    auditComplianceReport({
+      ...reportInput,
+      ...(failClosed === undefined ? {} : { failClosed }),
+    }),
   )
 }
 
-class SinkQueue {
-  readonly queue: AuditEvent[] = []
-  #timer: NodeJS.Timeout | undefined
-  #writing: Promise<void> | undefined
-  #failures = 0
-  readonly #waiters: Array<() => void> = []
-
-  constructor(
-    readonly sink: AuditSink,
-    readonly batchSize: number,
-    readonly intervalMs: number,
-    readonly maxQueue: number,
-    readonly logger: Logger,
-  ) {}
-
-  push(event: AuditEvent): boolean {
-    if (this.queue.length >= this.maxQueue) return false
-    this.queue.push(event)
-    if (this.#timer === undefined && this.#writing === undefined) {
-      this.#timer = unrefTimeout(
-        () => this.#drain(),
-        this.queue.length >= this.batchSize ? 0 : this.intervalMs,
-      )
+function complianceTags(
+  profiles: readonly ComplianceProfileName[],
+): Map<string, readonly string[]> {
+  const tags = new Map<string, string[]>()
+  for (const control of resolveCompliance(profiles).controls) {
+    for (const type of control.events) {
+      let list = tags.get(type)
+      if (list === undefined) tags.set(type, (list = []))
+      list.push(`${control.profile}:${control.id}`)
     }
-    return true
   }
-
-  #drain(): void {
-    this.#timer = undefined
-    if (this.#writing !== undefined) return
-    if (this.queue.length === 0) {
-      for (const w of this.#waiters.splice(0)) w()
-      return
-    }
-    const batch = this.queue.slice(0, this.batchSize)
-    this.#writing = this.sink.write(batch).then(
-      () => {
-        this.queue.splice(0, batch.length)
-        this.#failures = 0
-        this.#writing = undefined
-        this.#drain()
-      },
-      (error: unknown) => {
-        this.#failures++
-        this.#writing = undefined
-        const delay = Math.min(MAX_RETRY_DELAY_MS, 50 * 2 ** Math.min(this.#failures, 10))
-        this.logger.error('audit sink write failed; will retry', {
-          sink: this.sink.name,
-          error: String(error),
-          retryInMs: delay,
-        })
-        this.#timer = unrefTimeout(() => this.#drain(), delay)
-      },
-    )
-  }
-
-  /** Resolves when the queue is empty. */
-  idle(): Promise<void> {
-    if (this.queue.length === 0 && this.#writing === undefined) return Promise.resolve()
-    return new Promise((resolve) => {
-      this.#waiters.push(resolve)
-      if (this.#writing === undefined && this.#failures === 0) {
-        if (this.#timer !== undefined) clearTimeout(this.#timer)
-        this.#drain()
-      }
-    })
-  }
+  return tags
 }
 
 const KNOWN_TYPES = new Set<string>(AUDIT_EVENT_TYPES)
-const SUCCESS_DECISIONS = new Set<AuditEventType>(['authn.success', 'authz.allow'])
+
+/** Turns a queued event into what sinks receive. Runs once per event, off the request path. */
+class Preparer {
+  constructor(
+    readonly level: AuditLevel,
+    readonly redact: AuditRedactor,
+    readonly pseudonyms: Pseudonymizer | undefined,
+    readonly tags: Map<string, readonly string[]>,
+  ) {}
+
+  prepare(raw: AuditEventInput, at: number): AuditEvent {
+    // id and time are made here, off the request path; `at` is when it was emitted.
+    let e: Record<string, unknown> = {
+      ...raw,
+      id: typeof raw.id === 'string' && raw.id !== '' ? raw.id : randomUUID(),
+      time: typeof raw.time === 'string' ? raw.time : new Date(at).toISOString(),
+    }
+    if (!KNOWN_TYPES.has(raw.type)) {
+      e.customType = String(raw.customType ?? raw.type)
+      e.type = 'custom'
+    }
+    if (this.level !== 'verbose') {
+      // Fields by level: the trace of an allowed request is verbose-only; minimal keeps neither
+      // traces nor user agents.
+      const reason = raw.reason
+      if (reason?.trace !== undefined && (this.level === 'minimal' || raw.outcome === 'success')) {
+        const { trace: _t, ...rest } = reason
+        e.reason = rest
+      }
+      if (this.level === 'minimal' && raw.request?.userAgent !== undefined) {
+        const { userAgent: _u, ...rest } = raw.request
+        e.request = rest
+      }
+    }
+    if (this.pseudonyms !== undefined && typeof raw.actor?.id === 'string') {
+      e.actor = { ...raw.actor, id: this.pseudonyms.pseudonymFor(raw.actor.id) }
+    }
+    const extra = this.tags.get(e.type as string)
+    if (extra !== undefined) {
+      e.tags = Array.isArray(raw.tags) ? [...new Set([...raw.tags, ...extra])] : extra
+    }
+    e.level = this.level
+    e = this.redact(e) as Record<string, unknown>
+    // The schema's own fields must survive hostile input with their types.
+    if (typeof e.id !== 'string') e.id = randomUUID()
+    if (typeof e.time !== 'string') e.time = new Date(0).toISOString()
+    if (e.outcome !== 'success' && e.outcome !== 'failure') e.outcome = 'failure'
+    if (typeof e.action !== 'string') e.action = String(e.type)
+    if (typeof e.actor !== 'object' || e.actor === null) e.actor = { id: null }
+    return e as unknown as AuditEvent
+  }
+}
+
+/** Stands in the queue for a checkpoint to be made when its turn comes. */
+const CHECKPOINT_MARKER = Object.freeze({}) as AuditEventInput
+
+/** One queued event, shared by every sink's queue. */
+class Entry {
+  #prepared: AuditEvent | undefined
+  remaining: number
+  constructor(
+    readonly raw: AuditEventInput,
+    readonly at: number,
+    readonly security: boolean,
+    sinks: number,
+    readonly onDone?: (event: AuditEvent) => void,
+  ) {
+    this.remaining = sinks
+  }
+
+  prepared(prep: Preparer): AuditEvent {
+    return (this.#prepared ??= prep.prepare(this.raw, this.at))
+  }
+
+  ack(prep: Preparer): void {
+    if (--this.remaining === 0) this.onDone?.(this.prepared(prep))
+  }
+}
+
+interface QueueConfig {
+  readonly batchSize: number
+  readonly intervalMs: number
+  readonly maxQueue: number
+  readonly writeTimeoutMs: number
+  readonly logger: Logger
+  readonly metrics: MetricsClient
+  readonly now: Clock
+  readonly prep: Preparer
+  readonly chainer: AuditChainer | undefined
+  readonly spool: AuditSpool | undefined
+}
+
+// Retries are scheduled on real elapsed time, not the injected clock: a frozen test clock must
+// not stop a recovering sink from being retried.
+const monotonicMs = (): number => monotonicMicros() / 1000
+
+const sleep = (ms: number): Promise<void> =>
+  new Promise((resolve) => {
+    unrefTimeout(resolve, ms)
+  })
+
+class SinkQueue {
+  readonly queue: Entry[] = []
+  readonly labels: Readonly<Record<string, string>>
+  #running: Promise<void> | undefined
+  #timer: NodeJS.Timeout | undefined
+  #failures = 0
+  #retryAt = 0
+  /** Linked events taken out of memory and not yet acknowledged (direct mode). */
+  #inflight: { entries: Entry[]; events: AuditEvent[] } | undefined
+  #spooling = false
+  #spoolReady: Promise<void> | undefined
+  #closing = false
+  #dropped = 0
+  readonly #waiters: Array<() => void> = []
+  readonly #reserve: number
+
+  constructor(
+    readonly sink: AuditSink,
+    readonly c: QueueConfig,
+  ) {
+    this.labels = Object.freeze({ sink: sink.name })
+    this.#reserve = Math.max(1000, Math.ceil(c.maxQueue / 10))
+    if (c.spool !== undefined) {
+      this.#spoolReady = c.spool.open().then(
+        () => {
+          // Leftovers from a previous run (crash, or a sink that never came back) replay first.
+          if (c.spool!.pendingBytes > 0) {
+            this.#spooling = true
+            this.#kick(0)
+          }
+        },
+        (error: unknown) => {
+          c.logger.error('audit spool cannot be opened; events stay in memory', {
+            sink: sink.name,
+            error: String(error),
+          })
+          this.#spoolBroken = true
+        },
+      )
+    }
+  }
+
+  #spoolBroken = false
+  #spoolFullLogged = false
+
+  get depth(): number {
+    return this.queue.length + (this.#inflight?.entries.length ?? 0) + this.#moving
+  }
+
+  /** Entries being appended to the spool right now. */
+  #moving = 0
+
+  get busy(): boolean {
+    return (
+      this.queue.length > 0 ||
+      this.#inflight !== undefined ||
+      (this.c.spool !== undefined && this.c.spool.pendingBytes > 0)
+    )
+  }
+
+  push(entry: Entry): boolean {
+    const n = this.queue.length
+    if (n >= this.c.maxQueue) {
+      // Security events are never refused while the reserve lasts; the caller still hears "full"
+      // so the gate fails closed.
+      if (entry.security && n < this.c.maxQueue + this.#reserve) {
+        this.queue.push(entry)
+        this.#kick(0)
+      } else {
+        this.#dropped++
+        entry.ack(this.c.prep)
+        if (this.#dropped === 1 || this.#dropped % 1000 === 0)
+          this.c.logger.error('audit queue full: event refused', {
+            sink: this.sink.name,
+            refused: this.#dropped,
+            type: entry.raw.type,
+          })
+      }
+      return false
+    }
+    this.queue.push(entry)
+    if (this.#running === undefined && this.#timer === undefined)
+      this.#kick(n + 1 >= this.c.batchSize ? 0 : this.c.intervalMs)
+    return true
+  }
+
+  #kick(delayMs: number): void {
+    if (this.#running !== undefined) return
+    if (this.#timer !== undefined) {
+      if (delayMs > 0) return
+      clearTimeout(this.#timer)
+    }
+    this.#timer = unrefTimeout(() => {
+      this.#timer = undefined
+      this.#running ??= this.#run().finally(() => {
+        this.#running = undefined
+        if (this.busy && !this.#closed) this.#kick(this.c.intervalMs)
+        else if (!this.busy) for (const w of this.#waiters.splice(0)) w()
+      })
+    }, delayMs)
+  }
+
+  #closed = false
+
+  async #run(): Promise<void> {
+    await this.#spoolReady
+    for (;;) {
+      if (this.#closed) return
+      if (this.#spooling) {
+        if (!(await this.#spoolStep())) return
+        continue
+      }
+      if (this.#inflight === undefined) {
+        if (this.queue.length === 0) return
+        const entries = this.queue.splice(0, this.c.batchSize)
+        this.#inflight = { entries, events: this.#link(entries) }
+      }
+      const { entries, events } = this.#inflight
+      if (await this.#write(events)) {
+        this.#inflight = undefined
+        for (const e of entries) e.ack(this.c.prep)
+        this.#report()
+        continue
+      }
+      if (this.c.spool !== undefined && !this.#spoolBroken) {
+        this.#spooling = true
+        continue
+      }
+      this.#report()
+      const wait = this.#retryAt - monotonicMs()
+      if (wait > 0) {
+        if (this.#closing) return
+        await sleep(wait)
+      }
+    }
+  }
+
+  /** One step in spool mode; returns false when there is nothing left to do now. */
+  async #spoolStep(): Promise<boolean> {
+    const spool = this.c.spool as AuditSpool
+    // 1. Whatever left memory (an in-flight batch first, to keep order) goes to disk.
+    if (this.#inflight !== undefined || this.queue.length > 0) {
+      if (spool.full) {
+        if (!this.#spoolFullLogged)
+          this.c.logger.error('audit spool full: events wait in memory', {
+            sink: this.sink.name,
+            bytes: spool.pendingBytes,
+          })
+        this.#spoolFullLogged = true
+      } else {
+        this.#spoolFullLogged = false
+        const parts: { entries: Entry[]; events: AuditEvent[] } = this.#inflight ?? {
+          entries: [],
+          events: [],
+        }
+        this.#inflight = undefined
+        const more = this.queue.splice(0, 4096)
+        parts.entries.push(...more)
+        parts.events.push(...this.#link(more))
+        this.#moving = parts.entries.length
+        try {
+          await spool.append(parts.events)
+        } catch (error) {
+          this.#moving = 0
+          this.c.logger.error('audit spool append failed; events stay in memory', {
+            sink: this.sink.name,
+            error: String(error),
+          })
+          this.#inflight = parts
+          this.#spoolBroken = true
+          this.#spooling = false
+          return true
+        }
+        this.#moving = 0
+        for (const e of parts.entries) e.ack(this.c.prep)
+        this.#report()
+        return true
+      }
+    }
+    // 2. Replay from disk when the sink is due another try.
+    if (spool.pendingBytes === 0) {
+      if (this.#inflight === undefined && this.queue.length === 0) {
+        this.#spooling = false
+        return true
+      }
+      return true
+    }
+    const wait = this.#retryAt - monotonicMs()
+    if (wait > 0) {
+      if (this.#closing) return false
+      await sleep(Math.min(wait, Math.max(this.c.intervalMs, 10)))
+      return true
+    }
+    const { events, next } = await spool.read(this.c.batchSize)
+    if (events.length === 0) {
+      await spool.commit(next)
+      return true
+    }
+    if (await this.#write(events)) {
+      await spool.commit(next)
+      this.#report()
+      return true
+    }
+    this.#report()
+    return !this.#closing || this.queue.length > 0
+  }
+
+  #link(entries: readonly Entry[]): AuditEvent[] {
+    const prep = this.c.prep
+    const chainer = this.c.chainer
+    const out: AuditEvent[] = []
+    for (const entry of entries) {
+      if (entry.raw === CHECKPOINT_MARKER) {
+        if (chainer !== undefined)
+          out.push(chainer.checkpoint(new Date(this.c.now()).toISOString()))
+        continue
+      }
+      const event = entry.prepared(prep)
+      if (chainer === undefined) {
+        out.push(event)
+        continue
+      }
+      out.push(chainer.link(event))
+      const now = this.c.now()
+      if (chainer.checkpointDue(now)) out.push(chainer.checkpoint(new Date(now).toISOString()))
+    }
+    return out
+  }
+
+  /** Queues a checkpoint (on close) so the chain's end is signed. */
+  finalCheckpoint(): void {
+    if (this.c.chainer === undefined || this.#closed) return
+    this.queue.push(new Entry(CHECKPOINT_MARKER, 0, true, 1))
+    this.#kick(0)
+  }
+
+  async #write(events: readonly AuditEvent[]): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined
+    try {
+      await Promise.race([
+        this.sink.write(events),
+        new Promise<never>((_, reject) => {
+          timer = unrefTimeout(
+            () => reject(new Error(`write timed out after ${this.c.writeTimeoutMs} ms`)),
+            this.c.writeTimeoutMs,
+          )
+        }),
+      ])
+      this.#failures = 0
+      this.#retryAt = 0
+      this.c.metrics.increment('auditEvents', this.labels, events.length)
+      return true
+    } catch (error) {
+      this.#failures++
+      const base = Math.min(MAX_RETRY_DELAY_MS, 50 * 2 ** Math.min(this.#failures, 10))
+      // Full jitter keeps many instances from retrying a recovering sink in lockstep.
+      const delay = Math.round(base / 2 + Math.random() * (base / 2))
+      this.#retryAt = monotonicMs() + delay
+      this.c.metrics.increment('auditSinkErrors', this.labels)
+      this.c.logger.error('audit sink write failed; will retry', {
+        sink: this.sink.name,
+        error: String(error),
+        retryInMs: delay,
+        spool: this.c.spool !== undefined && !this.#spoolBroken,
+      })
+      return false
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  #report(): void {
+    this.c.metrics.set('auditQueueDepth', this.depth, this.labels)
+    if (this.c.spool !== undefined)
+      this.c.metrics.set('auditSpoolBytes', this.c.spool.pendingBytes, this.labels)
+  }
+
+  /** Resolves when nothing is pending for this sink (a spool left by a previous run included). */
+  async idle(): Promise<void> {
+    await this.#spoolReady
+    if (!this.busy && this.#running === undefined) return
+    return new Promise((resolve) => {
+      this.#waiters.push(resolve)
+      this.#kick(0)
+    })
+  }
+
+  /** Stops retrying; memory that can still go to the spool goes there. */
+  async stop(): Promise<void> {
+    this.#closing = true
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    this.#timer = undefined
+    await this.#running
+    if (this.depth > 0) {
+      if (this.c.spool !== undefined && !this.#spoolBroken) this.#spooling = true
+      await this.#run()
+    }
+    this.#closed = true
+    await this.c.spool?.close()
+    for (const w of this.#waiters.splice(0)) w()
+  }
+}
 
 class Trail implements AuditTrail {
   constructor(
     readonly queues: readonly SinkQueue[],
     readonly level: AuditLevel,
     readonly now: Clock,
+    readonly makeReport: (failClosed: boolean | undefined) => AuditComplianceReport,
   ) {}
 
   get pending(): number {
     let n = 0
-    for (const q of this.queues) n = Math.max(n, q.queue.length)
+    for (const q of this.queues) n = Math.max(n, q.depth)
     return n
   }
 
   accepts(type: AuditEventType, outcome: 'success' | 'failure'): boolean {
     // No sink: nothing to build (the gate skips the event entirely).
     if (this.queues.length === 0) return false
-    return this.level !== 'minimal' || outcome === 'failure' || !SUCCESS_DECISIONS.has(type)
+    return (
+      this.level !== 'minimal' ||
+      outcome === 'failure' ||
+      (type !== 'authn.success' && type !== 'authz.allow')
+    )
+  }
+
+  #enqueue(input: AuditEventInput, onDone?: (e: AuditEvent) => void): boolean {
+    const entry = new Entry(
+      input,
+      this.now(),
+      isSecurityEvent(input.type),
+      this.queues.length,
+      onDone,
+    )
+    let ok = true
+    for (const q of this.queues) ok = q.push(entry) && ok
+    return ok
   }
 
   emit(input: AuditEventInput): boolean {
     if (!this.accepts(input.type, input.outcome)) return true
-    const event = {
-      ...input,
-      id: input.id ?? randomUUID(),
-      time: input.time ?? new Date(this.now()).toISOString(),
-    } as AuditEvent
-    let ok = true
-    for (const q of this.queues) ok = q.push(event) && ok
-    return ok
+    return this.#enqueue(input)
+  }
+
+  commit(input: AuditEventInput): Promise<AuditEvent> {
+    return new Promise((resolve, reject) => {
+      if (this.queues.length === 0) {
+        reject(new AuthError('ERR_AUDIT_UNAVAILABLE', 'No audit sink is configured'))
+        return
+      }
+      let done: AuditEvent | undefined
+      let queued = false
+      const ok = this.#enqueue(input, (e) => {
+        done = e
+        if (queued) resolve(e)
+      })
+      queued = true
+      if (!ok) {
+        reject(
+          new AuthError('ERR_AUDIT_UNAVAILABLE', 'The audit queue is full', {
+            reason: 'audit queue full',
+          }),
+        )
+      } else if (done !== undefined) resolve(done)
+    })
   }
 
   record(type: string, details: Omit<Partial<AuditEventInput>, 'type'> = {}): boolean {
@@ -232,7 +791,11 @@ class Trail implements AuditTrail {
       actor:
         ctx?.principal == null
           ? { id: null }
-          : { id: ctx.principal.id, method: ctx.principal.method },
+          : {
+              id: ctx.principal.id,
+              method: ctx.principal.method,
+              ...(ctx.principal.tokenId === undefined ? {} : { tokenId: ctx.principal.tokenId }),
+            },
       ...(ctx === undefined
         ? {}
         : {
@@ -242,12 +805,17 @@ class Trail implements AuditTrail {
               path: ctx.path,
               ...(ctx.route === undefined ? {} : { route: ctx.route }),
               ...(ctx.ip === undefined ? {} : { ip: ctx.ip }),
+              ...(ctx.userAgent === undefined ? {} : { userAgent: ctx.userAgent }),
             },
           }),
       ...details,
       type: known ? (type as AuditEventType) : 'custom',
-      ...(known ? {} : { customType: type.slice(0, 128) }),
+      ...(known ? {} : { customType: String(type).slice(0, 128) }),
     })
+  }
+
+  report(options: { readonly failClosed?: boolean } = {}): AuditComplianceReport {
+    return this.makeReport(options.failClosed)
   }
 
   async flush(timeoutMs = 30_000): Promise<void> {
@@ -257,6 +825,9 @@ class Trail implements AuditTrail {
         () => reject(new Error(`audit flush timed out with ${this.pending} events pending`)),
         timeoutMs,
       )
+      // The drain timers are unref'd; a caller awaiting a flush (a script, a shutdown hook) must
+      // keep the process alive until it settles.
+      timer.ref()
     })
     try {
       await Promise.race([Promise.all(this.queues.map((q) => q.idle())), timeout])
@@ -265,8 +836,17 @@ class Trail implements AuditTrail {
     }
   }
 
-  async close(): Promise<void> {
-    await this.flush()
+  async close(timeoutMs = 30_000): Promise<void> {
+    for (const q of this.queues) q.finalCheckpoint()
+    let error: unknown
+    try {
+      await this.flush(timeoutMs)
+    } catch (e) {
+      error = e
+    }
+    for (const q of this.queues) await q.stop()
     for (const q of this.queues) await q.sink.close?.()
+    // Without a spool, a dead sink at shutdown means lost events: say so.
+    if (error !== undefined && this.queues.some((q) => q.depth > 0)) throw error
   }
 }

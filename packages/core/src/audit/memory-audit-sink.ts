@@ -14,17 +14,23 @@ export interface MemoryAuditSink extends AuditSink {
   clear(): void
 }
 
-/** Creates an in-memory audit sink. */
-export function createMemoryAuditSink(): MemoryAuditSink {
+/** Creates an in-memory audit sink. Like the durable sinks, it keeps each event id once. */
+export function createMemoryAuditSink(options: { readonly name?: string } = {}): MemoryAuditSink {
   const events: AuditEvent[] = []
+  const ids = new Set<string>()
   return {
-    name: 'memory',
+    name: options.name ?? 'memory',
     events,
     async write(batch: readonly AuditEvent[]): Promise<void> {
-      events.push(...batch)
+      for (const e of batch) {
+        if (ids.has(e.id)) continue
+        ids.add(e.id)
+        events.push(e)
+      }
     },
     clear(): void {
       events.length = 0
+      ids.clear()
     },
   }
 }

@@ -6,7 +6,13 @@
  * @packageDocumentation
  */
 import { AuthError, ConfigError } from '../errors.js'
-import type { AccessResult, Principal, RateLimitRule, RouteRequirements } from '../types.js'
+import type {
+  AccessResult,
+  Principal,
+  RateLimitRule,
+  ResourceLoader,
+  RouteRequirements,
+} from '../types.js'
 import { TypeValidator } from '../validation/type-validator.js'
 
 /** A route's requirements, validated and indexed. Build with {@link compileRequirements}. */
@@ -17,12 +23,16 @@ export interface CompiledRequirements {
   readonly permission: string | undefined
   /** Route rate limits, validated. */
   readonly rateLimits: readonly RateLimitRule[]
+  /** The resource the route acts on (for resource policies), when declared. */
+  readonly resource:
+    { readonly type: string; readonly load: ResourceLoader | undefined } | undefined
   /** The original declaration, for traces and explain output. */
   readonly source: RouteRequirements
 }
 
 const PERMISSION = /^[A-Za-z0-9_.\-*]+(?::[A-Za-z0-9_.\-*]+)+$/
-const NAMES = ['public', 'scopes', 'roles', 'permission', 'rateLimits']
+const NAMES = ['public', 'scopes', 'roles', 'permission', 'rateLimits', 'resource']
+const RESOURCE_TYPE = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/
 const LIMIT_KEYS = ['ip', 'principal', 'apikey', 'route', 'global'] as const
 
 /**
@@ -67,6 +77,22 @@ export function compileRequirements(
           }
           return Object.freeze({ ...r }) as RateLimitRule
         })
+  let resource: CompiledRequirements['resource']
+  if (source.resource !== undefined) {
+    const r = source.resource
+    const type = v.string(
+      'resource',
+      typeof r === 'string' ? r : (v.object('resource', r) ?? {}).type,
+      { pattern: RESOURCE_TYPE },
+    )
+    const load =
+      typeof r === 'string' || r.load === undefined
+        ? undefined
+        : v.child('resource').function<ResourceLoader>('load', r.load)
+    if (permission === undefined)
+      v.fail('resource', 'a resource needs a permission (the action on it), e.g. documents:read')
+    if (type !== undefined) resource = Object.freeze({ type, load })
+  }
   v.assert()
   // Route declarations are code: a misspelt requirement must fail loudly, not be ignored.
   const unknown = v.result().warnings
@@ -77,6 +103,7 @@ export function compileRequirements(
     roles: new Set(roles),
     permission,
     rateLimits: Object.freeze(rateLimits ?? []),
+    resource,
     source,
   })
 }

@@ -9,8 +9,13 @@
 export interface GateRequest {
   /** HTTP method, upper case. */
   readonly method: string
-  /** Path without the query string, as received. */
+  /**
+   * Path without the query string, normalized with {@link normalizePath} as the framework's router
+   * compares paths (case folded when routing is case-insensitive): what path-based rules match.
+   */
   readonly path: string
+  /** Path without the query string exactly as received, when the adapter keeps it. */
+  readonly rawPath?: string
   /** The raw query string without `?` (empty when none). */
   readonly query: string
   /** The matched route pattern when known (e.g. `/docs/:id`). */
@@ -25,29 +30,30 @@ export interface GateRequest {
 
 const ENCODED_UNRESERVED = /%(?:[46][1-9A-F]|[57][0-9A]|3[0-9]|2D|2E|5F|7E)/gi
 
+/** Options of {@link normalizePath}. */
+export interface NormalizePathOptions {
+  /** Whether the router compares paths case-sensitively; when not, the path is lower-cased. @default true */
+  readonly caseSensitive?: boolean
+}
+
 /**
  * Normalizes a path for policy matching: percent-decodes unreserved characters (RFC 3986 §6.2.2.2),
- * drops `;params`, collapses repeated slashes, resolves `.` and `..` segments, and removes a
- * trailing slash. The result is what routers compare; case is kept (routers differ on it).
+ * drops `;params`, collapses repeated slashes, removes a trailing slash, and lower-cases it when
+ * routing is case-insensitive. The first segments of the result are those the router matches, so a
+ * rule on a prefix (`/admin`) sees every request the router sends to a route under that prefix.
+ *
+ * Dot segments (`.`, `..`, also once decoded from `%2e`) are kept, not resolved: Express, Koa's
+ * router and Fastify all match them literally (`/admin/..` runs `/admin/:id` with `id = '..'`), so
+ * resolving them here would hide the `/admin` prefix of a request that reaches an admin handler.
  */
-export function normalizePath(path: string): string {
+export function normalizePath(path: string, options?: NormalizePathOptions): string {
   let p = path
   if (p.includes('%'))
     p = p.replace(ENCODED_UNRESERVED, (m) => String.fromCharCode(parseInt(m.slice(1), 16)))
-  const semi = p.indexOf(';')
-  if (semi !== -1) p = p.replace(/;[^/]*/g, '')
-  if (
-    !p.includes('//') &&
-    !p.includes('/.') &&
-    (p.length === 1 || !p.endsWith('/')) &&
-    p.startsWith('/')
-  )
-    return p
+  if (p.includes(';')) p = p.replace(/;[^/]*/g, '')
+  if (options?.caseSensitive === false && /[A-Z]/.test(p)) p = p.toLowerCase()
+  if (!p.includes('//') && (p.length === 1 || !p.endsWith('/')) && p.startsWith('/')) return p
   const out: string[] = []
-  for (const segment of p.split('/')) {
-    if (segment === '' || segment === '.') continue
-    if (segment === '..') out.pop()
-    else out.push(segment)
-  }
+  for (const segment of p.split('/')) if (segment !== '') out.push(segment)
   return `/${out.join('/')}`
 }

@@ -39,16 +39,25 @@ import {
 import { parseRequestId, type RequestID } from '../ids.js'
 import { monotonicMicros, systemClock, type Clock } from '../internal/clock.js'
 import type { MessageBroker } from '../integrations/message-broker.js'
+import { noopMetrics, type MetricsClient } from '../integrations/metrics.js'
+import { isGateTracer, type GateTracer } from '../integrations/tracing.js'
+import { GateMetrics, guardMetrics, type GateStep } from '../internal/gate-metrics.js'
 import { createJwtVerifier, type JwtOptions, type JwtVerifier } from '../jwt/jwt-verifier.js'
 import { silentLogger, type Logger } from '../logger.js'
 import type {
   AccessContext,
   AccessResult,
   Principal,
+  ResourceLoader,
   RouteRequirements,
   TraceEntry,
 } from '../types.js'
 import { createRateLimitStage } from '../ratelimit/rate-limit-stage.js'
+import {
+  createPolicyAuthorizer,
+  policyTraceEntry,
+  type GatePolicyInput,
+} from '../policy/gate-policy.js'
 import { runWithAccessContext } from '../context/access-context.js'
 import { TypeValidator } from '../validation/type-validator.js'
 import { extractCredential, queryCredentialPattern, type CredentialRules } from './credentials.js'
@@ -86,6 +95,8 @@ export interface StageContext {
   readonly requirements: CompiledRequirements | undefined
   /** The gate's audit trail, for stages that must record what they did (e.g. failing open). */
   readonly audit?: AuditTrail
+  /** The gate's metrics client, for stages that count what they did (rejections, store failures). */
+  readonly metrics?: MetricsClient
 }
 
 /** A stage's verdict; headers (e.g. `RateLimit`) are sent whatever the outcome. */
@@ -144,6 +155,14 @@ export interface GateOptions {
   readonly roles?: RolePermissions
   /** Replaces the built-in requirement check. */
   readonly authorize?: AuthorizeHook
+  /**
+   * The policy engine: an `AccessManager`, a policy set (data or compiled) or a `PolicyStore`.
+   * A route's `permission` is then decided by the policy (rules, resource policies, risk); its
+   * `scopes` and `roles` still apply. Exclusive with `authorize`.
+   */
+  readonly policy?: GatePolicyInput
+  /** Resource loaders by type, for routes declaring `resource: '<type>'` (with `policy`). */
+  readonly resourceLoaders?: Readonly<Record<string, ResourceLoader>>
   /** Stages between authentication and authorization (rate limits, quotas). */
   readonly stages?: readonly GateStage[]
   /** Audit trail, or its options; `false` disables auditing. @default an in-memory-free trail with no sinks */
@@ -160,6 +179,14 @@ export interface GateOptions {
   readonly asyncContext?: boolean
   /** Spreads key revocations between instances. */
   readonly broker?: MessageBroker
+  /**
+   * Where the gate reports its metrics (decisions, latency, rejections, cache lookups, store
+   * failures; and the audit trail's, when the gate builds it). `@gatehouse/prometheus` and
+   * `@gatehouse/opentelemetry` implement it. @default noopMetrics
+   */
+  readonly metrics?: MetricsClient
+  /** Opens a span around each stage (`@gatehouse/opentelemetry`). @default none */
+  readonly tracer?: GateTracer
   /** Clock, epoch ms. @default Date.now */
   readonly now?: Clock
   /** Logger. @default silent */
@@ -226,11 +253,15 @@ const OPTION_NAMES = [
   'requestIdHeader',
   'roles',
   'authorize',
+  'policy',
+  'resourceLoaders',
   'stages',
   'audit',
   'failClosedOnAuditBackpressure',
   'asyncContext',
   'broker',
+  'metrics',
+  'tracer',
   'now',
   'logger',
 ]
@@ -319,13 +350,40 @@ export function createGate(options: Readonly<GateOptions> = {}): Gate {
       }
     }
   }
+  if (options.policy !== undefined && authorize !== undefined)
+    v.fail('policy', 'give either policy or authorize, not both')
+  if (options.policy !== undefined && options.roles !== undefined)
+    v.fail('roles', 'with a policy, declare roles and their permissions in the policy set')
+  if (options.resourceLoaders !== undefined) {
+    const loaders = v.object('resourceLoaders', options.resourceLoaders)
+    for (const [type, fn] of Object.entries(loaders ?? {}))
+      v.child('resourceLoaders').function(type, fn)
+  }
+  const metrics =
+    options.metrics === undefined || options.metrics === noopMetrics
+      ? noopMetrics
+      : typeof options.metrics?.increment === 'function' &&
+          typeof options.metrics.set === 'function' &&
+          typeof options.metrics.observe === 'function'
+        ? guardMetrics(options.metrics)
+        : v.fail('metrics', 'must be a MetricsClient with increment(), set() and observe()')
+  const tracer =
+    options.tracer === undefined || isGateTracer(options.tracer)
+      ? options.tracer
+      : v.fail('tracer', 'must be a GateTracer with startStage() and endStage()')
   v.assert(warn)
   // Built after the top level validated, so their own errors name their own paths.
   const apiKeys =
     options.apiKeys === undefined
       ? undefined
-      : createApiKeyVerifier({ broker: options.broker, ...options.apiKeys }, { now, warn })
-  const jwt = options.jwt === undefined ? undefined : createJwtVerifier(options.jwt, { now, warn })
+      : createApiKeyVerifier(
+          { broker: options.broker, ...options.apiKeys },
+          { now, warn, logger, metrics: metrics ?? noopMetrics },
+        )
+  const jwt =
+    options.jwt === undefined
+      ? undefined
+      : createJwtVerifier(options.jwt, { now, warn, metrics: metrics ?? noopMetrics })
   if (apiKeys === undefined && jwt === undefined && (authenticators ?? []).length === 0) {
     warn(
       'gate: no authenticator configured (apiKeys, jwt or authenticators); every credential will be refused',
@@ -336,7 +394,21 @@ export function createGate(options: Readonly<GateOptions> = {}): Gate {
       ? createAuditTrail({ sinks: [] })
       : isAuditTrail(options.audit)
         ? options.audit
-        : createAuditTrail({ now, logger, ...(options.audit ?? {}) })
+        : createAuditTrail({
+            now,
+            logger,
+            ...(metrics === undefined || metrics === noopMetrics ? {} : { metrics }),
+            ...(options.audit ?? {}),
+          })
+  const policy =
+    options.policy === undefined
+      ? undefined
+      : createPolicyAuthorizer(options.policy, {
+          now,
+          logger,
+          audit: () => audit,
+          ...(options.resourceLoaders === undefined ? {} : { loaders: options.resourceLoaders }),
+        })
 
   return new GateImpl({
     apiKeys,
@@ -356,7 +428,7 @@ export function createGate(options: Readonly<GateOptions> = {}): Gate {
     typeBase,
     requestIdHeader,
     roles,
-    authorize,
+    authorize: authorize ?? policy,
     stages: stages ?? [],
     // Routes may declare limits (`rateLimits`, `@RateLimit`) even when no limits stage was given:
     // they are then enforced by a default in-memory one rather than silently ignored.
@@ -366,6 +438,10 @@ export function createGate(options: Readonly<GateOptions> = {}): Gate {
     audit,
     failClosedOnAudit,
     asyncContext,
+    metrics:
+      metrics === undefined || metrics === noopMetrics ? undefined : new GateMetrics(metrics),
+    metricsClient: metrics ?? noopMetrics,
+    tracer,
     now,
     logger,
   })
@@ -388,6 +464,11 @@ interface GateConfig {
   readonly audit: AuditTrail
   readonly failClosedOnAudit: boolean
   readonly asyncContext: boolean
+  /** Undefined when metrics are off (no client, or `noopMetrics`): nothing is measured then. */
+  readonly metrics: GateMetrics | undefined
+  /** Handed to stages; `noopMetrics` when off. */
+  readonly metricsClient: MetricsClient
+  readonly tracer: GateTracer | undefined
   readonly now: Clock
   readonly logger: Logger
 }
@@ -435,10 +516,12 @@ class GateImpl implements Gate {
   }
 
   async authenticate(request: GateRequest): Promise<Decision> {
+    const started = this.#started()
     const trace: TraceEntry[] = []
     const requestId = this.#requestId(request)
     const step = await this.#authenticate(request, trace)
-    return this.#finish(request, requestId, step, trace, true)
+    const decision = this.#finish(request, requestId, step, trace, true)
+    return this.#measured('authenticate', decision, trace, 0, started)
   }
 
   async authorize(
@@ -446,10 +529,12 @@ class GateImpl implements Gate {
     prior: AllowDecision,
     requirements: CompiledRequirements,
   ): Promise<Decision> {
+    const started = this.#started()
     const trace: TraceEntry[] = [...prior.trace]
     const step = await this.#authorize(request, prior.principal, requirements, trace)
     const headers = mergeHeaders(prior.headers, step.headers)
-    return this.#finish(request, prior.requestId, { ...step, headers }, trace, true)
+    const decision = this.#finish(request, prior.requestId, { ...step, headers }, trace, true)
+    return this.#measured('authorize', decision, trace, prior.trace.length, started)
   }
 
   async evaluate(request: GateRequest, requirements?: CompiledRequirements): Promise<Decision> {
@@ -494,7 +579,7 @@ class GateImpl implements Gate {
   }
 
   async close(): Promise<void> {
-    this.#c.apiKeys?.close()
+    await this.#c.apiKeys?.close()
     await this.#c.audit.close()
   }
 
@@ -508,15 +593,19 @@ class GateImpl implements Gate {
     requirements: CompiledRequirements | undefined,
     audit: boolean,
   ): Promise<Decision> {
+    // A dry run (explain) is not counted.
+    const started = audit ? this.#started() : 0
     const trace: TraceEntry[] = []
     const requestId = this.#requestId(request)
     const authn = await this.#authenticate(request, trace, requirements?.public === true)
-    const first = this.#finish(request, requestId, authn, trace, audit)
+    let first = this.#finish(request, requestId, authn, trace, audit)
+    if (audit) first = this.#measured('authenticate', first, trace, 0, started)
     if (!first.allowed || requirements === undefined) return first
+    const authzStarted = audit ? this.#started() : 0
     // A copy: the first decision (and its audit event) keeps its own trace.
     const authzTrace = [...trace]
     const authz = await this.#authorize(request, first.principal, requirements, authzTrace)
-    return this.#finish(
+    const decision = this.#finish(
       request,
       requestId,
       {
@@ -527,6 +616,49 @@ class GateImpl implements Gate {
       authzTrace,
       audit,
     )
+    return audit
+      ? this.#measured('authorize', decision, authzTrace, trace.length, authzStarted)
+      : decision
+  }
+
+  /** Opens the tracer's span for a stage; a throwing tracer costs the span, not the request. */
+  #startSpan(stage: string, request: GateRequest): unknown {
+    try {
+      return this.#c.tracer?.startStage(stage, request)
+    } catch {
+      return undefined
+    }
+  }
+
+  /** Appends a stage's trace entry and closes its span. */
+  #push(trace: TraceEntry[], traceEntry: TraceEntry, span: unknown): void {
+    trace.push(traceEntry)
+    const tracer = this.#c.tracer
+    if (tracer === undefined) return
+    try {
+      tracer.endStage(span, traceEntry)
+    } catch {
+      // Tracing must never fail a request.
+    }
+  }
+
+  /** The start of a decision's latency; 0 (and no clock read) when metrics are off. */
+  #started(): number {
+    return this.#c.metrics === undefined ? 0 : monotonicMicros()
+  }
+
+  /** Reports a decision (counts, latency, stage durations of `trace[from..]`) and returns it. */
+  #measured(
+    step: GateStep,
+    decision: Decision,
+    trace: readonly TraceEntry[],
+    from: number,
+    started: number,
+  ): Decision {
+    const metrics = this.#c.metrics
+    if (metrics !== undefined)
+      metrics.decided(step, decision, trace, from, started, monotonicMicros())
+    return decision
   }
 
   #requestId(request: GateRequest): RequestID {
@@ -541,6 +673,7 @@ class GateImpl implements Gate {
     isPublic = false,
   ): Promise<StepResult> {
     const c = this.#c
+    const span = c.tracer === undefined ? undefined : this.#startSpan('authenticate', request)
     const started = monotonicMicros()
     let credential = extractCredential(request, c.credentialRules)
     if (
@@ -565,7 +698,7 @@ class GateImpl implements Gate {
           break
         case 'apikey-header':
           by = 'apikey'
-          result = await this.#apiKey(credential.token)
+          result = await this.#apiKey(credential.token, request)
           break
         case 'bearer':
           if (
@@ -573,7 +706,7 @@ class GateImpl implements Gate {
             (c.jwt === undefined || c.apiKeys.looksLikeKey(credential.token))
           ) {
             by = 'apikey'
-            result = await this.#apiKey(credential.token)
+            result = await this.#apiKey(credential.token, request)
           } else {
             by = 'jwt'
             result = await this.#jwt(credential.token)
@@ -608,7 +741,7 @@ class GateImpl implements Gate {
         error: this.#internal(error, 'ERR_STORE_UNAVAILABLE', `authenticator ${by} failed`),
       }
     }
-    trace.push(entry('authenticate', result.error, by, started))
+    this.#push(trace, entry('authenticate', result.error, by, started), span)
     if (result.error !== undefined)
       return { ...result, headers: EMPTY_HEADERS, stage: 'authenticate' }
     return this.#stages(request, result.principal, undefined, trace)
@@ -616,6 +749,7 @@ class GateImpl implements Gate {
 
   async #apiKey(
     token: string,
+    request: GateRequest,
   ): Promise<{ principal: Principal | null; error: AuthError | undefined }> {
     const verifier = this.#c.apiKeys
     if (verifier === undefined)
@@ -625,7 +759,7 @@ class GateImpl implements Gate {
           reason: 'no API-key authenticator',
         }),
       }
-    const r = await verifier.verify(token)
+    const r = await verifier.verify(token, request)
     return r.ok ? { principal: r.principal, error: undefined } : { principal: null, error: r.error }
   }
 
@@ -654,10 +788,17 @@ class GateImpl implements Gate {
     let settle: ((status: number) => void) | undefined
     const stages = requirements === undefined ? this.#c.stages : this.#c.routeStages
     for (const stage of stages) {
+      const span = this.#c.tracer === undefined ? undefined : this.#startSpan(stage.name, request)
       const started = monotonicMicros()
       let r: StageResult
       try {
-        r = await stage.run({ request, principal, requirements, audit: this.#c.audit })
+        r = await stage.run({
+          request,
+          principal,
+          requirements,
+          audit: this.#c.audit,
+          metrics: this.#c.metricsClient,
+        })
       } catch (error) {
         r = {
           ok: false,
@@ -665,7 +806,11 @@ class GateImpl implements Gate {
         }
       }
       if (r.headers !== undefined) headers = mergeHeaders(headers, r.headers)
-      trace.push(entry(stage.name, r.ok ? undefined : r.error, r.by ?? stage.name, started))
+      this.#push(
+        trace,
+        entry(stage.name, r.ok ? undefined : r.error, r.by ?? stage.name, started),
+        span,
+      )
       if (!r.ok) return { principal, error: r.error, headers, stage: 'stage' }
       if (r.settle !== undefined) settle = chain(settle, r.settle)
     }
@@ -694,8 +839,10 @@ class GateImpl implements Gate {
     requirements: CompiledRequirements,
     trace: TraceEntry[],
   ): Promise<StepResult> {
+    const span = this.#c.tracer === undefined ? undefined : this.#startSpan('authorize', request)
     const started = monotonicMicros()
     let error: AuthError | undefined
+    let decided: AccessResult | undefined
     let by = 'requirements'
     if (principal === null) {
       // Default deny: only routes declared public serve anonymous requests.
@@ -708,6 +855,7 @@ class GateImpl implements Gate {
       by = 'authorize'
       try {
         const result = await this.#c.authorize(principal, requirements, request)
+        decided = result
         if (!result.allowed) {
           error =
             result.error ??
@@ -722,7 +870,7 @@ class GateImpl implements Gate {
       const result = checkRequirements(principal, requirements, this.#c.roles)
       error = result.error
     }
-    trace.push(entry('authorize', error, by, started))
+    this.#push(trace, policyTraceEntry(entry('authorize', error, by, started), decided), span)
     return { principal, error, headers: EMPTY_HEADERS, stage: 'authorize' }
   }
 

@@ -6,7 +6,7 @@
  * Reachable from `@gatehouse/core`.
  * @packageDocumentation
  */
-import type { GateRequest } from './gate-request.js'
+import { normalizePath, type GateRequest } from './gate-request.js'
 
 /** Node's parsed headers: lower-case names, `string[]` only for `set-cookie`-like headers. */
 export type NodeHeaders = Readonly<Record<string, string | readonly string[] | undefined>>
@@ -22,22 +22,37 @@ export interface NodeGateRequestInit {
   readonly ip: string | undefined
   readonly headers: NodeHeaders
   readonly rawHeaders: readonly string[]
+  /**
+   * Whether the framework's router compares paths case-sensitively (Express's
+   * `case sensitive routing`, Fastify's `routerOptions.caseSensitive`); when not, `path` is
+   * lower-cased so that path-based rules see `/ADMIN` as the `/admin` it is routed to.
+   * @default true
+   */
+  readonly caseSensitive?: boolean
 }
+
+const CASE_INSENSITIVE = Object.freeze({ caseSensitive: false })
 
 /** The shared {@link GateRequest} of the Node-based adapters. */
 export class NodeGateRequest implements GateRequest {
   readonly method: string
+  /** The normalized path (see {@link normalizePath}). */
   readonly path: string
+  /** The path as received. */
+  readonly rawPath: string
   readonly query: string
   readonly route: string | undefined
   readonly ip: string | undefined
   readonly rawHeaders: readonly string[]
   readonly #headers: NodeHeaders
+  readonly #caseSensitive: boolean
 
   constructor(init: NodeGateRequestInit) {
     const q = init.url.indexOf('?')
     this.method = init.method
-    this.path = q === -1 ? init.url : init.url.slice(0, q)
+    this.rawPath = q === -1 ? init.url : init.url.slice(0, q)
+    this.#caseSensitive = init.caseSensitive !== false
+    this.path = normalizePath(this.rawPath, this.#caseSensitive ? undefined : CASE_INSENSITIVE)
     this.query = q === -1 ? '' : init.url.slice(q + 1)
     this.route = init.route
     this.ip = init.ip
@@ -51,11 +66,12 @@ export class NodeGateRequest implements GateRequest {
     // The client IP (trust-proxy parsing) and headers are reused, not resolved again.
     return new NodeGateRequest({
       method: this.method,
-      url: this.query === '' ? this.path : `${this.path}?${this.query}`,
+      url: this.query === '' ? this.rawPath : `${this.rawPath}?${this.query}`,
       route,
       ip: this.ip,
       headers: this.#headers,
       rawHeaders: this.rawHeaders,
+      caseSensitive: this.#caseSensitive,
     })
   }
 

@@ -16,6 +16,13 @@ export interface CacheSetOptions {
   readonly ttlMs?: number
 }
 
+/** A cached value and its remaining time to live, from {@link CacheClient.getWithTtl}. */
+export interface CacheEntryWithTtl<TValue> {
+  readonly value: TValue
+  /** Milliseconds left; `undefined` when the entry does not expire. */
+  readonly ttlMs: number | undefined
+}
+
 /**
  * Get/set/delete with TTL. Values are JSON-serialisable (a remote tier stores them as JSON).
  * A remote cache that fails rejects; callers treat a failed read as a miss.
@@ -27,6 +34,11 @@ export interface CacheClient<TValue = unknown> {
   set(key: string, value: TValue, options?: CacheSetOptions): MaybePromise<void>
   /** Removes `key` (here and, for a tiered cache, on every instance). */
   delete(key: string): MaybePromise<void>
+  /**
+   * The value with its remaining time to live (`undefined`: no expiry), or `undefined` when
+   * absent. Remote tiers offer it so a tiered cache never keeps a local copy past the entry's TTL.
+   */
+  getWithTtl?(key: string): MaybePromise<CacheEntryWithTtl<TValue> | undefined>
   /** Removes everything. */
   clear?(): MaybePromise<void>
   /** Releases connections and subscriptions the cache owns. */

@@ -22,6 +22,15 @@ export interface BrokerMessages {
   readonly 'policy.changed': { readonly version: string }
   /** Configuration changed. */
   readonly 'config.changed': { readonly version: string }
+  /**
+   * A tiered cache entry changed: every other instance drops its local copy of `key` (every key
+   * of `namespace` when `key` is `null`). `origin` is the sending cache's instance id.
+   */
+  readonly 'cache.invalidated': {
+    readonly namespace: string
+    readonly key: string | null
+    readonly origin: string
+  }
 }
 
 /** A broker topic. */

@@ -10,6 +10,7 @@ import { LRUCache } from 'lru-cache'
 import { AuthError, ConfigError } from '../errors.js'
 import { parseRoleId, parseTokenId, parseUserId, type RoleID } from '../ids.js'
 import type { Clock } from '../internal/clock.js'
+import { noopMetrics, type MetricsClient } from '../integrations/metrics.js'
 import { parseStrictJsonBytes } from '../internal/strict-json.js'
 import type { Principal } from '../types.js'
 import { describeValue, TypeValidator } from '../validation/type-validator.js'
@@ -154,7 +155,12 @@ function listOption(v: TypeValidator, field: string, value: unknown): ReadonlySe
  */
 export function createJwtVerifier(
   options: Readonly<JwtOptions>,
-  deps: { readonly now: Clock; readonly warn?: (message: string) => void },
+  deps: {
+    readonly now: Clock
+    readonly warn?: (message: string) => void
+    /** Counts cache hits and misses (`keyCacheLookups`, cache `jwt`). @default noopMetrics */
+    readonly metrics?: MetricsClient
+  },
 ): JwtVerifier {
   const v = new TypeValidator('jwt')
   v.knownKeys(options as Record<string, unknown>, OPTION_NAMES)
@@ -317,6 +323,7 @@ export function createJwtVerifier(
     toPrincipal,
     cache: cacheMax > 0 ? new LRUCache<string, CacheEntry>({ max: cacheMax }) : undefined,
     cacheTtlMs,
+    metrics: deps.metrics ?? noopMetrics,
   })
 }
 
@@ -331,7 +338,11 @@ interface ClaimRules {
   readonly toPrincipal: ((claims: JwtClaims) => Principal | undefined) | undefined
   readonly cache: LRUCache<string, CacheEntry> | undefined
   readonly cacheTtlMs: number
+  readonly metrics: MetricsClient
 }
+
+const CACHE_HIT = Object.freeze({ cache: 'jwt', result: 'hit' })
+const CACHE_MISS = Object.freeze({ cache: 'jwt', result: 'miss' })
 
 const invalid = (reason: string): JwtVerifyResult => ({
   ok: false,
@@ -375,10 +386,13 @@ class Verifier implements JwtVerifier {
     if (cacheKey !== undefined) {
       const hit = cache?.get(cacheKey)
       if (hit !== undefined) {
-        if (now() < hit.expiresAtMs)
+        if (now() < hit.expiresAtMs) {
+          this.rules.metrics.increment('keyCacheLookups', CACHE_HIT)
           return { ok: true, principal: hit.principal, claims: hit.claims }
+        }
         cache?.delete(cacheKey)
       }
+      this.rules.metrics.increment('keyCacheLookups', CACHE_MISS)
     }
     const jws = await verifyCompactJws(token, this.jws)
     if (!jws.ok) {

@@ -30,8 +30,18 @@ export interface LimitReport {
   readonly windowMs: number
 }
 
-const sfString = (name: string): string =>
-  `"${name.replace(/[^\x20-\x7e]/g, '').replace(/["\\]/g, '\\$&')}"`
+// Policy names are a handful of fixed strings: quote each once (two regex replacements per name
+// and request showed in the full gate's CPU profile). Bounded in case names come from requests.
+const sfQuoted = new Map<string, string>()
+const sfString = (name: string): string => {
+  let quoted = sfQuoted.get(name)
+  if (quoted === undefined) {
+    quoted = `"${name.replace(/[^\x20-\x7e]/g, '').replace(/["\\]/g, '\\$&')}"`
+    if (sfQuoted.size >= 256) sfQuoted.clear()
+    sfQuoted.set(name, quoted)
+  }
+  return quoted
+}
 
 /** The most constraining report: least remaining share of its limit, then soonest reset. */
 export function tightest(reports: readonly LimitReport[]): LimitReport | undefined {

@@ -11,8 +11,9 @@ import { DEFAULT_RATE_LIMIT_HEADERS } from '../defaults.js'
 import { AuthError, RateLimitedError } from '../errors.js'
 import type { GateStage, StageContext, StageResult } from '../gate/gate.js'
 import { systemClock, type Clock } from '../internal/clock.js'
+import type { MetricLabels } from '../integrations/metrics.js'
 import { silentLogger, type Logger } from '../logger.js'
-import type { Principal } from '../types.js'
+import type { Principal, PrincipalLimits } from '../types.js'
 import { TypeValidator } from '../validation/type-validator.js'
 import { createMemoryBackend, type RateLimitBackend, type RateLimiterLike } from './backend.js'
 import { RATE_LIMIT_HEADER_STYLES, rateLimitHeaders, type RateLimitHeaderStyle } from './headers.js'
@@ -75,20 +76,28 @@ export interface QuotaStage extends GateStage {
 }
 
 /** Start and end (epoch ms) of the UTC period containing `t`, and its id. */
-export function periodBounds(
-  period: QuotaPeriod,
-  t: number,
-): { readonly id: string; readonly start: number; readonly end: number } {
+export function periodBounds(period: QuotaPeriod, t: number): PeriodBounds {
+  // Every request asks for the current period: reuse the last answer while it holds, instead of
+  // two Dates and an ISO string per request (seen in the full gate's CPU profile).
+  const last = lastBounds[period]
+  if (last !== undefined && t >= last.start && t < last.end) return last
   const d = new Date(t)
   const y = d.getUTCFullYear()
   const m = d.getUTCMonth()
+  let bounds: PeriodBounds
   if (period === 'day') {
     const start = Date.UTC(y, m, d.getUTCDate())
-    return { id: new Date(start).toISOString().slice(0, 10), start, end: start + 86_400_000 }
+    bounds = { id: new Date(start).toISOString().slice(0, 10), start, end: start + 86_400_000 }
+  } else {
+    const start = Date.UTC(y, m, 1)
+    bounds = { id: new Date(start).toISOString().slice(0, 7), start, end: Date.UTC(y, m + 1, 1) }
   }
-  const start = Date.UTC(y, m, 1)
-  return { id: new Date(start).toISOString().slice(0, 7), start, end: Date.UTC(y, m + 1, 1) }
+  lastBounds[period] = Object.freeze(bounds)
+  return bounds
 }
+
+type PeriodBounds = { readonly id: string; readonly start: number; readonly end: number }
+const lastBounds: Partial<Record<QuotaPeriod, PeriodBounds>> = {}
 
 interface CompiledQuota {
   readonly name: string
@@ -99,7 +108,13 @@ interface CompiledQuota {
   readonly byKey: boolean
   readonly cost: (p: Principal) => number
   readonly mode: 'closed' | 'open'
+  /** `{ quota: name }`, built once: counting a rejection allocates nothing. */
+  readonly labels: MetricLabels
 }
+
+const STORE_LABELS: MetricLabels = Object.freeze({ store: 'quota' })
+const FAILED_OPEN: MetricLabels = Object.freeze({ store: 'quota', mode: 'open' })
+const FAILED_CLOSED: MetricLabels = Object.freeze({ store: 'quota', mode: 'closed' })
 
 const OPTION_NAMES = [
   'quotas',
@@ -111,6 +126,33 @@ const OPTION_NAMES = [
   'logger',
 ]
 const QUOTA_NAMES = ['name', 'limit', 'period', 'key', 'cost', 'onStoreError']
+
+const CREDENTIAL_QUOTA_LABELS: MetricLabels = Object.freeze({ quota: 'apikey' })
+
+/** A credential's own quota (an API key's usage policy), compiled once per quota object. */
+const credentialQuotas = new WeakMap<NonNullable<PrincipalLimits['quota']>, CompiledQuota>()
+
+function credentialQuota(
+  quota: NonNullable<PrincipalLimits['quota']>,
+  mode: 'closed' | 'open',
+): CompiledQuota {
+  let c = credentialQuotas.get(quota)
+  if (c === undefined) {
+    const limit = quota.limit
+    c = {
+      name: `apikey-${quota.period}`,
+      limit: () => limit,
+      constantLimit: limit,
+      period: quota.period,
+      byKey: true,
+      cost: () => 1,
+      mode,
+      labels: CREDENTIAL_QUOTA_LABELS,
+    }
+    credentialQuotas.set(quota, c)
+  }
+  return c
+}
 
 const keyOf = (q: CompiledQuota, p: Principal): string =>
   q.byKey && p.method === 'apikey' && p.tokenId !== undefined ? `k:${p.tokenId}` : `p:${p.id}`
@@ -180,6 +222,7 @@ export function createQuotaStage(options: Readonly<QuotaStageOptions>): QuotaSta
           byKey: key === 'apikey',
           cost: typeof cost === 'number' ? () => cost : cost,
           mode: m,
+          labels: Object.freeze({ quota: name }),
         } satisfies CompiledQuota
       },
       { nonEmpty: true },
@@ -243,7 +286,12 @@ class Quotas implements QuotaStage {
     const t = this.now()
     const reports = []
     const consumed: Array<{ limiter: RateLimiterLike; key: string; cost: number }> = []
-    for (const q of this.quotas) {
+    const own = p.limits?.quota
+    const quotas =
+      own === undefined
+        ? this.quotas
+        : [...this.quotas, credentialQuota(own, this.quotas[0]?.mode ?? 'closed')]
+    for (const q of quotas) {
       const points = q.limit(p)
       const { id, start, end } = periodBounds(q.period, t)
       const key = `${keyOf(q, p)}:${id}`
@@ -256,6 +304,11 @@ class Quotas implements QuotaStage {
         consumed.push({ limiter, key, cost })
       } catch (e) {
         if (!(e instanceof RateLimiterRes)) {
+          context.metrics?.increment('storeFailures', STORE_LABELS)
+          context.metrics?.increment(
+            'failureModeActivations',
+            q.mode === 'open' ? FAILED_OPEN : FAILED_CLOSED,
+          )
           if (q.mode === 'open') {
             this.logger.warn('quota: store failed; request allowed (fail open)', {
               quota: q.name,
@@ -287,6 +340,7 @@ class Quotas implements QuotaStage {
         windowMs: end - start,
       })
       if (exceeded) {
+        context.metrics?.increment('quotaRejections', q.labels)
         return {
           ok: false,
           by: q.name,

@@ -15,8 +15,9 @@ import type { GateStage, StageContext, StageResult } from '../gate/gate.js'
 import type { GateRequest } from '../gate/gate-request.js'
 import { normalizePath } from '../gate/gate-request.js'
 import { systemClock, type Clock } from '../internal/clock.js'
+import type { MetricLabels } from '../integrations/metrics.js'
 import { silentLogger, type Logger } from '../logger.js'
-import type { LimitKey, Principal, RateLimitRule } from '../types.js'
+import type { LimitKey, Principal, PrincipalLimits, RateLimitRule } from '../types.js'
 import { parseDurationMs, type DurationInput } from '../validation/type-converter.js'
 import { TypeValidator } from '../validation/type-validator.js'
 import { createMemoryBackend, type RateLimitBackend, type RateLimiterLike } from './backend.js'
@@ -105,7 +106,13 @@ interface CompiledLimit {
   readonly skip: ((ctx: LimitContext) => boolean) | undefined
   readonly allowList: ReadonlySet<string>
   readonly onStoreError: StoreFailureMode
+  /** `{ limit: name }`, built once: counting a rejection allocates nothing. */
+  readonly labels: MetricLabels
 }
+
+const STORE_LABELS: MetricLabels = Object.freeze({ store: 'ratelimit' })
+const FAILED_OPEN: MetricLabels = Object.freeze({ store: 'ratelimit', mode: 'open' })
+const FAILED_CLOSED: MetricLabels = Object.freeze({ store: 'ratelimit', mode: 'closed' })
 
 const ALGORITHMS = ['fixed', 'burst', 'sliding'] as const
 const MODES = ['closed', 'open', 'insurance'] as const
@@ -250,6 +257,7 @@ function compileLimit(
     skip,
     allowList: new Set(allowList),
     onStoreError: mode,
+    labels: Object.freeze({ limit: name }),
   }
 }
 
@@ -259,8 +267,9 @@ const routeLimits = new WeakMap<RateLimitRule, CompiledLimit>()
 function compileRouteRule(rule: RateLimitRule, mode: StoreFailureMode): CompiledLimit {
   let c = routeLimits.get(rule)
   if (c === undefined) {
+    const name = rule.name ?? `route-${rule.limit}-${rule.windowMs}`
     c = {
-      name: rule.name ?? `route-${rule.limit}-${rule.windowMs}`,
+      name,
       limit: constant(rule.limit),
       windowMs: constant(rule.windowMs),
       // Route limits count per route by default, and per principal within it.
@@ -272,8 +281,44 @@ function compileRouteRule(rule: RateLimitRule, mode: StoreFailureMode): Compiled
       skip: undefined,
       allowList: new Set(),
       onStoreError: mode,
+      labels: Object.freeze({ limit: name }),
     }
     routeLimits.set(rule, c)
+  }
+  return c
+}
+
+const CREDENTIAL_LIMIT_LABELS: MetricLabels = Object.freeze({ limit: 'apikey' })
+
+/** A credential's own limits (an API key's usage policy), compiled once per limits array. */
+const credentialLimits = new WeakMap<
+  NonNullable<PrincipalLimits['rateLimits']>,
+  readonly CompiledLimit[]
+>()
+
+function compileCredentialLimits(
+  rules: NonNullable<PrincipalLimits['rateLimits']>,
+  mode: StoreFailureMode,
+): readonly CompiledLimit[] {
+  let c = credentialLimits.get(rules)
+  if (c === undefined) {
+    c = rules.map((rule) => ({
+      // Same name for the same rule on every key: counters are per credential (`apikey` key).
+      name: `apikey-${rule.limit}-per-${rule.windowMs}ms`,
+      limit: constant(rule.limit),
+      windowMs: constant(rule.windowMs),
+      key: keyFunction('apikey'),
+      cost: constant(1),
+      algorithm: 'fixed' as const,
+      burst: undefined,
+      blockDurationMs: 0,
+      skip: undefined,
+      allowList: new Set<string>(),
+      onStoreError: mode,
+      // One label for every per-key limit keeps the metric's cardinality bounded.
+      labels: CREDENTIAL_LIMIT_LABELS,
+    }))
+    credentialLimits.set(rules, c)
   }
   return c
 }
@@ -400,9 +445,12 @@ class Stage implements RateLimitStage {
   async run(context: StageContext): Promise<StageResult> {
     const route = context.requirements?.rateLimits
     // Global limits belong to the authentication step; route limits to the authorization step.
+    const own = context.principal?.limits?.rateLimits
     const applicable =
       context.requirements === undefined
-        ? this.limits
+        ? own === undefined || own.length === 0
+          ? this.limits
+          : [...this.limits, ...compileCredentialLimits(own, this.mode)]
         : route === undefined || route.length === 0
           ? []
           : route.map((r) => compileRouteRule(r, this.mode))
@@ -448,6 +496,7 @@ class Stage implements RateLimitStage {
       }
       reports.push(report)
       if (limited) {
+        context.metrics?.increment('rateLimitRejections', l.labels)
         return {
           ok: false,
           by: l.name,
@@ -474,6 +523,11 @@ class Stage implements RateLimitStage {
 
   /** `undefined`: carry on (fail open); otherwise the denial. */
   #storeFailure(l: CompiledLimit, error: unknown, context: StageContext): StageResult | undefined {
+    context.metrics?.increment('storeFailures', STORE_LABELS)
+    context.metrics?.increment(
+      'failureModeActivations',
+      l.onStoreError === 'open' ? FAILED_OPEN : FAILED_CLOSED,
+    )
     if (l.onStoreError === 'open') {
       this.logger.warn('ratelimit: store failed; request allowed (fail open)', {
         limit: l.name,

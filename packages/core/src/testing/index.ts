@@ -9,11 +9,12 @@
  * ```
  * @packageDocumentation
  */
-import type { GateRequest } from '../gate/gate-request.js'
+import { normalizePath, type GateRequest } from '../gate/gate-request.js'
 
 export { createMemoryKeyStore } from '../apikey/memory-key-store.js'
 export { createMemoryAuditSink, type MemoryAuditSink } from '../audit/memory-audit-sink.js'
 export { createMemoryBroker } from '../integrations/message-broker.js'
+export { createMemoryMetrics, type MemoryMetrics } from './memory-metrics.js'
 
 /** What {@link fakeRequest} accepts. */
 export interface FakeRequestInput {
@@ -24,6 +25,8 @@ export interface FakeRequestInput {
   readonly ip?: string
   /** Header values; an array sends the header several times. */
   readonly headers?: Readonly<Record<string, string | readonly string[]>>
+  /** Whether the imagined router is case-sensitive (`path` is lower-cased when not). @default true */
+  readonly caseSensitive?: boolean
 }
 
 /** Builds a {@link GateRequest} as an adapter would, including repeated headers in `rawHeaders`. */
@@ -39,9 +42,12 @@ export function fakeRequest(input: FakeRequestInput = {}): GateRequest {
     // Node keeps the first Authorization and joins repeats of unknown headers with ", ".
     joined.set(lower, lower === 'authorization' ? (values[0] as string) : values.join(', '))
   }
+  const rawPath = q === -1 ? url : url.slice(0, q)
   return {
     method: (input.method ?? 'GET').toUpperCase(),
-    path: q === -1 ? url : url.slice(0, q),
+    // Normalized as the adapters do, so path rules behave in tests as they do in apps.
+    path: normalizePath(rawPath, { caseSensitive: input.caseSensitive !== false }),
+    rawPath,
     query: q === -1 ? '' : url.slice(q + 1),
     route: input.route,
     ip: input.ip ?? '127.0.0.1',

@@ -6,8 +6,10 @@
  * @internal
  */
 import type {
+  ApiKeyEnvironment,
   ApiKeyId,
   ApiKeyPatch,
+  ApiKeyUsagePolicy,
   ApiKeyRecord,
   ApiKeySecretHash,
   ApiKeyStoredStatus,
@@ -28,6 +30,13 @@ export interface ApiKeyRow {
   readonly expires_at: number | null
   readonly revoked_at: number | null
   readonly metadata: string
+  readonly tags: string
+  readonly purpose: string | null
+  readonly environment: string
+  readonly policy: string
+  readonly rotated_at: number | null
+  readonly last_used_at: number | null
+  readonly usage_count: number
 }
 
 /** Column list in table order, for SELECT and INSERT. */
@@ -44,6 +53,13 @@ export const COLUMNS: readonly (keyof ApiKeyRow)[] = [
   'expires_at',
   'revoked_at',
   'metadata',
+  'tags',
+  'purpose',
+  'environment',
+  'policy',
+  'rotated_at',
+  'last_used_at',
+  'usage_count',
 ]
 
 /** The columns `update` may change, matching the fields of core's `ApiKeyPatch`. */
@@ -56,6 +72,10 @@ export const PATCHABLE: readonly (keyof ApiKeyPatch)[] = [
   'expiresAt',
   'revokedAt',
   'metadata',
+  'tags',
+  'purpose',
+  'policy',
+  'rotatedAt',
 ]
 
 /** A record that does not have the shape of `ApiKeyRecord`; `path` names the bad field. */
@@ -69,6 +89,8 @@ export class RecordShapeError extends Error {
 }
 
 const STATUSES: readonly ApiKeyStoredStatus[] = ['active', 'revoked']
+const ENVIRONMENTS: readonly ApiKeyEnvironment[] = ['live', 'test']
+const ALGORITHMS: readonly string[] = ['hmac-sha256', 'sha256']
 const MAX_JSON_DEPTH = 64
 // With the `u` flag a well-formed surrogate pair is one code point, so this finds only lone halves,
 // which UTF-8 cannot hold: SQLite would store U+FFFD and the value would not read back.
@@ -102,6 +124,53 @@ function status(path: string, value: unknown): ApiKeyStoredStatus {
   return value as ApiKeyStoredStatus
 }
 
+function environment(path: string, value: unknown): ApiKeyEnvironment {
+  if (!ENVIRONMENTS.includes(value as ApiKeyEnvironment)) {
+    throw new RecordShapeError(path, `must be "live" or "test", received ${kind(value)}`)
+  }
+  return value as ApiKeyEnvironment
+}
+
+function nullableText(path: string, value: unknown): string | null {
+  return value === null ? null : text(path, value)
+}
+
+function count(path: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new RecordShapeError(path, `must be a non-negative integer, received ${kind(value)}`)
+  }
+  return value
+}
+
+/** A usage policy: a JSON object with only the known members, each of its documented shape. */
+function policy(path: string, value: unknown): ApiKeyUsagePolicy {
+  const p = plainObject(path, value)
+  checkJson(path, p, 0)
+  for (const key of Object.keys(p)) {
+    const member = p[key]
+    if (member === undefined) continue
+    if (key === 'allowedCidrs' || key === 'allowedOrigins') strings(`${path}.${key}`, member)
+    else if (key === 'rateLimits') {
+      if (!Array.isArray(member))
+        throw new RecordShapeError(`${path}.${key}`, `must be an array, received ${kind(member)}`)
+      member.forEach((rule: unknown, i) => {
+        const r = plainObject(`${path}.${key}[${i}]`, rule)
+        count(`${path}.${key}[${i}].limit`, r['limit'])
+        count(`${path}.${key}[${i}].windowMs`, r['windowMs'])
+      })
+    } else if (key === 'quota') {
+      const q = plainObject(`${path}.quota`, member)
+      count(`${path}.quota.limit`, q['limit'])
+      if (q['period'] !== 'day' && q['period'] !== 'month')
+        throw new RecordShapeError(
+          `${path}.quota.period`,
+          `must be "day" or "month", received ${kind(q['period'])}`,
+        )
+    } else throw new RecordShapeError(`${path}.${key}`, 'is not a usage policy field')
+  }
+  return deepFreeze(JSON.parse(JSON.stringify(p)) as ApiKeyUsagePolicy)
+}
+
 function strings(path: string, value: unknown): readonly string[] {
   if (!Array.isArray(value)) {
     throw new RecordShapeError(path, `must be an array, received ${kind(value)}`)
@@ -126,10 +195,18 @@ function hashes(path: string, value: unknown): readonly ApiKeySecretHash[] {
           `must be null or a number, received ${kind(notAfter)}`,
         )
       }
+      const algorithm = item['algorithm']
+      if (algorithm !== undefined && !ALGORITHMS.includes(algorithm as string)) {
+        throw new RecordShapeError(
+          `${p}.algorithm`,
+          `must be "hmac-sha256" or "sha256", received ${kind(algorithm)}`,
+        )
+      }
       return Object.freeze({
         hash: text(`${p}.hash`, item['hash']) as ApiKeySecretHash['hash'],
         pepperId: text(`${p}.pepperId`, item['pepperId']),
         notAfter,
+        ...(algorithm === undefined ? {} : { algorithm: algorithm as 'hmac-sha256' | 'sha256' }),
       })
     }),
   )
@@ -247,6 +324,13 @@ export function rowToRecord(row: ApiKeyRow): ApiKeyRecord {
     expiresAt: nullableEpochMs('expires_at', row.expires_at),
     revokedAt: nullableEpochMs('revoked_at', row.revoked_at),
     metadata: deepFreeze(metadata),
+    tags: strings('tags', parse('tags', row.tags)),
+    purpose: nullableText('purpose', row.purpose),
+    environment: environment('environment', row.environment),
+    policy: policy('policy', parse('policy', row.policy)),
+    rotatedAt: nullableEpochMs('rotated_at', row.rotated_at),
+    lastUsedAt: nullableEpochMs('last_used_at', row.last_used_at),
+    usageCount: count('usage_count', row.usage_count),
   })
 }
 
@@ -275,6 +359,14 @@ export function normalizeRecord(record: ApiKeyRecord): ApiKeyRecord {
     revokedAt: nullableEpochMs('revokedAt', record.revokedAt),
     // A JSON round trip is the deep copy whose result `get` would return anyway.
     metadata: deepFreeze(JSON.parse(JSON.stringify(metadata)) as Record<string, unknown>),
+    // Absent optional fields take their documented defaults, as rows of version 1 do.
+    tags: strings('tags', record.tags ?? []),
+    purpose: nullableText('purpose', record.purpose ?? null),
+    environment: environment('environment', record.environment ?? 'live'),
+    policy: policy('policy', record.policy ?? {}),
+    rotatedAt: nullableEpochMs('rotatedAt', record.rotatedAt ?? null),
+    lastUsedAt: nullableEpochMs('lastUsedAt', record.lastUsedAt ?? null),
+    usageCount: count('usageCount', record.usageCount ?? 0),
   })
 }
 
@@ -293,6 +385,13 @@ export function recordToRow(record: ApiKeyRecord): ApiKeyRow {
     expires_at: record.expiresAt,
     revoked_at: record.revokedAt,
     metadata: JSON.stringify(record.metadata),
+    tags: JSON.stringify(record.tags ?? []),
+    purpose: record.purpose ?? null,
+    environment: record.environment ?? 'live',
+    policy: JSON.stringify(record.policy ?? {}),
+    rotated_at: record.rotatedAt ?? null,
+    last_used_at: record.lastUsedAt ?? null,
+    usage_count: record.usageCount ?? 0,
   }
 }
 

@@ -15,6 +15,9 @@ export interface TableNames {
   readonly apiKeys: string
   readonly apiKeysOwnerIndex: string
   readonly apiKeysStatusIndex: string
+  /** One row per stored secret hash, for `findByHash` (imported keys carry no key id). */
+  readonly apiKeyHashes: string
+  readonly apiKeyHashesKeyIndex: string
 }
 
 /** Validates `tablePrefix` (recording an issue on `v`) and returns it, or the default. */
@@ -45,5 +48,7 @@ export function tableNames(prefix: string): TableNames {
     apiKeys: quote('api_keys'),
     apiKeysOwnerIndex: quote('api_keys_owner_id'),
     apiKeysStatusIndex: quote('api_keys_status'),
+    apiKeyHashes: quote('api_key_hashes'),
+    apiKeyHashesKeyIndex: quote('api_key_hashes_key_id'),
   })
 }
