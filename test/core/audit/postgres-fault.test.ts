@@ -17,9 +17,9 @@ import { createPostgresAuditSink, readPostgresAuditEvents } from '@gatehouse/pos
 import { describeWithPostgres } from '../../helpers/postgres-server.js'
 
 const KEY = 'pg-fault-chain-key-0123456789abcdef'
-// The issue asks for 30 s; 8 s runs the same path (spool, backoff, replay, dedupe) in a third of
-// the time. Set GATEHOUSE_AUDIT_OUTAGE_MS=30000 for the full length.
-const OUTAGE_MS = Number(process.env.GATEHOUSE_AUDIT_OUTAGE_MS ?? 8_000)
+// PostgreSQL stays down for 30 s under load (the length the audit issue asks for: longer than every
+// backoff step and the write timeout). GATEHOUSE_AUDIT_OUTAGE_MS shortens it for local iteration.
+const OUTAGE_MS = Number(process.env.GATEHOUSE_AUDIT_OUTAGE_MS ?? 30_000)
 
 const ev = (who: string, i: number): AuditEventInput => ({
   type: i % 3 === 0 ? 'authn.failure' : 'authz.allow',

@@ -252,6 +252,21 @@ const LIST_HEADERS = ['ID', 'NAME', 'OWNER', 'STATE', 'SCOPES', 'EXPIRES']
 
 const SHOWN_ONCE = 'Store this key now: it is shown only once, and Gatehouse keeps only its hash.\n'
 
+/** Prints a newly issued key (create, rotate): the plaintext once, then the record. */
+function printIssued(
+  context: CliContext,
+  command: Command,
+  issued: { readonly key: string; readonly record: ApiKeyRecord },
+  now: number,
+): void {
+  context.output(
+    command,
+    { key: issued.key, record: publicView(issued.record, now) },
+    () => `${issued.key}\n\n${humanRecord(issued.record, now)}\n${SHOWN_ONCE}`,
+  )
+  if (context.globals(command).json === true) context.io.stderr(SHOWN_ONCE)
+}
+
 /**
  * Runs `work` with a manager over the configured store and closes the store afterwards. `hashing`
  * names the command when it needs the real pepper (it hashes a key); other commands get the
@@ -386,12 +401,7 @@ export function register(program: Command, context: CliContext): void {
         const issued = await withManager(context, command, 'keys create', (m) =>
           m.create({ ...newKeyFields(opts), prefix: opts.prefix }),
         )
-        context.output(
-          command,
-          { key: issued.key, record: publicView(issued.record, now) },
-          () => `${issued.key}\n\n${humanRecord(issued.record, now)}\n${SHOWN_ONCE}`,
-        )
-        if (context.globals(command).json === true) context.io.stderr(SHOWN_ONCE)
+        printIssued(context, command, issued, now)
       },
     )
 
@@ -536,12 +546,7 @@ export function register(program: Command, context: CliContext): void {
         m.rotate(id, { grace: opts.grace ?? 0 }),
       )
       if (issued === undefined) throw notFound(id)
-      context.output(
-        command,
-        { key: issued.key, record: publicView(issued.record, now) },
-        () => `${issued.key}\n\n${humanRecord(issued.record, now)}\n${SHOWN_ONCE}`,
-      )
-      if (context.globals(command).json === true) context.io.stderr(SHOWN_ONCE)
+      printIssued(context, command, issued, now)
     })
 
   keys
