@@ -90,13 +90,24 @@ const OPTIONAL_DEFAULTS = {
 const byId = (a: { readonly id: string }, b: { readonly id: string }): number =>
   a.id < b.id ? -1 : a.id > b.id ? 1 : 0
 
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
+/** What `promise` rejects with; fails the test when it resolves. */
+export async function rejection(promise: Promise<unknown>): Promise<Error & { code?: string }> {
   try {
     await promise
   } catch (error) {
-    return error
+    return error as Error & { code?: string }
   }
   throw new Error('expected the promise to reject, but it resolved')
+}
+
+/** What `fn` throws; fails the test when it returns. */
+export function thrown(fn: () => unknown): Error & { code?: string } {
+  try {
+    fn()
+  } catch (error) {
+    return error as Error & { code?: string }
+  }
+  throw new Error('expected the function to throw, but it returned')
 }
 
 /**

@@ -17,7 +17,12 @@ import {
   migratePostgres,
   type PostgresKeyStore,
 } from '@gatehouse/postgres'
-import { buildKeyRecord, describeKeyStoreConformance } from '../helpers/key-store-conformance.js'
+import {
+  buildKeyRecord,
+  describeKeyStoreConformance,
+  rejection,
+  thrown,
+} from '../helpers/key-store-conformance.js'
 import {
   describeWithPostgres,
   skipWithoutPostgres,
@@ -26,24 +31,6 @@ import {
 } from '../helpers/postgres-server.js'
 
 const T0 = Date.UTC(2026, 0, 1)
-
-async function rejection(promise: Promise<unknown>): Promise<Error & { code?: string }> {
-  try {
-    await promise
-  } catch (error) {
-    return error as Error & { code?: string }
-  }
-  throw new Error('expected the promise to reject, but it resolved')
-}
-
-function thrown(fn: () => unknown): Error & { code?: string } {
-  try {
-    fn()
-  } catch (error) {
-    return error as Error & { code?: string }
-  }
-  throw new Error('expected the function to throw, but it returned')
-}
 
 function denial(decision: Decision): { status: number; error: AuthError } {
   if (decision.allowed) throw new Error('expected the request to be denied, but it was allowed')

@@ -24,28 +24,15 @@ import {
   migrateSqlite,
   type SqliteKeyStore,
 } from '@gatehouse/sqlite'
-import { buildKeyRecord, describeKeyStoreConformance } from '../helpers/key-store-conformance.js'
+import {
+  buildKeyRecord,
+  describeKeyStoreConformance,
+  rejection,
+  thrown,
+} from '../helpers/key-store-conformance.js'
 
 async function tempDir(): Promise<string> {
   return mkdtemp(join(tmpdir(), 'gatehouse-sqlite-'))
-}
-
-async function rejection(promise: Promise<unknown>): Promise<Error & { code?: string }> {
-  try {
-    await promise
-  } catch (error) {
-    return error as Error & { code?: string }
-  }
-  throw new Error('expected the promise to reject, but it resolved')
-}
-
-function thrown(fn: () => unknown): Error & { code?: string } {
-  try {
-    fn()
-  } catch (error) {
-    return error as Error & { code?: string }
-  }
-  throw new Error('expected the function to throw, but it returned')
 }
 
 function tableNames(db: Database.Database): string[] {

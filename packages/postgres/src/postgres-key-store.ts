@@ -6,10 +6,14 @@
  * @packageDocumentation
  */
 import {
+  API_KEY_COLUMNS,
+  API_KEY_LIST_FILTERS,
   AuthError,
   ConfigError,
   TypeValidator,
+  assertApiKeyUsage,
   describeValue,
+  resolveApiKeyListQuery,
   silentLogger,
   type ApiKeyHash,
   type ApiKeyId,
@@ -17,10 +21,10 @@ import {
   type ApiKeyPage,
   type ApiKeyPatch,
   type ApiKeyRecord,
-  type ApiKeyStoredStatus,
   type ApiKeyUsage,
   type KeyStore,
   type Logger,
+  type StoredApiKeyCodec,
 } from '@gatehouse/core'
 import type pg from 'pg'
 import {
@@ -39,12 +43,9 @@ import {
 } from './internal/connection.js'
 import { checkMigrated, migrate } from './internal/migrator.js'
 import {
-  COLUMNS,
-  RecordShapeError,
-  applyPatch,
-  normalizeRecord,
-  recordToParams,
-  rowToRecord,
+  insertParams,
+  keyRecordCodec,
+  updateParams,
   type ApiKeyRow,
 } from './internal/record-codec.js'
 import { keyStoreNames, type KeyStoreNames } from './internal/table-names.js'
@@ -105,7 +106,10 @@ export interface PostgresKeyStore extends KeyStore {
 }
 
 const OPTION_NAMES = ['pool', 'connectionString', 'schema', 'tablePrefix', 'migrate', 'logger']
-const STATUSES: readonly ApiKeyStoredStatus[] = ['active', 'revoked']
+const LIST_LIMITS = {
+  defaultLimit: DEFAULT_POSTGRES_LIST_LIMIT,
+  maxLimit: MAX_POSTGRES_LIST_LIMIT,
+}
 const WHAT = 'PostgreSQL key store'
 
 /**
@@ -174,10 +178,10 @@ interface Statements {
 }
 
 function statements(t: KeyStoreNames): Statements {
-  const columns = COLUMNS.join(', ')
+  const columns = API_KEY_COLUMNS.join(', ')
   const select = `SELECT ${columns} FROM ${t.apiKeys}`
   const list = new Map<string, string>()
-  for (const combo of ['', 'o', 's', 't', 'os', 'ot', 'st', 'ost']) {
+  for (const combo of API_KEY_LIST_FILTERS) {
     let n = 0
     const where = [
       ...(combo.includes('o') ? [`owner_id = $${++n}`] : []),
@@ -220,80 +224,13 @@ function statements(t: KeyStoreNames): Statements {
   }
 }
 
-interface ResolvedListQuery {
-  readonly params: unknown[]
-  readonly combo: string
-  readonly limit: number
-}
-
-function resolveListQuery(query: ApiKeyListQuery): ResolvedListQuery {
-  if (typeof query !== 'object' || query === null) {
-    throw new TypeError(`list: query must be an object, received ${describeValue(query)}`)
-  }
-  const { ownerId, status, tag, limit = DEFAULT_POSTGRES_LIST_LIMIT, cursor } = query
-  const params: unknown[] = []
-  let combo = ''
-  if (ownerId !== undefined) {
-    if (typeof ownerId !== 'string')
-      throw new TypeError(`list: ownerId must be a string, received ${describeValue(ownerId)}`)
-    combo += 'o'
-    params.push(ownerId)
-  }
-  if (status !== undefined) {
-    // An unknown status would silently match nothing; a typo such as 'revoke' should be loud.
-    if (!STATUSES.includes(status))
-      throw new TypeError(
-        `list: status must be "active" or "revoked", received ${describeValue(status)}`,
-      )
-    combo += 's'
-    params.push(status)
-  }
-  if (tag !== undefined) {
-    if (typeof tag !== 'string')
-      throw new TypeError(`list: tag must be a string, received ${describeValue(tag)}`)
-    combo += 't'
-    params.push(tag)
-  }
-  if (!Number.isSafeInteger(limit) || limit < 1) {
-    throw new RangeError(`list: limit must be a positive integer, received ${describeValue(limit)}`)
-  }
-  if (cursor !== undefined && typeof cursor !== 'string') {
-    throw new TypeError(`list: cursor must be a string, received ${describeValue(cursor)}`)
-  }
-  const capped = Math.min(limit, MAX_POSTGRES_LIST_LIMIT)
-  // Ids are non-empty, so every id sorts after ''. One row beyond the page tells whether a next
-  // page exists without a second query.
-  params.push(cursor ?? '', capped + 1)
-  return { params, combo, limit: capped }
-}
-
-/** `build()`, with a malformed input record reported as a `TypeError` naming the field. */
-function checkedRecord<TResult>(what: string, build: () => TResult): TResult {
-  try {
-    return build()
-  } catch (error) {
-    if (error instanceof RecordShapeError) {
-      throw new TypeError(`${what}: invalid key record: ${error.message}`, { cause: error })
-    }
-    throw error
-  }
-}
-
-function isUsage(u: ApiKeyUsage | undefined): boolean {
-  return (
-    typeof u?.id === 'string' &&
-    Number.isSafeInteger(u.lastUsedAt) &&
-    Number.isSafeInteger(u.count) &&
-    u.count >= 0
-  )
-}
-
 class PostgresStore implements PostgresKeyStore {
   readonly #pool: pg.Pool
   readonly #owned: boolean
   readonly #names: KeyStoreNames
   readonly #migrate: boolean
   readonly #s: Statements
+  readonly #codec: StoredApiKeyCodec<ApiKeyRow>
   #ready: Promise<void> | undefined
   #isReady = false
   #closed = false
@@ -304,6 +241,7 @@ class PostgresStore implements PostgresKeyStore {
     this.#names = names
     this.#migrate = runMigrations
     this.#s = statements(names)
+    this.#codec = keyRecordCodec(names.apiKeys)
   }
 
   ready(): Promise<void> {
@@ -324,13 +262,13 @@ class PostgresStore implements PostgresKeyStore {
 
   async get(id: ApiKeyId): Promise<ApiKeyRecord | undefined> {
     const rows = await this.#query(this.#s.get, [id])
-    return rows[0] === undefined ? undefined : this.#decode(rows[0])
+    return rows[0] === undefined ? undefined : this.#codec.read(rows[0])
   }
 
   async insert(record: ApiKeyRecord): Promise<void> {
-    const checked = checkedRecord('insert', () => normalizeRecord(record))
+    const checked = this.#codec.checkInsert(record)
     // A duplicate id fails the PRIMARY KEY: pg's DatabaseError with code 23505, passed unchanged.
-    await this.#query(this.#s.insert, recordToParams(checked))
+    await this.#query(this.#s.insert, insertParams(this.#codec.columns(checked)))
   }
 
   async update(id: ApiKeyId, patch: ApiKeyPatch): Promise<ApiKeyRecord | undefined> {
@@ -353,26 +291,14 @@ class PostgresStore implements PostgresKeyStore {
         await client.query('COMMIT')
         return undefined
       }
-      const next = checkedRecord('update', () => applyPatch(this.#decode(row), patch))
-      const p = recordToParams(next)
-      const updated = await client.query<ApiKeyRow>(this.#s.update, [
-        next.id,
-        next.name,
-        next.scopes,
-        next.roles,
-        next.status,
-        p[7],
-        p[19],
-        next.expiresAt,
-        next.revokedAt,
-        p[11],
-        p[12],
-        p[13],
-        p[15],
-        p[16],
-      ])
+      const codec = this.#codec
+      const next = codec.checkUpdate(codec.read(row), patch)
+      const updated = await client.query<ApiKeyRow>(
+        this.#s.update,
+        updateParams(codec.columns(next)),
+      )
       await client.query('COMMIT')
-      return this.#decode(updated.rows[0] as ApiKeyRow)
+      return codec.read(updated.rows[0] as ApiKeyRow)
     } catch (error) {
       await client.query('ROLLBACK').catch((e: Error) => (broken = e))
       throw unavailable('ERR_KEYSTORE_UNAVAILABLE', WHAT, error)
@@ -396,21 +322,15 @@ class PostgresStore implements PostgresKeyStore {
   async findByHash(hash: ApiKeyHash): Promise<ApiKeyRecord | undefined> {
     if (typeof hash !== 'string') return undefined
     const rows = await this.#query(this.#s.findByHash, [hash])
-    return rows[0] === undefined ? undefined : this.#decode(rows[0])
+    return rows[0] === undefined ? undefined : this.#codec.read(rows[0])
   }
 
   async recordUsage(usage: readonly ApiKeyUsage[]): Promise<void> {
-    if (!Array.isArray(usage)) {
-      throw new TypeError(`recordUsage: usage must be an array, received ${describeValue(usage)}`)
-    }
+    assertApiKeyUsage(usage)
     const ids: string[] = []
     const lastUsed: number[] = []
     const counts: number[] = []
-    for (const [i, u] of usage.entries()) {
-      if (!isUsage(u))
-        throw new TypeError(
-          `recordUsage: usage[${i}] must be { id, lastUsedAt, count: integer >= 0 }`,
-        )
+    for (const u of usage) {
       ids.push(u.id)
       lastUsed.push(u.lastUsedAt)
       counts.push(u.count)
@@ -423,10 +343,15 @@ class PostgresStore implements PostgresKeyStore {
   }
 
   async list(query: ApiKeyListQuery = {}): Promise<ApiKeyPage> {
-    const q = resolveListQuery(query)
-    const rows = await this.#query(this.#s.list.get(q.combo) as string, q.params)
+    const q = resolveApiKeyListQuery(query, LIST_LIMITS)
+    // One row beyond the page tells whether a next page exists without a second query.
+    const rows = await this.#query(this.#s.list.get(q.filters) as string, [
+      ...q.values,
+      q.cursor,
+      q.limit + 1,
+    ])
     const more = rows.length > q.limit
-    const items = Object.freeze(rows.slice(0, q.limit).map((row) => this.#decode(row)))
+    const items = Object.freeze(rows.slice(0, q.limit).map((row) => this.#codec.read(row)))
     return Object.freeze({ items, nextCursor: more ? (items.at(-1)?.id ?? null) : null })
   }
 
@@ -455,18 +380,5 @@ class PostgresStore implements PostgresKeyStore {
     return new AuthError('ERR_KEYSTORE_UNAVAILABLE', `The ${WHAT} is closed`, {
       reason: 'store closed',
     })
-  }
-
-  #decode(row: ApiKeyRow): ApiKeyRecord {
-    try {
-      return rowToRecord(row)
-    } catch (cause) {
-      if (!(cause instanceof RecordShapeError)) throw cause
-      throw new AuthError(
-        'ERR_KEYSTORE_UNAVAILABLE',
-        `Corrupt row for key ${JSON.stringify(row.id)} in ${this.#names.apiKeys}: ${cause.message}`,
-        { cause, reason: 'corrupt row' },
-      )
-    }
   }
 }

@@ -6,10 +6,14 @@
  * @packageDocumentation
  */
 import {
+  API_KEY_COLUMNS,
+  API_KEY_LIST_FILTERS,
   AuthError,
   ConfigError,
   TypeValidator,
+  assertApiKeyUsage,
   describeValue,
+  resolveApiKeyListQuery,
   silentLogger,
   type ApiKeyHash,
   type ApiKeyId,
@@ -17,10 +21,10 @@ import {
   type ApiKeyPage,
   type ApiKeyPatch,
   type ApiKeyRecord,
-  type ApiKeyStoredStatus,
   type ApiKeyUsage,
   type KeyStore,
   type Logger,
+  type StoredApiKeyCodec,
 } from '@gatehouse/core'
 import Database from 'better-sqlite3'
 import {
@@ -28,15 +32,7 @@ import {
   DEFAULT_SQLITE_LIST_LIMIT,
   MAX_SQLITE_LIST_LIMIT,
 } from './defaults.js'
-import {
-  COLUMNS,
-  RecordShapeError,
-  applyPatch,
-  normalizeRecord,
-  recordToRow,
-  rowToRecord,
-  type ApiKeyRow,
-} from './internal/record-codec.js'
+import { encodeRow, keyRecordCodec, type ApiKeyRow } from './internal/record-codec.js'
 import { resolveTablePrefix, tableNames, type TableNames } from './internal/table-names.js'
 import { applyMigrations } from './migrations.js'
 
@@ -71,7 +67,7 @@ export interface SqliteKeyStore extends KeyStore {
 }
 
 const OPTION_NAMES = ['database', 'tablePrefix', 'logger']
-const STATUSES: readonly ApiKeyStoredStatus[] = ['active', 'revoked']
+const LIST_LIMITS = { defaultLimit: DEFAULT_SQLITE_LIST_LIMIT, maxLimit: MAX_SQLITE_LIST_LIMIT }
 
 /**
  * Creates a key store on SQLite. Validates the options, opens the file when given a path, and
@@ -184,14 +180,14 @@ interface Statements {
 }
 
 function prepareStatements(db: Database.Database, t: TableNames): Statements {
-  const columns = COLUMNS.join(', ')
+  const columns = API_KEY_COLUMNS.join(', ')
   const select = `SELECT ${columns} FROM ${t.apiKeys}`
   const page = 'id > ? ORDER BY id LIMIT ?'
   // Reads ignore the caller's defaultSafeIntegers(): timestamps must come back as numbers.
   const read = <TParams extends unknown[]>(sql: string): Database.Statement<TParams, ApiKeyRow> =>
     db.prepare<TParams, ApiKeyRow>(sql).safeIntegers(false)
   // Usage columns change only through recordUsage, so an update never writes back a stale count.
-  const mutable = COLUMNS.filter(
+  const mutable = API_KEY_COLUMNS.filter(
     (c) =>
       c !== 'id' &&
       c !== 'prefix' &&
@@ -201,7 +197,7 @@ function prepareStatements(db: Database.Database, t: TableNames): Statements {
       c !== 'usage_count',
   )
   const list = new Map<string, Database.Statement<unknown[], ApiKeyRow>>()
-  for (const combo of ['', 'o', 's', 't', 'os', 'ot', 'st', 'ost']) {
+  for (const combo of API_KEY_LIST_FILTERS) {
     const where = [
       ...(combo.includes('o') ? ['owner_id = ?'] : []),
       ...(combo.includes('s') ? ['status = ?'] : []),
@@ -229,7 +225,7 @@ function prepareStatements(db: Database.Database, t: TableNames): Statements {
     ),
     get: read(`${select} WHERE id = ?`),
     insert: db.prepare<[ApiKeyRow]>(
-      `INSERT INTO ${t.apiKeys} (${columns}) VALUES (${COLUMNS.map((c) => `@${c}`).join(', ')})`,
+      `INSERT INTO ${t.apiKeys} (${columns}) VALUES (${API_KEY_COLUMNS.map((c) => `@${c}`).join(', ')})`,
     ),
     update: db.prepare<[ApiKeyRow]>(
       `UPDATE ${t.apiKeys} SET ${mutable.map((c) => `${c} = @${c}`).join(', ')} WHERE id = @id`,
@@ -238,62 +234,10 @@ function prepareStatements(db: Database.Database, t: TableNames): Statements {
   }
 }
 
-interface ResolvedListQuery {
-  readonly ownerId: string | undefined
-  readonly status: ApiKeyStoredStatus | undefined
-  readonly tag: string | undefined
-  readonly limit: number
-  readonly cursor: string
-}
-
-function resolveListQuery(query: ApiKeyListQuery): ResolvedListQuery {
-  if (typeof query !== 'object' || query === null) {
-    throw new TypeError(`list: query must be an object, received ${describeValue(query)}`)
-  }
-  const { ownerId, status, tag, limit = DEFAULT_SQLITE_LIST_LIMIT, cursor } = query
-  if (tag !== undefined && typeof tag !== 'string') {
-    throw new TypeError(`list: tag must be a string, received ${describeValue(tag)}`)
-  }
-  if (ownerId !== undefined && typeof ownerId !== 'string') {
-    throw new TypeError(`list: ownerId must be a string, received ${describeValue(ownerId)}`)
-  }
-  // An unknown status would silently match nothing; a typo such as 'revoke' should be loud.
-  if (status !== undefined && !STATUSES.includes(status)) {
-    throw new TypeError(
-      `list: status must be "active" or "revoked", received ${describeValue(status)}`,
-    )
-  }
-  if (!Number.isSafeInteger(limit) || limit < 1) {
-    throw new RangeError(`list: limit must be a positive integer, received ${describeValue(limit)}`)
-  }
-  if (cursor !== undefined && typeof cursor !== 'string') {
-    throw new TypeError(`list: cursor must be a string, received ${describeValue(cursor)}`)
-  }
-  return {
-    ownerId,
-    status,
-    tag,
-    limit: Math.min(limit, MAX_SQLITE_LIST_LIMIT),
-    // Ids are non-empty, so every id sorts after ''.
-    cursor: cursor ?? '',
-  }
-}
-
-function checkedRecord<TResult>(what: string, build: () => TResult): TResult {
-  try {
-    return build()
-  } catch (error) {
-    if (error instanceof RecordShapeError) {
-      throw new TypeError(`${what}: invalid key record: ${error.message}`, { cause: error })
-    }
-    throw error
-  }
-}
-
 class SqliteStore implements SqliteKeyStore {
   readonly #db: Database.Database
   readonly #owned: boolean
-  readonly #table: string
+  readonly #codec: StoredApiKeyCodec<ApiKeyRow>
   readonly #s: Statements
   readonly #update: Database.Transaction<
     (id: string, patch: ApiKeyPatch) => ApiKeyRecord | undefined
@@ -306,14 +250,15 @@ class SqliteStore implements SqliteKeyStore {
   constructor(db: Database.Database, owned: boolean, names: TableNames) {
     this.#db = db
     this.#owned = owned
-    this.#table = names.apiKeys
+    const codec = keyRecordCodec(names.apiKeys)
+    this.#codec = codec
     const s = prepareStatements(db, names)
     this.#s = s
     this.#update = db.transaction((id: string, patch: ApiKeyPatch) => {
       const row = s.get.get(id)
       if (row === undefined) return undefined
-      const next = checkedRecord('update', () => applyPatch(this.#decode(row), patch))
-      s.update.run(recordToRow(next))
+      const next = codec.checkUpdate(codec.read(row), patch)
+      s.update.run(encodeRow(codec.columns(next)))
       if (patch.hashes !== undefined) {
         s.deleteHashes.run(id)
         for (const h of next.hashes) s.insertHash.run(h.hash, id)
@@ -321,7 +266,7 @@ class SqliteStore implements SqliteKeyStore {
       return next
     })
     this.#insert = db.transaction((record: ApiKeyRecord) => {
-      s.insert.run(recordToRow(record))
+      s.insert.run(encodeRow(codec.columns(record)))
       for (const h of record.hashes) s.insertHash.run(h.hash, record.id)
     })
     this.#delete = db.transaction((id: string) => {
@@ -336,13 +281,12 @@ class SqliteStore implements SqliteKeyStore {
   async get(id: ApiKeyId): Promise<ApiKeyRecord | undefined> {
     this.#open()
     const row = this.#s.get.get(id)
-    return row === undefined ? undefined : this.#decode(row)
+    return row === undefined ? undefined : this.#codec.read(row)
   }
 
   async insert(record: ApiKeyRecord): Promise<void> {
     this.#open()
-    const checked = checkedRecord('insert', () => normalizeRecord(record))
-    if (checked.id === '') throw new TypeError('insert: invalid key record: id: must not be empty')
+    const checked = this.#codec.checkInsert(record)
     // A duplicate id fails the PRIMARY KEY: the driver's SqliteError, code SQLITE_CONSTRAINT_PRIMARYKEY.
     this.#insert.immediate(checked)
   }
@@ -364,54 +308,27 @@ class SqliteStore implements SqliteKeyStore {
     this.#open()
     if (typeof hash !== 'string') return undefined
     const row = this.#s.findByHash.get(hash)
-    return row === undefined ? undefined : this.#decode(row)
+    return row === undefined ? undefined : this.#codec.read(row)
   }
 
   async recordUsage(usage: readonly ApiKeyUsage[]): Promise<void> {
     this.#open()
-    for (const [i, u] of usage.entries()) {
-      if (
-        typeof u?.id !== 'string' ||
-        !Number.isSafeInteger(u.lastUsedAt) ||
-        !Number.isSafeInteger(u.count) ||
-        u.count < 0
-      ) {
-        throw new TypeError(
-          `recordUsage: usage[${i}] must be { id, lastUsedAt, count: integer >= 0 }`,
-        )
-      }
-    }
+    assertApiKeyUsage(usage)
     // One transaction per batch: one fsync for the whole flush.
     this.#recordUsage.immediate(usage)
   }
 
   async list(query: ApiKeyListQuery = {}): Promise<ApiKeyPage> {
     this.#open()
-    const q = resolveListQuery(query)
-    const s = this.#s
-    const take = q.limit + 1
-    const params: unknown[] = []
-    let combo = ''
-    if (q.ownerId !== undefined) {
-      combo += 'o'
-      params.push(q.ownerId)
-    }
-    if (q.status !== undefined) {
-      combo += 's'
-      params.push(q.status)
-    }
-    if (q.tag !== undefined) {
-      combo += 't'
-      params.push(q.tag)
-    }
-    const rows = (s.list.get(combo) as Database.Statement<unknown[], ApiKeyRow>).all(
-      ...params,
-      q.cursor,
-      take,
-    )
+    const q = resolveApiKeyListQuery(query, LIST_LIMITS)
     // One row beyond the page tells whether a next page exists without a second query.
+    const rows = (this.#s.list.get(q.filters) as Database.Statement<unknown[], ApiKeyRow>).all(
+      ...q.values,
+      q.cursor,
+      q.limit + 1,
+    )
     const more = rows.length > q.limit
-    const items = Object.freeze(rows.slice(0, q.limit).map((row) => this.#decode(row)))
+    const items = Object.freeze(rows.slice(0, q.limit).map((row) => this.#codec.read(row)))
     return Object.freeze({ items, nextCursor: more ? (items.at(-1)?.id ?? null) : null })
   }
 
@@ -426,19 +343,6 @@ class SqliteStore implements SqliteKeyStore {
       throw new AuthError('ERR_KEYSTORE_UNAVAILABLE', 'The SQLite key store is closed', {
         reason: 'store closed',
       })
-    }
-  }
-
-  #decode(row: ApiKeyRow): ApiKeyRecord {
-    try {
-      return rowToRecord(row)
-    } catch (cause) {
-      if (!(cause instanceof RecordShapeError)) throw cause
-      throw new AuthError(
-        'ERR_KEYSTORE_UNAVAILABLE',
-        `Corrupt row for key ${JSON.stringify(row.id)} in ${this.#table}: ${cause.message}`,
-        { cause, reason: 'corrupt row' },
-      )
     }
   }
 }

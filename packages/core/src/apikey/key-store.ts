@@ -111,6 +111,25 @@ export type ApiKeyPatch = Partial<
   >
 >
 
+/**
+ * The fields of {@link ApiKeyPatch}: what `update` may change. The others never change after
+ * creation, or (usage) only through {@link KeyStore.recordUsage}.
+ */
+export const API_KEY_PATCH_FIELDS: readonly (keyof ApiKeyPatch)[] = Object.freeze([
+  'name',
+  'scopes',
+  'roles',
+  'status',
+  'hashes',
+  'expiresAt',
+  'revokedAt',
+  'metadata',
+  'tags',
+  'purpose',
+  'policy',
+  'rotatedAt',
+] as const)
+
 /** Filter and page of {@link KeyStore.list}. */
 export interface ApiKeyListQuery {
   readonly ownerId?: UserID

@@ -14,22 +14,7 @@ import type {
   ApiKeyUsage,
   KeyStore,
 } from './key-store.js'
-
-/** The fields `update` may change; everything else (id, owner, prefix, createdAt) is fixed. */
-const PATCHABLE = [
-  'name',
-  'scopes',
-  'roles',
-  'status',
-  'hashes',
-  'expiresAt',
-  'revokedAt',
-  'metadata',
-  'tags',
-  'purpose',
-  'policy',
-  'rotatedAt',
-] as const
+import { API_KEY_PATCH_FIELDS } from './key-store.js'
 
 /** Largest page {@link KeyStore.list} returns. */
 export const MAX_LIST_LIMIT = 1000
@@ -87,7 +72,8 @@ export function createMemoryKeyStore(): KeyStore {
       const current = keys.get(id)
       if (current === undefined) return undefined
       const next: Record<string, unknown> = { ...current }
-      for (const field of PATCHABLE) if (patch[field] !== undefined) next[field] = patch[field]
+      for (const field of API_KEY_PATCH_FIELDS)
+        if (patch[field] !== undefined) next[field] = patch[field]
       const stored = snapshot(next as unknown as ApiKeyRecord)
       unindex(current)
       keys.set(id, stored)
