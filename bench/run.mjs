@@ -12,7 +12,7 @@
  * makes the run invalid and the suite exit non-zero. A throw-away redis-server serves the Redis
  * variant. Then the micro-benchmarks (`micro.mjs`, in this process), scale and memory
  * (`scale.mjs`, in a child with `--expose-gc`) and the policy-engine comparison (`policy.mjs`, in a
- * child, when present). Writes `bench/RESULTS.md` and prints it to stdout.
+ * child, when present). Writes `bench/RESULTS.md` (`RESULTS.quick.md` with `--quick`) and prints it.
  *
  * `--profile`: instead of all that, runs the full gate on each framework under `--cpu-prof` for a
  * few seconds of load, writes the profiles to `bench/profiles/` and prints their top frames.
@@ -43,7 +43,8 @@ import { prometheusMetrics } from './servers/variants.mjs'
 
 const SCRIPT = fileURLToPath(import.meta.url)
 const SERVER = join(BENCH_DIR, 'servers', 'server.mjs')
-const RESULTS = join(BENCH_DIR, 'RESULTS.md')
+// A quick run is a check, not a result: it never overwrites the full run's RESULTS.md.
+const resultsFile = (quick) => join(BENCH_DIR, quick ? 'RESULTS.quick.md' : 'RESULTS.md')
 const PROFILES = join(BENCH_DIR, 'profiles')
 const FRAMEWORK_LABELS = { express: 'Express 5', koa: 'Koa 3', fastify: 'Fastify 5' }
 const LABELS = {
@@ -73,7 +74,8 @@ const MiB = 2 ** 20
 const PARTS = ['http', 'micro', 'scale', 'policy']
 
 const USAGE = `usage: node bench/run.mjs [--quick] [--rounds N] [--parts ${PARTS.join(',')}] [--profile]
-  --quick     3 rounds of 1 s runs (and shorter micro-benchmarks, smaller scale runs)
+  --quick     3 rounds of 1 s runs of the variants the targets need (and shorter micro-benchmarks,
+              smaller scale runs)
               instead of 5 rounds of 0.5 s warm-up + 3 s measured
   --rounds N  number of rounds (1-50)
   --parts     which parts to run (default: all)
@@ -169,20 +171,24 @@ async function pinOrReexec() {
 
 /**
  * What the HTTP part measures, per framework, bare first. Audit, Redis and metrics variants are
- * measured on every framework for audit and on Express only for Redis and metrics.
+ * measured on every framework for audit and on Express only for Redis and metrics. Quick mode keeps
+ * what the targets are computed from (bare, API key, full gate with and without audit, Redis, the
+ * JWT + rate-limit peer) and drops the per-algorithm JWT rows and the passport peers.
  * @param {{ redis: boolean, metrics: boolean }} has
+ * @param {boolean} quick
  * @returns {Array<{ framework: string, variant: string }>}
  */
-function plan(has) {
-  const common = ['bare', 'apikey', 'hs256', 'rs256', 'es256', 'eddsa', 'full', 'full-noaudit']
+function plan(has, quick) {
+  const common = quick
+    ? ['bare', 'apikey', 'full', 'full-noaudit']
+    : ['bare', 'apikey', 'hs256', 'rs256', 'es256', 'eddsa', 'full', 'full-noaudit']
   const per = {
     express: [
       ...common,
       ...(has.redis ? ['full-redis'] : []),
-      ...(has.metrics ? ['full-metrics'] : []),
+      ...(has.metrics && !quick ? ['full-metrics'] : []),
       'peer-expressjwt',
-      'peer-passportjwt',
-      'peer-passportapikey',
+      ...(quick ? [] : ['peer-passportjwt', 'peer-passportapikey']),
     ],
     koa: [...common, 'peer-koajwt'],
     fastify: [...common, 'peer-fastifyjwt'],
@@ -641,7 +647,7 @@ async function main() {
   let redis
 
   if (opts.parts.includes('http')) {
-    entries = plan(has)
+    entries = plan(has, opts.quick)
     if (has.redis) {
       redis = await startRedis()
       process.env.BENCH_REDIS_PORT = String(redis.port)
@@ -842,6 +848,7 @@ async function main() {
   out.push(...sections)
   if (runs.length > 0) out.push('## Per-run data', '', perRunTable(runs), '')
   const text = out.join('\n')
+  const RESULTS = resultsFile(opts.quick)
   writeFileSync(RESULTS, text)
   console.log(text)
   if (failures.length > 0) {
