@@ -195,6 +195,8 @@ class Broker implements RedisBroker {
   #closed = false
   #pingTimer: NodeJS.Timeout | undefined
   #pinging = false
+  /** Set while a subscriber that missed a PING reconnects; `ready()` waits for it. */
+  #reconnecting: { promise: Promise<void>; resolve: () => void } | undefined
   readonly #onMessage = (channel: string, raw: string): void => this.#receive(channel, raw)
   readonly #onReady = (): void => {
     this.#warnedDown = false
@@ -280,6 +282,8 @@ class Broker implements RedisBroker {
   }
 
   async ready(): Promise<void> {
+    // A subscriber dropped for a missed PING still reports 'ready' until its socket closes.
+    if (this.#reconnecting !== undefined) await this.#reconnecting.promise
     for (const c of [this.sub, this.pub]) {
       if (c.status === 'end' || c.status === 'wait') continue
       if (c.status !== 'ready') await once(c, 'ready')
@@ -291,6 +295,7 @@ class Broker implements RedisBroker {
     if (this.#closed) return
     this.#closed = true
     clearInterval(this.#pingTimer)
+    this.#reconnecting?.resolve()
     const channels = [...this.#handlers.keys()].map((t) => this.channelPrefix + t)
     this.#handlers.clear()
     this.sub.off('message', this.#onMessage)
@@ -323,7 +328,17 @@ class Broker implements RedisBroker {
       this.logger.warn(
         `redis broker: subscriber did not answer PING within ${this.pingIntervalMs} ms; reconnecting`,
       )
-      sub.disconnect(true)
+      let resolve!: () => void
+      const promise = new Promise<void>((r) => (resolve = r))
+      const reconnecting = { promise, resolve }
+      this.#reconnecting = reconnecting
+      sub.once('ready', () => {
+        if (this.#reconnecting === reconnecting) this.#reconnecting = undefined
+        resolve()
+      })
+      // A peer cut off without a FIN never acknowledges one either: close the socket at once
+      // (ioredis then reconnects) rather than end() it and wait for its disconnect timeout.
+      sub.stream.destroy()
     }
   }
 
