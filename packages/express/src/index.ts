@@ -58,14 +58,36 @@ export interface AuthMiddlewareOptions extends GateOptions {
   readonly mirrorToUser?: boolean
 }
 
-// One GateRequest per request: a route guard after the global middleware reuses it (and its
-// client IP, which Express resolves through trust-proxy parsing on every `req.ip` read).
-const built = new WeakMap<Request, NodeGateRequest>()
+/**
+ * `req.auth` as this package sets it. It also keeps the request as the gate saw it, so that a route
+ * guard after the global middleware reuses it (and its client IP, which Express resolves through
+ * trust-proxy parsing on every `req.ip` read). Kept here rather than on `req` or in a WeakMap:
+ * Express re-prototypes every request, so each property added to `req` costs a new hidden class,
+ * and a WeakMap entry per request is more work for the garbage collector; `req.auth` is set anyway.
+ */
+class ExpressAuth implements GatehouseAuth {
+  readonly principal: Principal | null
+  readonly decision: Decision
+  readonly gate: Gate
+  readonly #request: NodeGateRequest
+
+  constructor(decision: Decision, gate: Gate, request: NodeGateRequest) {
+    this.principal = decision.principal
+    this.decision = decision
+    this.gate = gate
+    this.#request = request
+  }
+
+  /** The gate request kept with an auth object of this package, if it is one. */
+  static requestOf(auth: GatehouseAuth | undefined): NodeGateRequest | undefined {
+    return auth instanceof ExpressAuth ? auth.#request : undefined
+  }
+}
 
 function toGateRequest(req: Request): NodeGateRequest {
   const routePath = (req.route as { path?: unknown } | undefined)?.path
   const route = typeof routePath === 'string' ? req.baseUrl + routePath : undefined
-  const earlier = built.get(req)
+  const earlier = ExpressAuth.requestOf(req.auth)
   if (earlier !== undefined) return earlier.withRoute(route)
   const request = new NodeGateRequest({
     method: req.method,
@@ -80,7 +102,6 @@ function toGateRequest(req: Request): NodeGateRequest {
     // unless `case sensitive routing` is on).
     caseSensitive: req.app.enabled('case sensitive routing'),
   })
-  built.set(req, request)
   return request
 }
 
@@ -109,7 +130,8 @@ export function authMiddleware(options: Readonly<AuthMiddlewareOptions>): Reques
     res: Response,
     next: NextFunction,
   ): Promise<void> {
-    const startedAt = gate.now()
+    // Read only by the access context, which only `asyncContext` builds.
+    const startedAt = gate.asyncContext ? gate.now() : 0
     const request = toGateRequest(req)
     let decision: Decision
     try {
@@ -119,7 +141,7 @@ export function authMiddleware(options: Readonly<AuthMiddlewareOptions>): Reques
     }
     if (!decision.allowed) return send(res, decision.status, decision.headers, decision.problem)
     applyHeaders(res, decision.headers)
-    req.auth = { principal: decision.principal, decision, gate }
+    req.auth = new ExpressAuth(decision, gate, request)
     if (mirrorToUser) (req as { user?: unknown }).user = decision.principal ?? undefined
     const settle = decision.settle
     if (settle !== undefined) res.once('finish', () => settle(res.statusCode))
@@ -165,7 +187,8 @@ export function requirePolicy(
         ),
       )
     }
-    const startedAt = gate.now()
+    // Read only by the access context, which only `asyncContext` builds.
+    const startedAt = gate.asyncContext ? gate.now() : 0
     const request = toGateRequest(req)
     let decision: Decision
     try {
@@ -177,7 +200,7 @@ export function requirePolicy(
       return next(error)
     }
     if (!decision.allowed) return send(res, decision.status, decision.headers, decision.problem)
-    req.auth = { principal: decision.principal, decision, gate }
+    req.auth = new ExpressAuth(decision, gate, request)
     // The route step's own headers (route rate limits) are sent on success too.
     applyHeaders(res, decision.headers)
     if (auth !== undefined) return next()

@@ -80,11 +80,16 @@ type PolicyHook = onRequestHookHandler & { readonly [COMPILED]: CompiledRequirem
 const isPolicyHook = (hook: unknown): hook is PolicyHook =>
   typeof hook === 'function' && COMPILED in hook
 
-function toGateRequest(request: FastifyRequest, caseSensitive: boolean): NodeGateRequest {
+/** `route`: `request.routeOptions.url`, read once by the caller (Fastify builds `routeOptions` per read). */
+function toGateRequest(
+  request: FastifyRequest,
+  route: string | undefined,
+  caseSensitive: boolean,
+): NodeGateRequest {
   return new NodeGateRequest({
     method: request.method,
     url: request.url,
-    route: request.routeOptions.url,
+    route,
     // `request.ip` honours the instance's `trustProxy`; X-Forwarded-For is never read here.
     ip: request.ip,
     headers: request.headers,
@@ -115,18 +120,23 @@ async function gatehouse(fastify: FastifyInstance, options: GatehousePluginOptio
   const { gate: given, mirrorToUser = false, problemErrors = false, ...gateOptions } = options
   const gate = given ?? createGate(gateOptions)
   const caseSensitive = routesCaseSensitively(fastify)
+  // The start time only goes into the access context, which only `asyncContext` builds.
+  const startTime = (): number => (gate.asyncContext ? gate.now() : 0)
 
-  /** Denies, or records the decision and runs the rest of the request in its access context. */
+  /**
+   * Denies, or records the decision and runs the rest of the request in its access context.
+   * `startedAt` was read before the gate ran; `pending` is the gate's answer for `gateRequest`.
+   */
   function settle(
     request: FastifyRequest,
     reply: FastifyReply,
     next: HookHandlerDoneFunction,
-    decide: (gateRequest: NodeGateRequest, prior: Decision | undefined) => Promise<Decision>,
+    gateRequest: NodeGateRequest,
+    prior: Decision | undefined,
+    startedAt: number,
+    pending: Promise<Decision>,
   ): void {
-    const startedAt = gate.now()
-    const gateRequest = toGateRequest(request, caseSensitive)
-    const prior = request.auth?.decision
-    decide(gateRequest, prior).then(function gatehouseDecided(decision) {
+    pending.then(function gatehouseDecided(decision) {
       if (!decision.allowed) return send(reply, decision.status, decision.headers, decision.problem)
       request.auth = { principal: decision.principal, decision, gate }
       if (prior !== undefined) return next()
@@ -151,11 +161,15 @@ async function gatehouse(fastify: FastifyInstance, options: GatehousePluginOptio
       reply: FastifyReply,
       next: HookHandlerDoneFunction,
     ): void {
+      const route = request.routeOptions
       // Folded into the route by onRoute, so the plugin's own hook has enforced it already.
-      if ((request.routeOptions.config as CompiledConfig)[COMPILED] === compiled) return next()
-      settle(request, reply, next, (r, prior) =>
-        prior?.allowed === true ? gate.authorize(r, prior, compiled) : gate.evaluate(r, compiled),
-      )
+      if ((route.config as CompiledConfig)[COMPILED] === compiled) return next()
+      const startedAt = startTime()
+      const r = toGateRequest(request, route.url, caseSensitive)
+      const prior = request.auth?.decision
+      const pending =
+        prior?.allowed === true ? gate.authorize(r, prior, compiled) : gate.evaluate(r, compiled)
+      settle(request, reply, next, r, prior, startedAt, pending)
     }
     return Object.assign(gatehouseRequirePolicy, { [COMPILED]: compiled })
   })
@@ -173,13 +187,19 @@ async function gatehouse(fastify: FastifyInstance, options: GatehousePluginOptio
   })
 
   fastify.addHook('onRequest', function gatehouseOnRequest(request, reply, next) {
-    // No route, nothing to authorize: authenticate only (credentials required unless the gate
-    // says `credentialsRequired: false`), so a 404 reveals nothing to anonymous callers.
-    if (request.is404) return settle(request, reply, next, (r) => gate.authenticate(r))
+    const startedAt = startTime()
+    // Fastify builds `routeOptions` on every read: read it once.
+    const route = request.routeOptions
+    const r = toGateRequest(request, route.url, caseSensitive)
+    const prior = request.auth?.decision
+    // No route (`is404`), nothing to authorize: authenticate only (credentials required unless
+    // the gate says `credentialsRequired: false`), so a 404 reveals nothing to anonymous callers.
+    if (route.url === undefined)
+      return settle(request, reply, next, r, prior, startedAt, gate.authenticate(r))
     // Routes added before the plugin loaded (no `await register`) are compiled on first use.
-    const config = request.routeOptions.config as CompiledConfig
+    const config = route.config as CompiledConfig
     const compiled = (config[COMPILED] ??= gate.compile(config.gatehouse))
-    settle(request, reply, next, (r) => gate.evaluate(r, compiled))
+    settle(request, reply, next, r, prior, startedAt, gate.evaluate(r, compiled))
   })
 
   if (problemErrors) {

@@ -61,14 +61,18 @@ export interface AuthMiddlewareOptions extends GateOptions {
   readonly mirrorToUser?: boolean
 }
 
-// One GateRequest per request: a route guard after the global middleware reuses it.
-const built = new WeakMap<object, NodeGateRequest>()
+// One GateRequest per request: a route guard after the global middleware reuses it. Kept in a
+// symbol-keyed property of Node's request rather than a WeakMap: no weak entry per request for
+// the garbage collector to trace.
+const BUILT = Symbol('@gatehouse/koa/gate-request')
+type WithGateRequest = ParameterizedContext['req'] & { [BUILT]?: NodeGateRequest }
 
 function toGateRequest(ctx: ParameterizedContext): NodeGateRequest {
   // Set by @koa/router before a route's middleware runs; a string unless the route is a RegExp.
   const matched = (ctx as { _matchedRoute?: unknown })._matchedRoute
   const route = typeof matched === 'string' ? matched : undefined
-  const earlier = built.get(ctx.req)
+  const holder = ctx.req as WithGateRequest
+  const earlier = holder[BUILT]
   if (earlier !== undefined) return earlier.withRoute(route)
   const request = new NodeGateRequest({
     method: ctx.method,
@@ -82,7 +86,7 @@ function toGateRequest(ctx: ParameterizedContext): NodeGateRequest {
     // (`sensitive: false`), so path-based rules see `/ADMIN` as the `/admin` it is routed to.
     caseSensitive: false,
   })
-  built.set(ctx.req, request)
+  holder[BUILT] = request
   return request
 }
 
@@ -105,7 +109,8 @@ export function authMiddleware(options: Readonly<AuthMiddlewareOptions>): Gateho
   const { gate: given, mirrorToUser = false, ...gateOptions } = options
   const gate = given ?? createGate(gateOptions)
   return async function gatehouseAuthMiddleware(ctx, next) {
-    const startedAt = gate.now()
+    // Read only by the access context, which only `asyncContext` builds.
+    const startedAt = gate.asyncContext ? gate.now() : 0
     const request = toGateRequest(ctx)
     const decision = await gate.authenticate(request)
     if (!decision.allowed) return send(ctx, decision)
@@ -114,11 +119,11 @@ export function authMiddleware(options: Readonly<AuthMiddlewareOptions>): Gateho
     if (mirrorToUser) ctx.state.user = decision.principal ?? undefined
     const settle = decision.settle
     if (settle === undefined) {
-      await gate.proceed(request, decision, startedAt, () => next())
+      await gate.proceed(request, decision, startedAt, next)
       return
     }
     try {
-      await gate.proceed(request, decision, startedAt, () => next())
+      await gate.proceed(request, decision, startedAt, next)
     } catch (error) {
       settle(500)
       throw error
@@ -158,7 +163,8 @@ export function requirePolicy(
       throw new ConfigError(
         'requirePolicy() needs authMiddleware() earlier on this route, or { gate }',
       )
-    const startedAt = gate.now()
+    // Read only by the access context, which only `asyncContext` builds.
+    const startedAt = gate.asyncContext ? gate.now() : 0
     const request = toGateRequest(ctx)
     const decision =
       auth?.decision.allowed === true
@@ -170,7 +176,7 @@ export function requirePolicy(
     ctx.state.auth = { principal: decision.principal, decision, gate }
     if (auth !== undefined) return void (await next())
     if (mirrorToUser) ctx.state.user = decision.principal ?? undefined
-    await gate.proceed(request, decision, startedAt, () => next())
+    await gate.proceed(request, decision, startedAt, next)
   }
 }
 

@@ -144,6 +144,15 @@ export interface ApiKeyVerifier {
    * `request`, a key restricted to IPs or origins is refused (fail closed).
    */
   verify(key: string, request?: ApiKeyRequestContext): Promise<ApiKeyVerifyResult>
+  /**
+   * {@link ApiKeyVerifier.verify}, answered synchronously when no store must be read (a cached
+   * key, a malformed one): a promise only otherwise. The gate uses it to spare a turn of the
+   * event loop per request.
+   */
+  verifyNow(
+    key: string,
+    request?: ApiKeyRequestContext,
+  ): ApiKeyVerifyResult | Promise<ApiKeyVerifyResult>
   /** Drops any cached copy of a key (also done on broker messages). */
   invalidate(id: ApiKeyId): void
   /** Writes pending usage now; a failing write is logged, never thrown. */
@@ -406,7 +415,11 @@ class Verifier implements ApiKeyVerifier {
 
   looksLikeKey(token: string): boolean {
     const sep = token.lastIndexOf('_')
-    return sep > 0 && this.prefixes.has(token.slice(0, sep))
+    if (sep <= 0) return false
+    // Compared in place: slicing a JWT's first part to look it up would hash a long string.
+    for (const prefix of this.prefixes)
+      if (prefix.length === sep && token.startsWith(prefix)) return true
+    return false
   }
 
   invalidate(id: ApiKeyId): void {
@@ -447,7 +460,19 @@ class Verifier implements ApiKeyVerifier {
     await this.flush()
   }
 
-  async verify(key: string, request?: ApiKeyRequestContext): Promise<ApiKeyVerifyResult> {
+  verify(key: string, request?: ApiKeyRequestContext): Promise<ApiKeyVerifyResult> {
+    try {
+      const result = this.verifyNow(key, request)
+      return result instanceof Promise ? result : Promise.resolve(result)
+    } catch (error) {
+      return Promise.reject(error as Error)
+    }
+  }
+
+  verifyNow(
+    key: string,
+    request?: ApiKeyRequestContext,
+  ): ApiKeyVerifyResult | Promise<ApiKeyVerifyResult> {
     const c = this.#c
     const now = c.now()
     // Hot path: a key verified before. Its id sits at a fixed offset from the end, and equal
@@ -459,12 +484,22 @@ class Verifier implements ApiKeyVerifier {
       if (
         hit !== undefined &&
         hit.until > now &&
-        timingSafeEqual(hit.digest, hash('sha256', key, 'buffer'))
+        timingSafeEqual(hit.digest, sha256Into(DIGEST_SCRATCH, key))
       ) {
         c.metrics.increment('keyCacheLookups', CACHE_HIT)
         return this.#status(hit.record, hit.allowed, hit.policy, now, request)
       }
     }
+    return this.#verifyStored(key, now, request)
+  }
+
+  /** A key not in the cache: format and checksum, then the store. */
+  async #verifyStored(
+    key: string,
+    now: number,
+    request: ApiKeyRequestContext | undefined,
+  ): Promise<ApiKeyVerifyResult> {
+    const c = this.#c
     const parsed = parseApiKey(key, this.prefixes)
     if (typeof parsed === 'string') {
       if (c.importedKeys && !this.looksLikeKey(key) && IMPORTED_API_KEY_PATTERN.test(key))
@@ -672,6 +707,17 @@ class Verifier implements ApiKeyVerifier {
       })
     this.#inflight.add(task)
   }
+}
+
+// The cached-key check hashes into this buffer: `hash(..., 'buffer')` costs about twice a hash to a
+// string on Node 20, and the compare needs bytes. Single-threaded and used between two
+// synchronous calls only, so one buffer serves every request.
+const DIGEST_SCRATCH = Buffer.alloc(32)
+
+/** SHA-256 of `key` written into `out` (32 bytes), which is returned. */
+function sha256Into(out: Buffer, key: string): Buffer {
+  out.write(hash('sha256', key, 'binary'), 0, 'latin1')
+  return out
 }
 
 function storeFailure(cause: unknown): ApiKeyVerifyResult {

@@ -109,6 +109,18 @@ export async function verifyCompactJws(
   token: string,
   options: JwsVerifyOptions,
 ): Promise<JwsResult> {
+  return verifyCompactJwsNow(token, options)
+}
+
+/**
+ * {@link verifyCompactJws}, answered synchronously when the keys are at hand (static keys, a
+ * JWKS already fetched): a promise only when a key source must be waited for.
+ * @internal
+ */
+export function verifyCompactJwsNow(
+  token: string,
+  options: JwsVerifyOptions,
+): JwsResult | Promise<JwsResult> {
   if (typeof token !== 'string') return fail('malformed', 'token is not a string')
   if (token.length > options.maxTokenLength) return fail('malformed', 'token too long')
   const dot1 = token.indexOf('.')
@@ -138,19 +150,39 @@ export async function verifyCompactJws(
   const payload = decodeBase64urlStrict(token.slice(dot1 + 1, dot2))
   if (payload === undefined) return fail('malformed', 'payload is not canonical base64url')
 
-  let candidates
+  const signed: Signed = { header, payload, signature, signingInput: token.slice(0, dot2) }
+  let resolved: ReturnType<KeyResolver['resolve']>
   try {
-    const resolved = options.keys.resolve(alg, header.kid)
-    candidates = resolved instanceof Promise ? await resolved : resolved
+    resolved = options.keys.resolve(alg, header.kid)
   } catch (e) {
-    if (e instanceof KeySourceUnavailableError) return fail('unavailable', 'key source unavailable')
-    throw e
+    return keyFailure(e)
   }
+  if (resolved instanceof Promise)
+    return resolved.then((candidates) => checkSignature(signed, candidates), keyFailure)
+  return checkSignature(signed, resolved)
+}
+
+/** A token whose form passed, waiting for its signature check. */
+interface Signed {
+  readonly header: JoseHeader
+  readonly payload: Buffer
+  readonly signature: Buffer
+  readonly signingInput: string
+}
+
+function keyFailure(e: unknown): JwsResult {
+  if (e instanceof KeySourceUnavailableError) return fail('unavailable', 'key source unavailable')
+  throw e
+}
+
+function checkSignature(
+  { header, payload, signature, signingInput }: Signed,
+  candidates: Awaited<ReturnType<KeyResolver['resolve']>>,
+): JwsResult {
   if (candidates.length === 0)
     return fail('invalid', header.kid === undefined ? 'no key for algorithm' : 'unknown kid')
-  const signingInput = token.slice(0, dot2)
   for (const candidate of candidates) {
-    if (verifySignature(alg, candidate.key, signingInput, signature)) {
+    if (verifySignature(header.alg, candidate.key, signingInput, signature)) {
       return { ok: true, header, payload, kid: candidate.kid }
     }
   }

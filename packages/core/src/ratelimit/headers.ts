@@ -43,6 +43,18 @@ const sfString = (name: string): string => {
   return quoted
 }
 
+// A policy's `RateLimit-Policy` item changes only when its limit or window does: the last one
+// built per name is reused while they stay the same.
+const policyItems = new Map<string, { limit: number; windowMs: number; item: string }>()
+function policyItem(r: LimitReport): string {
+  const last = policyItems.get(r.name)
+  if (last !== undefined && last.limit === r.limit && last.windowMs === r.windowMs) return last.item
+  const item = `${sfString(r.name)};q=${r.limit};w=${toHeaderSeconds(r.windowMs)}`
+  if (policyItems.size >= 256) policyItems.clear()
+  policyItems.set(r.name, { limit: r.limit, windowMs: r.windowMs, item })
+  return item
+}
+
 /** The most constraining report: least remaining share of its limit, then soonest reset. */
 export function tightest(reports: readonly LimitReport[]): LimitReport | undefined {
   let best: LimitReport | undefined
@@ -72,12 +84,15 @@ export function rateLimitHeaders(
   if (reports.length === 0) return out
   const t = tightest(reports) as LimitReport
   if (style === 'draft-8') {
-    out['ratelimit-policy'] = reports
-      .map((r) => `${sfString(r.name)};q=${r.limit};w=${toHeaderSeconds(r.windowMs)}`)
-      .join(', ')
-    out.ratelimit = reports
-      .map((r) => `${sfString(r.name)};r=${r.remaining};t=${toHeaderSeconds(r.resetMs)}`)
-      .join(', ')
+    let policy = ''
+    let state = ''
+    for (const r of reports) {
+      const sep = policy === '' ? '' : ', '
+      policy += sep + policyItem(r)
+      state += `${sep}${sfString(r.name)};r=${r.remaining};t=${toHeaderSeconds(r.resetMs)}`
+    }
+    out['ratelimit-policy'] = policy
+    out.ratelimit = state
   } else if (style === 'draft-7') {
     out['ratelimit-policy'] = `${t.limit};w=${toHeaderSeconds(t.windowMs)}`
     out.ratelimit = `limit=${t.limit}, remaining=${t.remaining}, reset=${toHeaderSeconds(t.resetMs)}`

@@ -253,6 +253,8 @@ export function createQuotaStage(options: Readonly<QuotaStageOptions>): QuotaSta
 class Quotas implements QuotaStage {
   readonly name = 'quota'
   readonly #limiters = new Map<string, RateLimiterLike>()
+  /** The limiter each quota used last (limiters are never dropped, so it stays the map's). */
+  readonly #last = new WeakMap<CompiledQuota, { points: number; limiter: RateLimiterLike }>()
 
   constructor(
     private readonly quotas: readonly CompiledQuota[],
@@ -264,6 +266,15 @@ class Quotas implements QuotaStage {
   ) {}
 
   #limiter(q: CompiledQuota, points: number): RateLimiterLike {
+    // The common case asks for the same limiter as last time: no key string, no map lookup.
+    const last = this.#last.get(q)
+    if (last !== undefined && last.points === points) return last.limiter
+    const l = this.#limiterById(q, points)
+    this.#last.set(q, { points, limiter: l })
+    return l
+  }
+
+  #limiterById(q: CompiledQuota, points: number): RateLimiterLike {
     const id = `${q.name}|${points}`
     let l = this.#limiters.get(id)
     if (l === undefined) {
@@ -370,16 +381,13 @@ class Quotas implements QuotaStage {
         : undefined
     const headers =
       reports.length === 0 || this.headers === false ? undefined : this.#headers(reports)
-    if (headers === undefined && settle === undefined) return OK
-    return {
-      ok: true,
-      ...(headers === undefined ? {} : { headers }),
-      ...(settle === undefined ? {} : { settle }),
-    }
+    if (settle === undefined) return headers === undefined ? OK : { ok: true, headers }
+    return headers === undefined ? { ok: true, settle } : { ok: true, headers, settle }
   }
 
   #headers(reports: Parameters<typeof rateLimitHeaders>[0]): Record<string, string> {
-    return rateLimitHeaders(reports, this.headers, false, this.now())
+    // The time is read only by legacy headers, which quotas never send.
+    return rateLimitHeaders(reports, this.headers, false, 0)
   }
 
   async usage(key: string, principal?: Principal): Promise<readonly QuotaUsage[]> {

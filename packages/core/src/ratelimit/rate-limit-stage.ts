@@ -518,7 +518,8 @@ class Stage implements RateLimitStage {
   }
 
   #headers(reports: readonly LimitReport[]): Record<string, string> {
-    return rateLimitHeaders(reports, this.headers, this.legacy, this.now())
+    // The time is read only by legacy headers (`X-RateLimit-Reset` as a Unix time).
+    return rateLimitHeaders(reports, this.headers, this.legacy, this.legacy ? this.now() : 0)
   }
 
   /** `undefined`: carry on (fail open); otherwise the denial. */
