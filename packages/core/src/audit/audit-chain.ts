@@ -13,6 +13,7 @@ import {
   createHmac,
   createPrivateKey,
   createPublicKey,
+  createSecretKey,
   randomUUID,
   sign,
   timingSafeEqual,
@@ -21,6 +22,7 @@ import {
 } from 'node:crypto'
 import { canonicalize } from '../validation/type-serializer.js'
 import type { AuditChainLink, AuditEvent } from './audit-event.js'
+import { rememberAuditEventJson } from './event-json.js'
 
 /** Options of the trail's integrity (`audit.integrity`). */
 export interface AuditIntegrityOptions {
@@ -54,8 +56,6 @@ export interface AuditCheckpoint {
   readonly signature: string
 }
 
-type UnsignedLink = Omit<AuditChainLink, 'mac'>
-
 /** Computes the mac of `event` with its (mac-less) link. */
 export function computeAuditMac(key: string | Uint8Array, event: AuditEvent): string {
   const { chain, ...rest } = event
@@ -64,6 +64,82 @@ export function computeAuditMac(key: string | Uint8Array, event: AuditEvent): st
   return createHmac('sha256', key)
     .update(canonicalize({ ...rest, chain: link }))
     .digest('hex')
+}
+
+/**
+ * An event's canonical members except `chain`, split around where `"chain"` sorts (RFC 8785
+ * orders members by UTF-16 code units): made once per event, shared by every sink's chain.
+ * @internal
+ */
+export interface CanonicalBody {
+  /** Members whose names sort before `chain`, joined with `,` (may be empty). */
+  readonly before: string
+  /** Members whose names sort after `chain`, joined with `,` (may be empty). */
+  readonly after: string
+}
+
+/** Splits an event's canonical form around `chain`. @internal */
+export function canonicalBody(event: AuditEvent): CanonicalBody {
+  const record = event as unknown as Record<string, unknown>
+  const keys = Object.keys(record).sort()
+  const before: string[] = []
+  const after: string[] = []
+  for (const key of keys) {
+    if (key === 'chain') continue
+    const member = record[key]
+    if (member === undefined) continue
+    ;(key < 'chain' ? before : after).push(`${JSON.stringify(key)}:${canonicalTree(member, 0)}`)
+  }
+  return { before: before.join(','), after: after.join(',') }
+}
+
+/** Deeper than any prepared event (the redactor cuts at `maxDepth`): a cycle. */
+const MAX_TREE_DEPTH = 256
+
+/**
+ * RFC 8785 for a prepared event's members: the same output as `canonicalize`, without its
+ * per-object cycle bookkeeping (a prepared event is a fresh tree; a cycle still throws, by depth).
+ */
+function canonicalTree(value: unknown, depth: number): string {
+  switch (typeof value) {
+    case 'string':
+      return JSON.stringify(value)
+    case 'number':
+    case 'boolean':
+      return canonicalize(value)
+    case 'object':
+      break
+    default:
+      return canonicalize(value) // throws, as for any value JSON cannot hold
+  }
+  if (value === null) return 'null'
+  if (depth >= MAX_TREE_DEPTH) throw new TypeError('canonicalize: cyclic or too deep structure')
+  if (Array.isArray(value)) {
+    let out = '['
+    for (let i = 0; i < value.length; i++) {
+      const item: unknown = value[i]
+      if (i > 0) out += ','
+      out += item === undefined ? 'null' : canonicalTree(item, depth + 1)
+    }
+    return `${out}]`
+  }
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return canonicalize(value)
+  const record = value as Record<string, unknown>
+  // RFC 8785 §3.2.3: members sorted by UTF-16 code units (the default sort).
+  const keys = Object.keys(record).sort()
+  let out = '{'
+  for (const key of keys) {
+    const member = record[key]
+    if (member === undefined) continue
+    if (out.length > 1) out += ','
+    out += `${JSON.stringify(key)}:${canonicalTree(member, depth + 1)}`
+  }
+  return `${out}}`
+}
+
+function withChain(body: CanonicalBody, chain: string): string {
+  const head = body.before === '' ? '{' : `{${body.before},`
+  return body.after === '' ? `${head}"chain":${chain}}` : `${head}"chain":${chain},${body.after}}`
 }
 
 function checkpointPayload(c: Omit<AuditCheckpoint, 'signature' | 'alg' | 'keyId'>): string {
@@ -78,15 +154,22 @@ export class AuditChainer {
   #sinceCheckpoint = 0
   #lastCheckpointAt: number | undefined
   readonly #intervalMs: number
-  readonly #key: string | Uint8Array
+  /** The chain key, imported once (not per event). */
+  readonly #key: KeyObject
   readonly #keyId: string
+  /** `"id":…,"key":…` of every link, JSON-escaped once. */
+  readonly #linkHead: string
   readonly #every: number
   readonly #signingKey: KeyObject | undefined
   readonly #onCheckpoint: ((c: AuditCheckpoint) => void) | undefined
 
   constructor(options: Readonly<AuditIntegrityOptions>) {
-    this.#key = options.key
+    this.#key =
+      typeof options.key === 'string'
+        ? createSecretKey(options.key, 'utf8')
+        : createSecretKey(options.key)
     this.#keyId = options.keyId ?? 'k1'
+    this.#linkHead = `"id":${JSON.stringify(this.id)},"key":${JSON.stringify(this.#keyId)}`
     this.#every = options.checkpointEvery ?? 1000
     this.#intervalMs = options.checkpointIntervalMs ?? 60_000
     this.#signingKey =
@@ -100,19 +183,25 @@ export class AuditChainer {
     this.#prev = this.id
   }
 
-  /** Links one event. */
-  link(event: AuditEvent): AuditEvent {
-    const unsigned: UnsignedLink = {
-      id: this.id,
-      seq: ++this.#seq,
-      key: this.#keyId,
-      prev: this.#prev,
-    }
-    const linked = { ...event, chain: unsigned as AuditChainLink }
-    const mac = computeAuditMac(this.#key, linked)
+  /**
+   * Links one event. The mac covers the canonical form of the event with its mac-less link; that
+   * form is built from `body` (the event's other members, made once for every sink) and the
+   * link, and the linked event's own canonical form is kept as its JSON text for the sinks.
+   */
+  link(event: AuditEvent, body: CanonicalBody = canonicalBody(event)): AuditEvent {
+    const seq = ++this.#seq
+    const prev = this.#prev
+    // `prev` is a hex mac or the chain id (a UUID): nothing in it needs escaping.
+    const tail = `"prev":"${prev}","seq":${seq}}`
+    const mac = createHmac('sha256', this.#key)
+      .update(withChain(body, `{${this.#linkHead},${tail}`))
+      .digest('hex')
     this.#prev = mac
     this.#sinceCheckpoint++
-    return { ...event, chain: { ...unsigned, mac } }
+    const chain: AuditChainLink = { id: this.id, seq, key: this.#keyId, prev, mac }
+    const linked: AuditEvent = { ...event, chain }
+    rememberAuditEventJson(linked, withChain(body, `{${this.#linkHead},"mac":"${mac}",${tail}`))
+    return linked
   }
 
   /** Whether a checkpoint is due at `nowMs` (by count, or by time since the last one). */

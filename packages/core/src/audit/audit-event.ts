@@ -7,6 +7,8 @@
 import type { AuthErrorCode } from '../errors.js'
 import type { TraceEntry } from '../types.js'
 
+export { auditEventJson } from './event-json.js'
+
 /** What happened. Handlers may record their own types; unknown ones are kept as `custom`. */
 export type AuditEventType =
   | 'authn.success'
@@ -49,6 +51,8 @@ export const AUDIT_EVENT_TYPES: readonly AuditEventType[] = Object.freeze([
  * gate fails closed (see `failClosedOnAuditBackpressure`).
  */
 export function isSecurityEvent(type: AuditEventType): boolean {
+  // A caller outside TypeScript may pass anything: a non-string type is recorded as `custom`.
+  if (typeof type !== 'string') return false
   return (
     type === 'authn.failure' ||
     type === 'authz.deny' ||

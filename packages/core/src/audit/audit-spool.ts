@@ -9,7 +9,7 @@
  */
 import { mkdir, open, readFile, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { AuditEvent } from './audit-event.js'
+import { auditEventJson, type AuditEvent } from './audit-event.js'
 
 const READ_CHUNK = 64 * 1024 * 1024
 /** Spool files this process holds, so two trails in one process cannot share one. */
@@ -99,9 +99,10 @@ export class AuditSpool {
   async append(events: readonly AuditEvent[]): Promise<void> {
     const fh = this.#fh
     if (fh === undefined) throw new Error('audit spool is not open')
-    let text = ''
-    for (const e of events) text += JSON.stringify(e) + '\n'
-    const bytes = Buffer.from(text, 'utf8')
+    const lines: string[] = []
+    for (const e of events) lines.push(auditEventJson(e))
+    lines.push('')
+    const bytes = Buffer.from(lines.join('\n'), 'utf8')
     await fh.write(bytes, 0, bytes.length, null)
     if (this.fsync) await fh.datasync()
     this.#size += bytes.length

@@ -12,7 +12,7 @@ import { mkdir, open, readdir, rename, stat, type FileHandle } from 'node:fs/pro
 import { basename, dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { systemClock, type Clock } from '../internal/clock.js'
-import type { AuditEvent, AuditSink } from './audit-event.js'
+import { auditEventJson, type AuditEvent, type AuditSink } from './audit-event.js'
 
 /** Options of {@link createJsonLinesFileSink}. */
 export interface JsonLinesFileSinkOptions {
@@ -24,7 +24,7 @@ export interface JsonLinesFileSinkOptions {
   readonly maxBytes?: number
   /** Rotate when the file is older than this (since it was opened or last rotated). @default no time rotation */
   readonly rotateEveryMs?: number
-  /** Recent event ids remembered to drop replayed duplicates. @default 10000 */
+  /** Recent event ids remembered to drop replayed duplicates (at least this many, at most twice). @default 10000 */
   readonly dedupeWindow?: number
   /** Sink name (unique per trail when a spool is used). @default 'jsonl-file' */
   readonly name?: string
@@ -41,15 +41,26 @@ export function createJsonLinesFileSink(options: Readonly<JsonLinesFileSinkOptio
   const fsync = options.fsync ?? true
   const now = options.now ?? systemClock
   const window = options.dedupeWindow ?? 10_000
-  const recent = new Set<string>()
+  // Two generations of ids: the newest `window` to `2 × window` ids are remembered. Deleting the
+  // oldest id of one Set per event was the top frame of the audit profile (a Set's iterator skips
+  // every deleted slot before the first live one, so "delete the first" degrades under churn).
+  let recent = new Set<string>()
+  let older = new Set<string>()
   let handle: FileHandle | undefined
   let size = 0
   let openedAt = 0
   let tail: Promise<void> = Promise.resolve()
 
+  const seen = (id: string): boolean => recent.has(id) || older.has(id)
   const remember = (id: string): void => {
     recent.add(id)
-    if (recent.size > window) recent.delete(recent.values().next().value as string)
+  }
+  /** Starts a new generation once the newest holds `window` ids (between batches only). */
+  const age = (): void => {
+    if (recent.size >= window) {
+      older = recent
+      recent = new Set()
+    }
   }
 
   const openFile = async (): Promise<FileHandle> => {
@@ -58,7 +69,7 @@ export function createJsonLinesFileSink(options: Readonly<JsonLinesFileSinkOptio
     const fh = await open(options.path, 'a+', 0o600)
     size = (await fh.stat()).size
     openedAt = now()
-    if (recent.size === 0 && size > 0) {
+    if (recent.size === 0 && older.size === 0 && size > 0) {
       // Seed the duplicate filter from the end of the file (the part a replay could repeat).
       const length = Math.min(size, 1024 * 1024)
       const buf = Buffer.alloc(length)
@@ -69,7 +80,10 @@ export function createJsonLinesFileSink(options: Readonly<JsonLinesFileSinkOptio
         .slice(length < size ? 1 : 0)) {
         try {
           const id = (JSON.parse(line) as { id?: unknown }).id
-          if (typeof id === 'string') remember(id)
+          if (typeof id === 'string') {
+            remember(id)
+            age()
+          }
         } catch {
           // a partial first line of the window, or a torn last line
         }
@@ -92,28 +106,41 @@ export function createJsonLinesFileSink(options: Readonly<JsonLinesFileSinkOptio
   const writeBatch = async (events: readonly AuditEvent[]): Promise<void> => {
     // Open first: opening seeds the duplicate filter from the file.
     let fh = await openFile()
-    let text = ''
-    // A Set, not an array: batches hold thousands of events under load, and `includes` made
-    // the duplicate check quadratic (the top frame of the full gate's CPU profile).
-    const ids = new Set<string>()
+    // Ids are remembered as they are taken (which also drops a repeat within the batch) and
+    // forgotten again if the write fails, so the retried batch is written in full.
+    const fresh: string[] = []
+    const lines: string[] = []
     for (const e of events) {
-      if (recent.has(e.id) || ids.has(e.id)) continue
-      ids.add(e.id)
-      // JSON.stringify escapes every control character, so an event can never break its line.
-      text += JSON.stringify(e) + '\n'
+      const id = e.id
+      if (seen(id)) continue
+      remember(id)
+      fresh.push(id)
+      // JSON escapes every control character, so an event can never break its line. The trail
+      // may have serialized the event already (its hash chain's canonical form): reuse that.
+      lines.push(auditEventJson(e))
     }
-    if (text === '') return
-    const bytes = Buffer.byteLength(text)
-    const tooBig = options.maxBytes !== undefined && size > 0 && size + bytes > options.maxBytes
-    const tooOld = options.rotateEveryMs !== undefined && now() - openedAt >= options.rotateEveryMs
-    if ((tooBig || tooOld) && size > 0) {
-      await rotate()
-      fh = await openFile()
+    if (lines.length === 0) return
+    try {
+      lines.push('')
+      // One join and one encoding per batch; the byte count comes from the buffer.
+      const buf = Buffer.from(lines.join('\n'), 'utf8')
+      const bytes = buf.length
+      const tooBig = options.maxBytes !== undefined && size > 0 && size + bytes > options.maxBytes
+      const tooOld =
+        options.rotateEveryMs !== undefined && now() - openedAt >= options.rotateEveryMs
+      if ((tooBig || tooOld) && size > 0) {
+        await rotate()
+        fh = await openFile()
+      }
+      await fh.appendFile(buf)
+      if (fsync) await fh.datasync()
+      size += bytes
+    } catch (error) {
+      // No generation started since `remember`: every id of this batch is in `recent`.
+      for (const id of fresh) recent.delete(id)
+      throw error
     }
-    await fh.appendFile(text, 'utf8')
-    if (fsync) await fh.datasync()
-    size += bytes
-    for (const id of ids) remember(id)
+    age()
   }
 
   return {

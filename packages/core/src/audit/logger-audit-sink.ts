@@ -5,7 +5,7 @@
  * Reachable from `@gatehouse/core`.
  * @packageDocumentation
  */
-import type { AuditEvent, AuditSink } from './audit-event.js'
+import { auditEventJson, type AuditEvent, type AuditSink } from './audit-event.js'
 
 /** The part of a pino (or bunyan) logger the sink uses. */
 export interface PinoLikeLogger {
@@ -28,7 +28,7 @@ export function createLoggerAuditSink(options: Readonly<LoggerAuditSinkOptions> 
     async write(events: readonly AuditEvent[]): Promise<void> {
       for (const event of events) {
         if (logger !== undefined) logger.info({ audit: event }, `audit ${event.type}`)
-        else process.stdout.write(JSON.stringify(event) + '\n')
+        else process.stdout.write(auditEventJson(event) + '\n')
       }
     },
   }

@@ -7,7 +7,7 @@
  * Reachable from `@gatehouse/core`.
  * @packageDocumentation
  */
-import { createHmac } from 'node:crypto'
+import { createHmac, createSecretKey } from 'node:crypto'
 import { isIP } from 'node:net'
 
 /** How client IPs are written. */
@@ -71,7 +71,10 @@ const API_KEY_PATTERN = /\b[a-z][a-z0-9]{0,15}(?:_[a-z0-9]{1,16}){0,2}_[0-9A-Za-
 const SCHEME_PATTERN = /\b(Bearer|Basic|Digest|Token|ApiKey)\s+[A-Za-z0-9._~+/=-]{4,}/gi
 const QUERY_SECRET_PATTERN =
   /([?&;\s]|^)((?:access_token|id_token|refresh_token|api_key|apikey|token|password|secret|client_secret)=)[^&\s;#]+/gi
-const QUICK_CHECK = /eyJ|_[0-9A-Za-z]{54}|Bearer|Basic|Digest|Token|ApiKey|=/i
+// What every pattern above needs, checked first: most strings have none of it. A scheme counts
+// only before whitespace, as in SCHEME_PATTERN, so a plain `apikey` (a principal's method) or
+// `Token` passes without the four replacements.
+const QUICK_CHECK = /eyJ|_[0-9A-Za-z]{54}|(?:Bearer|Basic|Digest|Token|ApiKey)\s|=/i
 
 /** Removes credentials recognised by shape from a string (JWTs, bearer tokens, API keys, `token=`). */
 export function scrubSecrets(text: string): string {
@@ -113,22 +116,98 @@ export type AuditRedactor = (value: unknown) => unknown
  * removed, PII masked and `ip` fields rewritten. The input is never modified.
  */
 export function createAuditRedactor(options: Readonly<AuditRedactionOptions> = {}): AuditRedactor {
+  return compileAuditRedaction(options).redact
+}
+
+/**
+ * What the redactor does with a field, by its name: clean and keep it, replace a credential by
+ * {@link REDACTED}, mask configured PII with {@link MASKED}, or clean then rewrite a client IP.
+ * @internal
+ */
+export type FieldKind = 'keep' | 'credential' | 'pii' | 'ip'
+
+/**
+ * The parts of a compiled redactor, for the trail's event preparation, which cleans the event's
+ * own top-level fields itself and hands every nested value to {@link CompiledAuditRedaction.field}.
+ * @internal
+ */
+export interface CompiledAuditRedaction {
+  /** The whole redactor (see {@link createAuditRedactor}). */
+  readonly redact: AuditRedactor
+  /** Cleans the value of a `keep` field found at `depth` (the event is depth 0). */
+  field(value: unknown, depth: number): unknown
+  /** How a field of this name is treated. */
+  kind(name: string): FieldKind
+  /** Scrubs credentials from a string and bounds its length. */
+  text(value: string): string
+  /** Rewrites a (cleaned) client IP per the `ip` mode. */
+  ip(value: string): string
+}
+
+/** Field names whose kind is remembered per redactor (cleared when full: names come from input). */
+const KIND_MEMO_MAX = 4096
+/** Client IPs whose rewritten form is remembered per redactor (cleared when full). */
+const IP_MEMO_MAX = 1024
+
+/** Compiles the redaction options once. @internal */
+export function compileAuditRedaction(
+  options: Readonly<AuditRedactionOptions> = {},
+): CompiledAuditRedaction {
   const pii = new Set((options.piiFields ?? []).map(normalizeName))
   const ipMode = options.ip ?? 'keep'
   const ipKey = options.ipKey
   const maxLength = options.maxFieldLength ?? 4096
   const maxDepth = options.maxDepth ?? 8
-  const ip = (value: string): string =>
+  // The key is imported once, not on every event.
+  const hmacKey =
+    ipKey === undefined || ipKey.length === 0
+      ? ipKey
+      : createSecretKey(typeof ipKey === 'string' ? Buffer.from(ipKey, 'utf8') : ipKey)
+  const rewrite = (value: string): string =>
     ipMode === 'truncate'
       ? truncateIp(value)
-      : ipMode === 'hmac' && ipKey !== undefined
-        ? `ip_${createHmac('sha256', ipKey).update(value).digest('hex').slice(0, 32)}`
+      : ipMode === 'hmac' && hmacKey !== undefined
+        ? `ip_${createHmac('sha256', hmacKey).update(value).digest('hex').slice(0, 32)}`
         : value
+  // The same clients come back: remember recent answers (bounded; cleared when full).
+  const ips = new Map<string, string>()
+  const ip =
+    ipMode === 'keep'
+      ? (value: string): string => value
+      : (value: string): string => {
+          let out = ips.get(value)
+          if (out === undefined) {
+            out = rewrite(value)
+            if (ips.size >= IP_MEMO_MAX) ips.clear()
+            ips.set(value, out)
+          }
+          return out
+        }
 
   const text = (value: string): string => {
     const s = scrubSecrets(value)
     if (s.length <= maxLength) return s
     return `${s.slice(0, maxLength)}…[truncated ${s.length - maxLength} chars]`
+  }
+
+  // Field names repeat (the schema's own, a handler's data keys): remember what each one is, so
+  // the lower-casing and the regex of `normalizeName` run once per name, not once per event.
+  const kinds = new Map<string, FieldKind>()
+  const kind = (name: string): FieldKind => {
+    let k = kinds.get(name)
+    if (k === undefined) {
+      const norm = normalizeName(name)
+      k = CREDENTIAL_FIELDS.has(norm)
+        ? 'credential'
+        : pii.has(norm)
+          ? 'pii'
+          : norm === 'ip'
+            ? 'ip'
+            : 'keep'
+      if (kinds.size >= KIND_MEMO_MAX) kinds.clear()
+      kinds.set(name, k)
+    }
+    return k
   }
 
   const clean = (value: unknown, depth: number, seen: Set<object>): unknown => {
@@ -170,13 +249,13 @@ export function createAuditRedactor(options: Readonly<AuditRedactionOptions> = {
       for (let i = 0; i < n; i++) {
         const rawKey = keys[i] as string
         const key = rawKey.length > 256 ? text(rawKey.slice(0, 256)) : rawKey
-        const norm = normalizeName(key)
+        const k = kind(key)
         let v: unknown
-        if (CREDENTIAL_FIELDS.has(norm)) v = REDACTED
-        else if (pii.has(norm)) v = MASKED
+        if (k === 'credential') v = REDACTED
+        else if (k === 'pii') v = MASKED
         else {
           v = clean((value as Record<string, unknown>)[rawKey], depth + 1, seen)
-          if (norm === 'ip' && typeof v === 'string') v = ip(v)
+          if (k === 'ip' && typeof v === 'string') v = ip(v)
         }
         if (v === undefined) continue
         // `__proto__` stays a plain own data key, never the prototype.
@@ -195,5 +274,22 @@ export function createAuditRedactor(options: Readonly<AuditRedactionOptions> = {
     seen.delete(value)
     return out
   }
-  return (value) => clean(value, 0, new Set())
+  // One ancestor set for `field`, which only the trail's preparation calls (never re-entered:
+  // nothing it runs can reach this redactor). `clean` removes what it adds; after a throw (a
+  // hostile getter or proxy) it is emptied, so no stale entry reads as a cycle later.
+  const ancestors = new Set<object>()
+  return {
+    redact: (value) => clean(value, 0, new Set()),
+    field: (value, depth) => {
+      if (typeof value === 'string') return text(value)
+      try {
+        return clean(value, depth, ancestors)
+      } finally {
+        if (ancestors.size > 0) ancestors.clear()
+      }
+    },
+    kind,
+    text,
+    ip,
+  }
 }

@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto'
 import { TypeValidator } from '../validation/type-validator.js'
-import type { AuditEvent, AuditSink } from './audit-event.js'
+import { auditEventJson, type AuditEvent, type AuditSink } from './audit-event.js'
 
 /** Options of {@link createWebhookAuditSink}. */
 export interface WebhookAuditSinkOptions {
@@ -95,7 +95,8 @@ export function createWebhookAuditSink(options: Readonly<WebhookAuditSinkOptions
       const hash = createHash('sha256')
       for (const e of events) hash.update(e.id).update('\n')
       const key = hash.digest('base64url')
-      const body = JSON.stringify({ events })
+      // `{"events":[...]}`, reusing each event's text when the trail already made it.
+      const body = `{"events":[${events.map(auditEventJson).join(',')}]}`
       for (let attempt = 1; ; attempt++) {
         try {
           await post(body, key)
