@@ -1,7 +1,7 @@
 /**
  * The benchmark suite: `npm run bench [-- --quick]` (builds first), or after `npx tsc -b`:
  *
- *     node bench/run.mjs [--quick] [--rounds N] [--parts http,micro,scale,policy] [--profile]
+ *     node bench/run.mjs [--quick] [--rounds N] [--parts http,micro,scale,policy,audit] [--profile]
  *
  * HTTP part: starts one server per (framework, variant) of {@link plan} (`servers/server.mjs`,
  * pinned to one CPU when `taskset` exists; each checks itself before announcing), warms each up,
@@ -11,8 +11,8 @@
  * latency, non-2xx responses, the server's CPU time and RSS. Any non-2xx response, error or timeout
  * makes the run invalid and the suite exit non-zero. A throw-away redis-server serves the Redis
  * variant. Then the micro-benchmarks (`micro.mjs`, in this process), scale and memory
- * (`scale.mjs`, in a child with `--expose-gc`) and the policy-engine comparison (`policy.mjs`, in a
- * child, when present). Writes `bench/RESULTS.md` (`RESULTS.quick.md` with `--quick`) and prints it.
+ * (`scale.mjs`, in a child with `--expose-gc`), the policy-engine comparison (`policy.mjs`, in a
+ * child, when present) and the audit pipeline's throughput per sink (`audit.mjs`, in a child). Writes `bench/RESULTS.md` (`RESULTS.quick.md` with `--quick`) and prints it.
  *
  * `--profile`: instead of all that, runs the full gate on each framework under `--cpu-prof` for a
  * few seconds of load, writes the profiles to `bench/profiles/` and prints their top frames.
@@ -71,7 +71,7 @@ const PIN_ENV = 'GATEHOUSE_BENCH_CPUS'
 const SERVER_START_TIMEOUT_MS = 60_000
 const SERVER_STOP_TIMEOUT_MS = 5_000
 const MiB = 2 ** 20
-const PARTS = ['http', 'micro', 'scale', 'policy']
+const PARTS = ['http', 'micro', 'scale', 'policy', 'audit']
 
 const USAGE = `usage: node bench/run.mjs [--quick] [--rounds N] [--parts ${PARTS.join(',')}] [--profile]
   --quick     3 rounds of 1 s runs of the variants the targets need (and shorter micro-benchmarks,
@@ -785,6 +785,28 @@ async function main() {
     } else {
       failures.push(`policy.mjs failed (exit ${r.code})`)
       log(`bench: POLICY BENCH FAILED: ${r.stderr}`)
+    }
+  }
+
+  if (opts.parts.includes('audit')) {
+    // tsx: the PostgreSQL row starts its server with the tests' TypeScript helper.
+    const r = await child([
+      '--import',
+      'tsx',
+      join(BENCH_DIR, 'audit.mjs'),
+      ...(opts.quick ? ['--quick'] : []),
+    ])
+    if (r.code === 0) {
+      sections.push(
+        '## Audit pipeline throughput (no HTTP; `bench/audit.mjs`)',
+        '',
+        r.stdout.trim(),
+        '',
+      )
+      log(`bench: audit pipeline done after ${fmt((Date.now() - startedAt.getTime()) / 1000)} s`)
+    } else {
+      failures.push(`audit.mjs failed (exit ${r.code})`)
+      log(`bench: AUDIT BENCH FAILED: ${r.stderr}`)
     }
   }
 
