@@ -8,6 +8,7 @@ import {
   createLruCache,
   createMemoryBroker,
   createMemoryKeyStore,
+  createTieredCache,
   generateApiKey,
   type ApiKeyHash,
   type ApiKeyId,
@@ -78,6 +79,33 @@ describe('createCachedKeyStore', () => {
     clock.advance(60_001)
     await cached.get(record.id)
     expect(state.gets).to.equal(2)
+  })
+
+  it('fills a shared tiered cache without telling the other instances to drop their copies', async () => {
+    const { store, state, broker, record } = await setup()
+    const remote = createLruCache<ApiKeyRecord>({ max: 100 })
+    const instance = () =>
+      createCachedKeyStore({
+        store,
+        broker,
+        cache: createTieredCache({
+          local: createLruCache<ApiKeyRecord>({ max: 100 }),
+          remote,
+          broker,
+          namespace: 'keys',
+        }),
+      })
+    const invalidations: unknown[] = []
+    broker.subscribe('cache.invalidated', (m) => invalidations.push(m))
+    const [a, b, c] = [instance(), instance(), instance()]
+    for (const s of [a, b, c]) expect((await s.get(record.id))?.id).to.equal(record.id)
+    expect(invalidations).to.deep.equal([])
+    // The first read filled the shared tier; the others found it there.
+    expect(state.gets).to.equal(1)
+    // A change still reaches every instance.
+    await a.update(record.id, { name: 'renamed' })
+    expect(invalidations).to.have.length(1)
+    expect((await c.get(record.id))?.name).to.equal('renamed')
   })
 
   it('remembers unknown ids for negativeTtlMs, at most maxNegative of them', async () => {

@@ -81,6 +81,25 @@ describe('createTieredCache', () => {
     expect(await a.get('k')).to.equal(undefined)
   })
 
+  it("stores a fill in both tiers without dropping other instances' copies", async () => {
+    const { a, b, remote, state, broker } = twoInstances()
+    const heard: unknown[] = []
+    broker.subscribe('cache.invalidated', (m) => heard.push(m))
+    await b.set('k', 'v1')
+    expect(heard).to.have.length(1)
+    await a.set('k', 'v1', { fill: true, ttlMs: 60_000 })
+    expect(heard).to.have.length(1)
+    state.reads = 0
+    // Both answer from their local tier: b's copy survived a's fill.
+    expect(a.get('k')).to.equal('v1')
+    expect(b.get('k')).to.equal('v1')
+    expect(state.reads).to.equal(0)
+    await a.set('k', 'v2')
+    expect(heard).to.have.length(2)
+    expect(await b.get('k')).to.equal('v2')
+    expect(await remote.get('k')).to.equal('v2')
+  })
+
   it('ignores invalidations of other namespaces and its own', async () => {
     const { a, b, broker, state } = twoInstances()
     await a.set('k', 'v')

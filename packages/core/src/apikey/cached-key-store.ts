@@ -143,7 +143,7 @@ export function createCachedKeyStore(options: Readonly<CachedKeyStoreOptions>): 
         ttlMs: ttlMs as number,
         ...(now === undefined ? {} : { now }),
       }),
-    setOptions: Object.freeze({ ttlMs: ttlMs as number }),
+    setOptions: Object.freeze({ ttlMs: ttlMs as number, fill: true }),
     negativeIds: negative(),
     negativeHashes: negative(),
     // Hash -> key id: a hash belongs to one key for good, so this index is only ever a hint.
@@ -157,7 +157,8 @@ export function createCachedKeyStore(options: Readonly<CachedKeyStoreOptions>): 
 interface CachedStoreConfig {
   readonly store: KeyStore
   readonly cache: CacheClient<ApiKeyRecord>
-  readonly setOptions: { readonly ttlMs: number }
+  /** Every write is a fill of what the store answered: other instances need not hear of it. */
+  readonly setOptions: { readonly ttlMs: number; readonly fill: true }
   readonly negativeIds: LRUCache<string, true> | undefined
   readonly negativeHashes: LRUCache<string, true> | undefined
   readonly hashIndex: LRUCache<string, ApiKeyId>

@@ -14,6 +14,13 @@ export type MaybePromise<T> = T | Promise<T>
 export interface CacheSetOptions {
   /** Time to live in milliseconds; the cache's default when absent. */
   readonly ttlMs?: number
+  /**
+   * The value was just read from the source of truth (a read-through fill), not changed: a tiered
+   * cache stores it in both tiers but tells no other instance to drop its copy, which is no older.
+   * Without it, N instances filling the same entry would send N messages that evict N - 1 copies
+   * each. @default false
+   */
+  readonly fill?: boolean
 }
 
 /** A cached value and its remaining time to live, from {@link CacheClient.getWithTtl}. */

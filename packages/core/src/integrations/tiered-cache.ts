@@ -169,7 +169,7 @@ class Tiered<TValue> implements TieredCache<TValue> {
     this.#epoch++
     const remote = this.#settle(() => this.remote.set(key, value, options))
     await this.local.set(key, value, this.#localOptions(options))
-    await this.#finish(remote, key)
+    await this.#finish(remote, key, options?.fill !== true)
   }
 
   async delete(key: string): Promise<void> {
@@ -190,9 +190,12 @@ class Tiered<TValue> implements TieredCache<TValue> {
     this.#unsubscribe()
   }
 
-  /** Tells the other instances, then rethrows a remote-tier failure for the caller. */
-  async #finish(remote: Promise<unknown>, key: string | null): Promise<void> {
-    const [remoteResult] = await Promise.all([remote, this.#publish(key)])
+  /**
+   * Tells the other instances (unless `tell` is false: a fill changes nothing they hold), then
+   * rethrows a remote-tier failure for the caller.
+   */
+  async #finish(remote: Promise<unknown>, key: string | null, tell = true): Promise<void> {
+    const [remoteResult] = await Promise.all([remote, tell ? this.#publish(key) : undefined])
     if (remoteResult instanceof Error) {
       this.#failed(CACHE_FAILURE, 'remote cache write failed', key, remoteResult)
       throw remoteResult
