@@ -206,18 +206,8 @@ function patternCovers(p: string, q: string): boolean {
   return ps.length === qs.length
 }
 
-interface RawRule {
-  readonly id: string
-  readonly effect: PolicyEffect
-  readonly category: PolicyCategory
-  readonly priority: number
-  readonly shadow: boolean
-  readonly description: string | undefined
-  readonly actions: readonly string[]
-  readonly roles: readonly string[] | null
-  readonly resourceType: string | null
-  readonly condition: CondNode | null
-  readonly path: string
+/** A rule before its precomputed messages, with its declaration order (for sorting). */
+interface RawRule extends Omit<CompiledRule, 'ids' | 'allowedBy' | 'deniedBy'> {
   readonly order: number
 }
 
