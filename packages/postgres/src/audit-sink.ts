@@ -315,8 +315,8 @@ function resolveRead(
   v: TypeValidator,
   o: PostgresAuditReadOptions,
 ): { after: number; limit: number | undefined } {
-  const after = o.afterSeq === undefined ? 0 : v.integer('afterSeq', o.afterSeq, { min: 0 })
-  const limit = o.limit === undefined ? undefined : v.integer('limit', o.limit, { min: 1 })
+  const after = v.integerOr('afterSeq', o.afterSeq, 0, { min: 0 })
+  const limit = v.integerOr('limit', o.limit, undefined, { min: 1 })
   return { after: after ?? 0, limit }
 }
 

@@ -105,11 +105,10 @@ export function createRedisStreamAuditSink(
     options.stream === undefined
       ? 'gh:audit'
       : v.string('stream', options.stream, { pattern: STREAM_PATTERN })
-  const maxLen = options.maxLen === undefined ? 0 : v.integer('maxLen', options.maxLen, { min: 0 })
-  const producerTtlMs =
-    options.producerTtlMs === undefined
-      ? 86_400_000
-      : v.integer('producerTtlMs', options.producerTtlMs, { min: 1000 })
+  const maxLen = v.integerOr('maxLen', options.maxLen, 0, { min: 0 })
+  const producerTtlMs = v.integerOr('producerTtlMs', options.producerTtlMs, 86_400_000, {
+    min: 1000,
+  })
   const name =
     options.name === undefined
       ? 'redis-stream'

@@ -134,14 +134,18 @@ export function createRedisBroker(options: Readonly<RedisBrokerOptions>): RedisB
     options.instanceId === undefined
       ? randomUUID()
       : v.string('instanceId', options.instanceId, { pattern: INSTANCE_PATTERN })
-  const maxMessageBytes =
-    options.maxMessageBytes === undefined
-      ? DEFAULT_MAX_MESSAGE_BYTES
-      : v.integer('maxMessageBytes', options.maxMessageBytes, { min: 256 })
-  const pingIntervalMs =
-    options.pingIntervalMs === undefined
-      ? DEFAULT_PING_INTERVAL_MS
-      : v.integer('pingIntervalMs', options.pingIntervalMs, { min: 0 })
+  const maxMessageBytes = v.integerOr(
+    'maxMessageBytes',
+    options.maxMessageBytes,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    { min: 256 },
+  )
+  const pingIntervalMs = v.integerOr(
+    'pingIntervalMs',
+    options.pingIntervalMs,
+    DEFAULT_PING_INTERVAL_MS,
+    { min: 0 },
+  )
   const logger = options.logger ?? silentLogger
   v.assert((m) => logger.warn(m))
 

@@ -87,14 +87,8 @@ export function createRedisCache<TValue = unknown>(
     options.prefix === undefined
       ? 'gh:cache'
       : v.string('prefix', options.prefix, { pattern: /^[A-Za-z0-9_:.{}-]{1,64}$/ })
-  const ttlMs =
-    options.ttlMs === undefined
-      ? DEFAULT_CACHE_TTL_MS
-      : v.integer('ttlMs', options.ttlMs, { min: 1 })
-  const maxValueBytes =
-    options.maxValueBytes === undefined
-      ? 1_048_576
-      : v.integer('maxValueBytes', options.maxValueBytes, { min: 1 })
+  const ttlMs = v.integerOr('ttlMs', options.ttlMs, DEFAULT_CACHE_TTL_MS, { min: 1 })
+  const maxValueBytes = v.integerOr('maxValueBytes', options.maxValueBytes, 1_048_576, { min: 1 })
   const logger = options.logger ?? silentLogger
   v.assert((m) => logger.warn(m))
   const client = options.client

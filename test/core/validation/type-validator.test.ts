@@ -38,6 +38,16 @@ describe('TypeValidator', () => {
     expect(warnings).to.deep.equal(['maxage: unknown option "maxage"; did you mean "maxAge"?'])
   })
 
+  it('gives the fallback for an absent optional integer and checks a present one', () => {
+    const v = new TypeValidator('x')
+    expect(v.integerOr('a', undefined, 7, { min: 1 })).to.equal(7)
+    expect(v.integerOr('b', undefined, undefined)).to.equal(undefined)
+    expect(v.integerOr('c', 3, 7, { min: 1 })).to.equal(3)
+    expect(v.integerOr('d', 0, 7, { min: 1 })).to.equal(undefined)
+    expect(v.integerOr('e', '5', 7)).to.equal(undefined)
+    expect(v.result().issues.map((i) => i.path)).to.deep.equal(['x.d', 'x.e'])
+  })
+
   it('checks bounds, patterns and functions', () => {
     const v = new TypeValidator('x')
     expect(v.integer('a', 3, { min: 1, max: 5 })).to.equal(3)

@@ -288,15 +288,17 @@ export function createApiKeyVerifier(
   )
   const c = options.cache === false ? { max: 0, negativeMax: 0 } : (options.cache ?? {})
   const cv = v.child('cache')
-  const max = c.max === undefined ? DEFAULT_API_KEY_CACHE_MAX : cv.integer('max', c.max, { min: 0 })
+  const max = cv.integerOr('max', c.max, DEFAULT_API_KEY_CACHE_MAX, { min: 0 })
   const ttlMs =
     'ttlMs' in c && c.ttlMs !== undefined
       ? cv.integer('ttlMs', c.ttlMs, { min: 1 })
       : DEFAULT_API_KEY_CACHE_TTL_MS
-  const negativeMax =
-    c.negativeMax === undefined
-      ? DEFAULT_API_KEY_NEGATIVE_CACHE_MAX
-      : cv.integer('negativeMax', c.negativeMax, { min: 0 })
+  const negativeMax = cv.integerOr(
+    'negativeMax',
+    c.negativeMax,
+    DEFAULT_API_KEY_NEGATIVE_CACHE_MAX,
+    { min: 0 },
+  )
   const negativeTtlMs =
     'negativeTtlMs' in c && c.negativeTtlMs !== undefined
       ? cv.integer('negativeTtlMs', c.negativeTtlMs, { min: 1 })

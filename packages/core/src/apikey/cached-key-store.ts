@@ -110,18 +110,19 @@ export function createCachedKeyStore(options: Readonly<CachedKeyStoreOptions>): 
   const broker = options.broker
   if (broker !== undefined && typeof broker?.subscribe !== 'function')
     v.fail('broker', 'must be a MessageBroker (publish, subscribe)')
-  const ttlMs =
-    options.ttlMs === undefined
-      ? DEFAULT_API_KEY_CACHE_TTL_MS
-      : v.integer('ttlMs', options.ttlMs, { min: 1 })
-  const negativeTtlMs =
-    options.negativeTtlMs === undefined
-      ? DEFAULT_API_KEY_NEGATIVE_CACHE_TTL_MS
-      : v.integer('negativeTtlMs', options.negativeTtlMs, { min: 1 })
-  const maxNegative =
-    options.maxNegative === undefined
-      ? DEFAULT_API_KEY_NEGATIVE_CACHE_MAX
-      : v.integer('maxNegative', options.maxNegative, { min: 0 })
+  const ttlMs = v.integerOr('ttlMs', options.ttlMs, DEFAULT_API_KEY_CACHE_TTL_MS, { min: 1 })
+  const negativeTtlMs = v.integerOr(
+    'negativeTtlMs',
+    options.negativeTtlMs,
+    DEFAULT_API_KEY_NEGATIVE_CACHE_TTL_MS,
+    { min: 1 },
+  )
+  const maxNegative = v.integerOr(
+    'maxNegative',
+    options.maxNegative,
+    DEFAULT_API_KEY_NEGATIVE_CACHE_MAX,
+    { min: 0 },
+  )
   const now = options.now === undefined ? undefined : v.function<Clock>('now', options.now)
   const logger = options.logger ?? silentLogger
   v.assert((m) => logger.warn(m))

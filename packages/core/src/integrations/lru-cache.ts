@@ -57,12 +57,8 @@ export function createLruCache<TValue = unknown>(
   const v = new TypeValidator('cache')
   if (v.object('options', options) === undefined) v.assert()
   v.knownKeys(options as Record<string, unknown>, OPTION_NAMES)
-  const max =
-    options.max === undefined ? DEFAULT_CACHE_MAX : v.integer('max', options.max, { min: 1 })
-  const ttlMs =
-    options.ttlMs === undefined
-      ? DEFAULT_CACHE_TTL_MS
-      : v.integer('ttlMs', options.ttlMs, { min: 1 })
+  const max = v.integerOr('max', options.max, DEFAULT_CACHE_MAX, { min: 1 })
+  const ttlMs = v.integerOr('ttlMs', options.ttlMs, DEFAULT_CACHE_TTL_MS, { min: 1 })
   const now = options.now === undefined ? undefined : v.function<Clock>('now', options.now)
   v.assert()
   const lru = new LRUCache<string, Stored>({

@@ -97,10 +97,7 @@ export function createTieredCache<TValue = unknown>(
   if (typeof broker?.publish !== 'function' || typeof broker.subscribe !== 'function')
     v.fail('broker', 'must be a MessageBroker (publish, subscribe)')
   const namespace = v.string('namespace', options.namespace, { pattern: CACHE_NAMESPACE_PATTERN })
-  const localTtlMs =
-    options.localTtlMs === undefined
-      ? undefined
-      : v.integer('localTtlMs', options.localTtlMs, { min: 1 })
+  const localTtlMs = v.integerOr('localTtlMs', options.localTtlMs, undefined, { min: 1 })
   const logger = options.logger ?? silentLogger
   v.assert((m) => logger.warn(m))
   return new Tiered<TValue>(

@@ -196,18 +196,16 @@ export function createJwtVerifier(
       v.fail('jwks.url', `must be an http(s) URL, received ${describeValue(j.url)}`)
     }
     const jv = v.child('jwks')
-    const cacheMaxAgeMs =
-      j.cacheMaxAgeMs === undefined
-        ? DEFAULT_JWKS_CACHE_MAX_AGE_MS
-        : jv.integer('cacheMaxAgeMs', j.cacheMaxAgeMs, { min: 0 })
-    const cooldownMs =
-      j.cooldownMs === undefined
-        ? DEFAULT_JWKS_COOLDOWN_MS
-        : jv.integer('cooldownMs', j.cooldownMs, { min: 0 })
-    const timeoutMs =
-      j.timeoutMs === undefined
-        ? DEFAULT_JWKS_TIMEOUT_MS
-        : jv.integer('timeoutMs', j.timeoutMs, { min: 1 })
+    const cacheMaxAgeMs = jv.integerOr(
+      'cacheMaxAgeMs',
+      j.cacheMaxAgeMs,
+      DEFAULT_JWKS_CACHE_MAX_AGE_MS,
+      { min: 0 },
+    )
+    const cooldownMs = jv.integerOr('cooldownMs', j.cooldownMs, DEFAULT_JWKS_COOLDOWN_MS, {
+      min: 0,
+    })
+    const timeoutMs = jv.integerOr('timeoutMs', j.timeoutMs, DEFAULT_JWKS_TIMEOUT_MS, { min: 1 })
     if (
       url !== undefined &&
       cacheMaxAgeMs !== undefined &&
@@ -250,25 +248,28 @@ export function createJwtVerifier(
     }
   }
 
-  const tolerance =
-    options.clockToleranceSeconds === undefined
-      ? DEFAULT_CLOCK_TOLERANCE_SECONDS
-      : v.integer('clockToleranceSeconds', options.clockToleranceSeconds, {
-          min: 0,
-          max: MAX_CLOCK_TOLERANCE_SECONDS,
-        })
+  const tolerance = v.integerOr(
+    'clockToleranceSeconds',
+    options.clockToleranceSeconds,
+    DEFAULT_CLOCK_TOLERANCE_SECONDS,
+    {
+      min: 0,
+      max: MAX_CLOCK_TOLERANCE_SECONDS,
+    },
+  )
   const requireExp =
     options.requireExpiration === undefined
       ? true
       : v.boolean('requireExpiration', options.requireExpiration)
-  const maxAge =
-    options.maxTokenAgeSeconds === undefined
-      ? undefined
-      : v.integer('maxTokenAgeSeconds', options.maxTokenAgeSeconds, { min: 1 })
-  const maxTokenLength =
-    options.maxTokenLength === undefined
-      ? DEFAULT_MAX_TOKEN_LENGTH
-      : v.integer('maxTokenLength', options.maxTokenLength, { min: 64, max: 65536 })
+  const maxAge = v.integerOr('maxTokenAgeSeconds', options.maxTokenAgeSeconds, undefined, {
+    min: 1,
+  })
+  const maxTokenLength = v.integerOr(
+    'maxTokenLength',
+    options.maxTokenLength,
+    DEFAULT_MAX_TOKEN_LENGTH,
+    { min: 64, max: 65536 },
+  )
   const issuers = listOption(v, 'issuer', options.issuer)
   const audiences = listOption(v, 'audience', options.audience)
   const types = v.array(

@@ -242,10 +242,7 @@ function compileRule(
           nonEmpty: true,
         })
   const condition = r.when === undefined ? null : compileCondition(rv, 'when', r.when)
-  const priority =
-    r.priority === undefined
-      ? 0
-      : rv.integer('priority', r.priority, { min: -1_000_000, max: 1_000_000 })
+  const priority = rv.integerOr('priority', r.priority, 0, { min: -1_000_000, max: 1_000_000 })
   const shadow = r.shadow === undefined ? false : rv.boolean('shadow', r.shadow)
   const description =
     r.description === undefined

@@ -181,6 +181,16 @@ export class TypeValidator {
     return this.#bounded(field, value, bounds, 'a number')
   }
 
+  /** An optional integer within bounds: `fallback` when `value` is `undefined`. */
+  integerOr(
+    field: string | number,
+    value: unknown,
+    fallback: number | undefined,
+    bounds: NumberBounds = {},
+  ): number | undefined {
+    return value === undefined ? fallback : this.integer(field, value, bounds)
+  }
+
   /** An integer within bounds. */
   integer(field: string | number, value: unknown, bounds: NumberBounds = {}): number | undefined {
     if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
