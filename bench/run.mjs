@@ -1,7 +1,8 @@
 /**
  * The benchmark suite: `npm run bench [-- --quick]` (builds first), or after `npx tsc -b`:
  *
- *     node bench/run.mjs [--quick] [--rounds N] [--parts http,micro,scale,policy,audit] [--profile]
+ *     node bench/run.mjs [--quick] [--rounds N] [--parts http,micro,scale,policy,audit]
+ *     node bench/run.mjs --profile [--variant full] [--frameworks express,koa,fastify]
  *
  * HTTP part: starts one server per (framework, variant) of {@link plan} (`servers/server.mjs`,
  * pinned to one CPU when `taskset` exists; each checks itself before announcing), warms each up,
@@ -14,8 +15,8 @@
  * (`scale.mjs`, in a child with `--expose-gc`), the policy-engine comparison (`policy.mjs`, in a
  * child, when present) and the audit pipeline's throughput per sink (`audit.mjs`, in a child). Writes `bench/RESULTS.md` (`RESULTS.quick.md` with `--quick`) and prints it.
  *
- * `--profile`: instead of all that, runs the full gate on each framework under `--cpu-prof` for a
- * few seconds of load, writes the profiles to `bench/profiles/` and prints their top frames.
+ * `--profile`: instead of all that, runs one variant (default: the full gate) on each framework
+ * under `--cpu-prof` for a few seconds of load, writes the profiles to `bench/profiles/` and prints their top frames.
  * @module
  */
 import { spawn } from 'node:child_process'
@@ -79,7 +80,9 @@ const USAGE = `usage: node bench/run.mjs [--quick] [--rounds N] [--parts ${PARTS
               instead of 5 rounds of 0.5 s warm-up + 3 s measured
   --rounds N  number of rounds (1-50)
   --parts     which parts to run (default: all)
-  --profile   profile the full gate on each framework with --cpu-prof instead (bench/profiles/)`
+  --profile   profile the full gate on each framework with --cpu-prof instead (bench/profiles/)
+  --variant   with --profile: the variant to profile (default: full)
+  --frameworks  with --profile: which frameworks (default: express,koa,fastify)`
 
 /**
  * @typedef {object} Run
@@ -107,6 +110,8 @@ function options() {
         rounds: { type: 'string' },
         parts: { type: 'string' },
         profile: { type: 'boolean', default: false },
+        variant: { type: 'string', default: 'full' },
+        frameworks: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }).values
@@ -128,11 +133,21 @@ function options() {
     console.error(`--parts takes a list of ${PARTS.join(', ')}\n${USAGE}`)
     process.exit(2)
   }
+  const frameworks =
+    parsed.frameworks === undefined ? Object.keys(FRAMEWORK_LABELS) : parsed.frameworks.split(',')
+  if (frameworks.some((f) => !(f in FRAMEWORK_LABELS)) || !(parsed.variant in LABELS)) {
+    console.error(
+      `--frameworks takes a list of ${Object.keys(FRAMEWORK_LABELS).join(', ')}; --variant one of ${Object.keys(LABELS).join(', ')}\n${USAGE}`,
+    )
+    process.exit(2)
+  }
   return {
     quick: parsed.quick,
     rounds,
     parts,
     profile: parsed.profile,
+    variant: parsed.variant,
+    frameworks,
     // Servers stay up for the whole suite: one warm-up each at start, a short one before each run.
     initialWarmupSeconds: parsed.quick ? 1 : 2,
     warmupSeconds: parsed.quick ? 0 : 0.5,
@@ -540,15 +555,16 @@ async function child(args) {
   return { code, stdout, stderr }
 }
 
-/** `--profile`: the full gate of each framework under --cpu-prof. */
+/** `--profile`: one variant (default: the full gate) of each framework under --cpu-prof. */
 async function profile(opts, pin, log) {
   mkdirSync(PROFILES, { recursive: true })
   const summaries = []
-  for (const framework of Object.keys(FRAMEWORK_LABELS)) {
-    const dir = join(PROFILES, framework)
+  const { variant } = opts
+  for (const framework of opts.frameworks) {
+    const dir = join(PROFILES, variant === 'full' ? framework : `${framework}-${variant}`)
     mkdirSync(dir, { recursive: true })
     for (const f of readdirSync(dir)) if (f.endsWith('.cpuprofile')) writeFileSync(join(dir, f), '')
-    const server = await startServer(framework, 'full', pin, ['--cpu-prof', '--cpu-prof-dir', dir])
+    const server = await startServer(framework, variant, pin, ['--cpu-prof', '--cpu-prof-dir', dir])
     const url = `http://127.0.0.1:${server.port}/docs/1`
     await load(url, server.headers, 1)
     const r = await load(url, server.headers, opts.quick ? 2 : 8)
@@ -562,7 +578,7 @@ async function profile(opts, pin, log) {
     const top = topFrames(prof)
     const groups = topFrames(prof, 12, groupOf)
     const text = [
-      `### ${FRAMEWORK_LABELS[framework]}, full gate (${fmt(r.rps)} req/s while profiled; ${relative(process.cwd(), file)})`,
+      `### ${FRAMEWORK_LABELS[framework]}, ${LABELS[variant]} (${fmt(r.rps)} req/s while profiled; ${relative(process.cwd(), file)})`,
       '',
       table(
         ['self %', 'function', 'where'],
@@ -580,8 +596,8 @@ async function profile(opts, pin, log) {
     summaries.push(text)
     log(text)
   }
-  const out = join(PROFILES, 'SUMMARY.md')
-  writeFileSync(out, `# CPU profiles of the full gate\n\n${summaries.join('\n')}`)
+  const out = join(PROFILES, variant === 'full' ? 'SUMMARY.md' : `SUMMARY-${variant}.md`)
+  writeFileSync(out, `# CPU profiles (${LABELS[variant]})\n\n${summaries.join('\n')}`)
   log(`bench: wrote ${relative(process.cwd(), out)}`)
 }
 

@@ -26,6 +26,7 @@ import {
 import { expect } from 'chai'
 import express from 'express'
 import {
+  ConfigError,
   createApiKeyManager,
   createGate,
   createMemoryKeyStore,
@@ -265,5 +266,15 @@ describe('@gatehouse/opentelemetry with the real SDK', () => {
     expect(() => createOpenTelemetryTracer({ tracer: {} as never })).to.throw(
       /opentelemetry\.tracer/,
     )
+    for (const bad of [null, 42, 'meter', { createGauge: () => undefined }]) {
+      expect(() => createOpenTelemetryMetrics({ meter: bad as never })).to.throw(
+        ConfigError,
+        /opentelemetry\.meter: must be an OpenTelemetry Meter/,
+      )
+      expect(() => createOpenTelemetryTracer({ tracer: bad as never })).to.throw(
+        ConfigError,
+        /opentelemetry\.tracer: must be an OpenTelemetry Tracer/,
+      )
+    }
   })
 })

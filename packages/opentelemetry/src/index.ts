@@ -59,6 +59,31 @@ export interface OpenTelemetryTracerOptions {
 
 type Instrument = Counter | Gauge | Histogram
 
+/**
+ * Checks an options object that takes one provider object (`meter` or `tracer`): the value, when
+ * given, must have the method that identifies it; other keys get the validator's unknown-key
+ * warning. Returns the value, or `fallback()` (the global provider) when absent.
+ * @throws {ConfigError} for a value that is not what `what` names
+ */
+function onlyOption<TKey extends string, TValue>(
+  options: Readonly<Partial<Record<TKey, TValue>>>,
+  key: TKey,
+  method: string,
+  what: string,
+  fallback: () => TValue,
+): TValue {
+  const v = new TypeValidator('opentelemetry')
+  v.knownKeys(options as Record<string, unknown>, [key])
+  const given = options[key]
+  if (
+    given !== undefined &&
+    typeof (given as Record<string, unknown> | null)?.[method] !== 'function'
+  )
+    v.fail(key, `must be ${what}`)
+  v.assert()
+  return given ?? fallback()
+}
+
 /** The OpenTelemetry name of a catalogue metric: Prometheus exporters add `_total` back. */
 export function openTelemetryName(definition: MetricDefinition): string {
   return definition.kind === 'counter' ? definition.name.replace(/_total$/, '') : definition.name
@@ -84,16 +109,9 @@ export function openTelemetryUnit(unit: string): string {
 export function createOpenTelemetryMetrics(
   options: Readonly<OpenTelemetryMetricsOptions> = {},
 ): MetricsClient {
-  const v = new TypeValidator('opentelemetry')
-  v.knownKeys(options as Record<string, unknown>, ['meter'])
-  const meter =
-    options.meter === undefined
-      ? otelMetrics.getMeter(INSTRUMENTATION_SCOPE)
-      : typeof (options.meter as Meter | undefined)?.createCounter === 'function'
-        ? options.meter
-        : v.fail('meter', 'must be an OpenTelemetry Meter')
-  v.assert()
-  const m = meter as Meter
+  const m = onlyOption(options, 'meter', 'createCounter', 'an OpenTelemetry Meter', () =>
+    otelMetrics.getMeter(INSTRUMENTATION_SCOPE),
+  )
   const instruments = {} as Record<GatehouseMetric, Instrument>
   for (const [key, def] of Object.entries(GATEHOUSE_METRICS) as [
     GatehouseMetric,
@@ -160,16 +178,11 @@ class OtelMetrics implements MetricsClient {
 export function createOpenTelemetryTracer(
   options: Readonly<OpenTelemetryTracerOptions> = {},
 ): GateTracer {
-  const v = new TypeValidator('opentelemetry')
-  v.knownKeys(options as Record<string, unknown>, ['tracer'])
-  const tracer =
-    options.tracer === undefined
-      ? trace.getTracer(INSTRUMENTATION_SCOPE)
-      : typeof (options.tracer as Tracer | undefined)?.startSpan === 'function'
-        ? options.tracer
-        : v.fail('tracer', 'must be an OpenTelemetry Tracer')
-  v.assert()
-  return new OtelTracer(tracer as Tracer)
+  return new OtelTracer(
+    onlyOption(options, 'tracer', 'startSpan', 'an OpenTelemetry Tracer', () =>
+      trace.getTracer(INSTRUMENTATION_SCOPE),
+    ),
+  )
 }
 
 class OtelTracer implements GateTracer {
