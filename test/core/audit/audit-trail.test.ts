@@ -38,6 +38,48 @@ describe('createAuditTrail', () => {
     expect(new Set(sink.events.map((e) => e.id)).size).to.equal(250)
   })
 
+  it('fills batches under steady load instead of writing what arrived during the last write', async () => {
+    // A slow sink and a steady stream for longer than the interval: about half a batch arrives
+    // during each write. After a write the queue waits for a full batch (or for its oldest event
+    // to have waited flushIntervalMs) instead of writing the half batch at once, which under load
+    // meant a write per handful of events.
+    const batches: number[] = []
+    const sink = createMemoryAuditSink()
+    const slow: AuditSink = {
+      name: 'slow',
+      write: async (e) => {
+        batches.push(e.length)
+        await new Promise((resolve) => setTimeout(resolve, 2))
+        return sink.write(e)
+      },
+    }
+    const trail = createAuditTrail({ sinks: [slow], batchSize: 100, flushIntervalMs: 100 })
+    for (let i = 0; i < 4000; i += 25) {
+      for (let j = i; j < i + 25; j++) trail.emit(event(j))
+      await new Promise((resolve) => setTimeout(resolve, 1))
+    }
+    await trail.flush()
+    expect(sink.events.map((e) => e.action)).to.deep.equal(
+      Array.from({ length: 4000 }, (_, i) => `GET /${i}`),
+    )
+    expect(batches.slice(0, -1).filter((n) => n !== 100)).to.deep.equal([])
+    expect(batches.length).to.equal(40)
+    await trail.close()
+  })
+
+  it('writes a partial batch once its oldest event has waited flushIntervalMs', async () => {
+    const sink = createMemoryAuditSink()
+    const trail = createAuditTrail({ sinks: [sink], batchSize: 100, flushIntervalMs: 20 })
+    trail.emit(event(0))
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    trail.emit(event(1))
+    expect(sink.events).to.have.length(0)
+    // No flush(): the interval alone writes both, counted from the first.
+    for (let i = 0; i < 200 && sink.events.length < 2; i++)
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    expect(sink.events.map((e) => e.action)).to.deep.equal(['GET /0', 'GET /1'])
+    await trail.close()
+  })
   it('retries a failing sink and loses nothing', async () => {
     let failures = 2
     const written: AuditEvent[] = []

@@ -638,6 +638,10 @@ class SinkQueue {
   readonly labels: Readonly<Record<string, string>>
   #running: Promise<void> | undefined
   #timer: NodeJS.Timeout | undefined
+  /** Whether the pending timer is a drain at once (delay 0), not the batching interval. */
+  #timerNow = false
+  /** When the queue last went from empty to not empty (monotonic ms): its oldest entry's age. */
+  #since = 0
   #failures = 0
   #retryAt = 0
   /** Linked events taken out of memory and not yet acknowledged (direct mode). */
@@ -714,8 +718,14 @@ class SinkQueue {
       return false
     }
     this.queue.push(entry)
-    if (this.#running === undefined && this.#timer === undefined)
-      this.#kick(n + 1 >= this.c.batchSize ? 0 : this.c.intervalMs)
+    if (n === 0) this.#since = monotonicMs()
+    // A full batch drains at once; otherwise the batching interval runs from the oldest entry.
+    // While a write is in flight, the drain loop takes what is queued when it ends.
+    if (this.#running === undefined) {
+      if (n + 1 >= this.c.batchSize) {
+        if (!this.#timerNow) this.#kick(0)
+      } else if (this.#timer === undefined) this.#kick(this.c.intervalMs)
+    }
     return true
   }
 
@@ -725,21 +735,29 @@ class SinkQueue {
       if (delayMs > 0) return
       clearTimeout(this.#timer)
     }
+    this.#timerNow = delayMs <= 0
     this.#timer = unrefTimeout(() => {
       this.#timer = undefined
+      this.#timerNow = false
       this.#running ??= this.#run().finally(() => {
         this.#running = undefined
-        if (this.busy && !this.#closed) this.#kick(this.c.intervalMs)
+        if (this.busy && !this.#closed) this.#kick(this.#untilDue())
         else if (!this.busy) for (const w of this.#waiters.splice(0)) w()
       })
     }, delayMs)
+  }
+
+  /** How long the queue's oldest entry may still wait for a fuller batch (0: due now). */
+  #untilDue(): number {
+    if (this.queue.length >= this.c.batchSize || this.#waiters.length > 0) return 0
+    return Math.max(0, Math.ceil(this.c.intervalMs - (monotonicMs() - this.#since)))
   }
 
   #closed = false
 
   async #run(): Promise<void> {
     await this.#spoolReady
-    for (;;) {
+    for (let first = true; ; first = false) {
       if (this.#closed) return
       if (this.#spooling) {
         if (!(await this.#spoolStep())) return
@@ -747,6 +765,11 @@ class SinkQueue {
       }
       if (this.#inflight === undefined) {
         if (this.queue.length === 0) return
+        // After a write, what arrived meanwhile waits for a full batch or its interval (unless
+        // someone waits for the queue to empty, or it is closing): under load, a write per
+        // handful of events cost more than the events (a promise, a thread-pool hop and a
+        // syscall each).
+        if (!first && !this.#closing && this.#untilDue() > 0) return
         const entries = this.queue.splice(0, this.c.batchSize)
         this.#inflight = { entries, events: this.#link(entries) }
       }
