@@ -50,6 +50,7 @@ const PROFILES = join(BENCH_DIR, 'profiles')
 const FRAMEWORK_LABELS = { express: 'Express 5', koa: 'Koa 3', fastify: 'Fastify 5' }
 const LABELS = {
   bare: 'bare',
+  noop: 'no-op middleware at the mount points',
   apikey: 'Gatehouse API key',
   hs256: 'Gatehouse JWT HS256',
   rs256: 'Gatehouse JWT RS256',
@@ -188,7 +189,8 @@ async function pinOrReexec() {
  * What the HTTP part measures, per framework, bare first. Audit, Redis and metrics variants are
  * measured on every framework for audit and on Express only for Redis and metrics. Quick mode keeps
  * what the targets are computed from (bare, API key, full gate with and without audit, Redis, the
- * JWT + rate-limit peer) and drops the per-algorithm JWT rows and the passport peers.
+ * JWT + rate-limit peer) and drops the per-algorithm JWT rows, the no-op mount-point floor and the
+ * passport peers.
  * @param {{ redis: boolean, metrics: boolean }} has
  * @param {boolean} quick
  * @returns {Array<{ framework: string, variant: string }>}
@@ -196,7 +198,7 @@ async function pinOrReexec() {
 function plan(has, quick) {
   const common = quick
     ? ['bare', 'apikey', 'full', 'full-noaudit']
-    : ['bare', 'apikey', 'hs256', 'rs256', 'es256', 'eddsa', 'full', 'full-noaudit']
+    : ['bare', 'noop', 'apikey', 'hs256', 'rs256', 'es256', 'eddsa', 'full', 'full-noaudit']
   const per = {
     express: [
       ...common,
@@ -484,6 +486,18 @@ function httpReport(runs, entries, opts) {
         `${FRAMEWORK_LABELS[framework]}: ${LABELS[peer]} / bare`,
         pairRatio(valid, framework, peer, 'bare'),
       )
+  // The floor of any middleware-based gate: what the framework charges for the mount points.
+  for (const framework of Object.keys(fullTargets))
+    if (entries.some((e) => e.framework === framework && e.variant === 'noop')) {
+      addCmp(
+        `${FRAMEWORK_LABELS[framework]}: no-op middleware at the mount points / bare`,
+        pairRatio(valid, framework, 'noop', 'bare'),
+      )
+      addCmp(
+        `${FRAMEWORK_LABELS[framework]}: full gate / no-op middleware at the mount points`,
+        pairRatio(valid, framework, 'full', 'noop'),
+      )
+    }
   for (const framework of Object.keys(fullTargets))
     addCmp(
       `${FRAMEWORK_LABELS[framework]}: audit on / audit off (full gate)`,

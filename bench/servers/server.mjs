@@ -4,7 +4,7 @@
  * Serves `GET /docs/:id` → `{"id":"1"}` on 127.0.0.1 and a random port, on the given framework,
  * bare, behind Gatehouse, or behind a peer stack (see {@link VARIANTS} and `variants.mjs`).
  * Before announcing itself it checks, with real requests, that the credential gets 200 and no
- * credential gets 401 (bare: 200), and exits non-zero otherwise, so that a broken setup is never
+ * credential gets 401 (bare and noop: 200), and exits non-zero otherwise, so that a broken setup is never
  * measured. Then it prints one JSON line `{ "port": N, "headers": { ... } }` to stdout and serves
  * until killed (SIGTERM/SIGINT), for at most 30 minutes, and with `--exit-with-stdin` (as the
  * runner starts it) also until its stdin closes, so that it never outlives a crashed runner.
@@ -13,14 +13,14 @@
 import { createServer } from 'node:http'
 import { once } from 'node:events'
 import { rm } from 'node:fs/promises'
-import { FRAMEWORKS, setupVariant, variantsOf } from './variants.mjs'
+import { FRAMEWORKS, OPEN_VARIANTS, setupVariant, variantsOf } from './variants.mjs'
 
 const MAX_LIFETIME_MS = 30 * 60 * 1000
 
 /**
  * Checks the server answers as the benchmark expects; returns the problems found.
  * @param {string} base
- * @param {boolean} open whether the route is served without credential (bare)
+ * @param {boolean} open whether the route is served without credential (bare, noop)
  * @param {Record<string, string>} headers
  * @returns {Promise<string[]>}
  */
@@ -93,7 +93,11 @@ async function main() {
   }
   setTimeout(() => stop(0), MAX_LIFETIME_MS).unref()
 
-  const problems = await selfCheck(`http://127.0.0.1:${port}`, variant === 'bare', built.headers)
+  const problems = await selfCheck(
+    `http://127.0.0.1:${port}`,
+    OPEN_VARIANTS.includes(variant),
+    built.headers,
+  )
   if (problems.length > 0) {
     console.error(
       `bench server (${framework} ${variant}) failed its self-check:\n  ${problems.join('\n  ')}`,

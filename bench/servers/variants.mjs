@@ -2,6 +2,11 @@
  * The apps under load, per framework and variant. Every variant serves `GET /docs/:id` →
  * `{"id":"1"}` and requires (except `bare`) a credential carrying `documents:read`.
  *
+ * `noop` (every framework): no-op middleware where the Gatehouse variants mount theirs (a global
+ * middleware or hook, a route guard, and on Express and Koa the error handler), open to anyone:
+ * what the framework itself charges for those mount points, a floor no middleware-based gate goes
+ * under.
+ *
  * Gatehouse variants (every framework): `apikey`, `hs256`, `rs256`, `es256`, `eddsa`, `full`
  * (API key + two named limits + quota + 20-rule policy + audit to a JSON-lines file),
  * `full-noaudit`, `full-redis` (limits and quota in Redis at `BENCH_REDIS_PORT`), `full-metrics`
@@ -51,8 +56,11 @@ const PEERS = {
  * @returns {string[]}
  */
 export function variantsOf(framework) {
-  return ['bare', ...GATEHOUSE, ...(PEERS[framework] ?? [])]
+  return ['bare', 'noop', ...GATEHOUSE, ...(PEERS[framework] ?? [])]
 }
+
+/** Variants served without a credential. */
+export const OPEN_VARIANTS = ['bare', 'noop']
 
 const hasScope = (scope) => typeof scope === 'string' && scope.split(' ').includes(SCOPE)
 
@@ -147,6 +155,12 @@ async function expressApp(variant) {
     app.get('/docs/:id', handler)
     return { app, headers: {} }
   }
+  if (variant === 'noop') {
+    app.use((req, res, next) => next())
+    app.get('/docs/:id', (req, res, next) => next(), handler)
+    app.use((error, req, res, next) => next(error))
+    return { app, headers: {} }
+  }
   if (variant.startsWith('peer-')) return expressPeer(app, variant, handler)
   const { authMiddleware, problemHandler, requirePolicy } = await import('@gatehouse/express')
   const setup = await gatehouseSetup(variant)
@@ -238,6 +252,20 @@ async function koaApp(variant) {
     app.use(router.routes())
     return { app, headers: {} }
   }
+  if (variant === 'noop') {
+    app.use(async (ctx, next) => {
+      try {
+        await next()
+      } catch (error) {
+        ctx.status = 500
+        throw error
+      }
+    })
+    app.use((ctx, next) => next())
+    router.get('/docs/:id', (ctx, next) => next(), handler)
+    app.use(router.routes())
+    return { app, headers: {} }
+  }
   if (variant === 'peer-koajwt') {
     const { default: koaJwt } = await import('koa-jwt')
     const { RateLimiterMemory } = await import('rate-limiter-flexible')
@@ -285,6 +313,11 @@ async function fastifyApp(variant) {
   const app = Fastify({ logger: false })
   const handler = async (request) => ({ id: request.params.id })
   if (variant === 'bare') {
+    app.get('/docs/:id', handler)
+    return { app, headers: {} }
+  }
+  if (variant === 'noop') {
+    app.addHook('onRequest', (request, reply, done) => done())
     app.get('/docs/:id', handler)
     return { app, headers: {} }
   }
