@@ -1,13 +1,15 @@
 import { expect } from 'chai'
 import {
   createApiKeyManager,
+  createAuditTrail,
   createGate,
   createMemoryKeyStore,
   createQuotaStage,
   periodBounds,
   type QuotaStageOptions,
+  type RateLimitBackend,
 } from '@gatehouse/core'
-import { createFakeClock, fakeRequest } from '@gatehouse/core/testing'
+import { createFakeClock, createMemoryAuditSink, fakeRequest } from '@gatehouse/core/testing'
 
 const PEPPER = 'p'.repeat(32)
 
@@ -122,5 +124,68 @@ describe('quota refunds on server errors', () => {
     await served(502)
     await served(404)
     expect((await quotas.usage(record.id))[0]?.used).to.equal(2)
+  })
+
+  it('fails closed with 503 when the store fails, by default, and open when configured', async () => {
+    const broken: RateLimitBackend = {
+      name: 'broken',
+      create: () => ({
+        consume: () => Promise.reject(new Error('ECONNREFUSED')),
+        get: () => Promise.resolve(null),
+        reward: () => Promise.reject(new Error('ECONNREFUSED')),
+        delete: () => Promise.resolve(false),
+      }),
+    }
+    const run = async (onStoreError?: 'open' | 'closed') => {
+      const logs: string[] = []
+      const counted: string[] = []
+      const sink = createMemoryAuditSink()
+      const store = createMemoryKeyStore()
+      const gate = createGate({
+        apiKeys: { store, pepper: PEPPER },
+        stages: [
+          createQuotaStage({
+            backend: broken,
+            quotas: [{ name: 'monthly', limit: 10, period: 'month' }],
+            logger: { warn: (m) => logs.push(`warn ${m}`), error: (m) => logs.push(`error ${m}`) },
+            ...(onStoreError === undefined ? {} : { onStoreError }),
+          }),
+        ],
+        audit: createAuditTrail({ sinks: [sink] }),
+        metrics: {
+          increment: (metric, labels) => counted.push(`${metric} ${JSON.stringify(labels)}`),
+          set() {},
+          observe() {},
+        },
+      })
+      const { key } = await createApiKeyManager({ store, pepper: PEPPER }).create({
+        name: 'a',
+        ownerId: 'alice',
+      })
+      const decision = await gate.evaluate(fakeRequest({ headers: { 'x-api-key': key } }))
+      await gate.audit.flush()
+      const types = sink.events.map((e) => e.customType ?? e.type)
+      await gate.close()
+      return { decision, logs, types, counted: counted.filter((c) => !c.startsWith('decisions')) }
+    }
+
+    const closed = await run()
+    expect(closed.decision.status).to.equal(503)
+    if (!closed.decision.allowed) {
+      expect(closed.decision.error.code).to.equal('ERR_QUOTA_UNAVAILABLE')
+      expect(JSON.stringify(closed.decision.problem)).to.not.include('ECONNREFUSED')
+    }
+    expect(closed.logs).to.deep.equal(['error quota: store failed; request denied (fail closed)'])
+    expect(closed.counted).to.include.members([
+      'storeFailures {"store":"quota"}',
+      'failureModeActivations {"store":"quota","mode":"closed"}',
+    ])
+    expect(closed.types).to.not.include('quota.bypassed')
+
+    const open = await run('open')
+    expect(open.decision.status).to.equal(200)
+    expect(open.logs).to.deep.equal(['warn quota: store failed; request allowed (fail open)'])
+    expect(open.counted).to.include('failureModeActivations {"store":"quota","mode":"open"}')
+    expect(open.types).to.include('quota.bypassed')
   })
 })

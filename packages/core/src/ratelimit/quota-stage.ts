@@ -8,7 +8,7 @@
  */
 import { RateLimiterRes } from 'rate-limiter-flexible'
 import { DEFAULT_RATE_LIMIT_HEADERS } from '../defaults.js'
-import { AuthError, RateLimitedError } from '../errors.js'
+import { RateLimitedError } from '../errors.js'
 import type { GateStage, StageContext, StageResult } from '../gate/gate.js'
 import { systemClock, type Clock } from '../internal/clock.js'
 import type { MetricLabels } from '../integrations/metrics.js'
@@ -18,6 +18,7 @@ import { TypeValidator } from '../validation/type-validator.js'
 import { createMemoryBackend, type RateLimitBackend, type RateLimiterLike } from './backend.js'
 import { RATE_LIMIT_HEADER_STYLES, rateLimitHeaders, type RateLimitHeaderStyle } from './headers.js'
 import type { StoreFailureMode } from './rate-limit-stage.js'
+import { QUOTA_STORE, storeFailure } from './store-failure.js'
 
 /** A calendar period, in UTC. */
 export type QuotaPeriod = 'day' | 'month'
@@ -111,10 +112,6 @@ interface CompiledQuota {
   /** `{ quota: name }`, built once: counting a rejection allocates nothing. */
   readonly labels: MetricLabels
 }
-
-const STORE_LABELS: MetricLabels = Object.freeze({ store: 'quota' })
-const FAILED_OPEN: MetricLabels = Object.freeze({ store: 'quota', mode: 'open' })
-const FAILED_CLOSED: MetricLabels = Object.freeze({ store: 'quota', mode: 'closed' })
 
 const OPTION_NAMES = [
   'quotas',
@@ -315,30 +312,9 @@ class Quotas implements QuotaStage {
         consumed.push({ limiter, key, cost })
       } catch (e) {
         if (!(e instanceof RateLimiterRes)) {
-          context.metrics?.increment('storeFailures', STORE_LABELS)
-          context.metrics?.increment(
-            'failureModeActivations',
-            q.mode === 'open' ? FAILED_OPEN : FAILED_CLOSED,
-          )
-          if (q.mode === 'open') {
-            this.logger.warn('quota: store failed; request allowed (fail open)', {
-              quota: q.name,
-              error: String(e),
-            })
-            context.audit?.record('quota.bypassed', {
-              outcome: 'failure',
-              reason: { detail: `quota ${q.name}: store unavailable, failed open` },
-            })
-            continue
-          }
-          return {
-            ok: false,
-            by: q.name,
-            error: new AuthError('ERR_QUOTA_UNAVAILABLE', 'Quota accounting is unavailable', {
-              cause: e,
-              reason: `quota ${q.name}: store unavailable`,
-            }),
-          }
+          const failure = storeFailure(QUOTA_STORE, q.name, q.mode, e, context, this.logger)
+          if (failure !== undefined) return failure
+          continue
         }
         res = e
         exceeded = true

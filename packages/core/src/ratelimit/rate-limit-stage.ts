@@ -10,7 +10,7 @@
 import { LRUCache } from 'lru-cache'
 import { BurstyRateLimiter, RateLimiterRes } from 'rate-limiter-flexible'
 import { DEFAULT_IPV6_SUBNET, DEFAULT_RATE_LIMIT_HEADERS } from '../defaults.js'
-import { AuthError, RateLimitedError } from '../errors.js'
+import { RateLimitedError } from '../errors.js'
 import type { GateStage, StageContext, StageResult } from '../gate/gate.js'
 import type { GateRequest } from '../gate/gate-request.js'
 import { normalizePath } from '../gate/gate-request.js'
@@ -28,6 +28,7 @@ import {
   type LimitReport,
   type RateLimitHeaderStyle,
 } from './headers.js'
+import { RATE_LIMIT_STORE, storeFailure } from './store-failure.js'
 
 /** What limit functions see. */
 export interface LimitContext {
@@ -109,10 +110,6 @@ interface CompiledLimit {
   /** `{ limit: name }`, built once: counting a rejection allocates nothing. */
   readonly labels: MetricLabels
 }
-
-const STORE_LABELS: MetricLabels = Object.freeze({ store: 'ratelimit' })
-const FAILED_OPEN: MetricLabels = Object.freeze({ store: 'ratelimit', mode: 'open' })
-const FAILED_CLOSED: MetricLabels = Object.freeze({ store: 'ratelimit', mode: 'closed' })
 
 const ALGORITHMS = ['fixed', 'burst', 'sliding'] as const
 const MODES = ['closed', 'open', 'insurance'] as const
@@ -480,7 +477,14 @@ class Stage implements RateLimitStage {
         res = await this.#limiter(l, points, windowMs).consume(key, cost)
       } catch (e) {
         if (!(e instanceof RateLimiterRes)) {
-          const failure = this.#storeFailure(l, e, context)
+          const failure = storeFailure(
+            RATE_LIMIT_STORE,
+            l.name,
+            l.onStoreError,
+            e,
+            context,
+            this.logger,
+          )
           if (failure !== undefined) return failure
           continue
         }
@@ -520,38 +524,6 @@ class Stage implements RateLimitStage {
   #headers(reports: readonly LimitReport[]): Record<string, string> {
     // The time is read only by legacy headers (`X-RateLimit-Reset` as a Unix time).
     return rateLimitHeaders(reports, this.headers, this.legacy, this.legacy ? this.now() : 0)
-  }
-
-  /** `undefined`: carry on (fail open); otherwise the denial. */
-  #storeFailure(l: CompiledLimit, error: unknown, context: StageContext): StageResult | undefined {
-    context.metrics?.increment('storeFailures', STORE_LABELS)
-    context.metrics?.increment(
-      'failureModeActivations',
-      l.onStoreError === 'open' ? FAILED_OPEN : FAILED_CLOSED,
-    )
-    if (l.onStoreError === 'open') {
-      this.logger.warn('ratelimit: store failed; request allowed (fail open)', {
-        limit: l.name,
-        error: String(error),
-      })
-      context.audit?.record('ratelimit.bypassed', {
-        outcome: 'failure',
-        reason: { detail: `limit ${l.name}: store unavailable, failed open` },
-      })
-      return undefined
-    }
-    this.logger.error('ratelimit: store failed; request denied (fail closed)', {
-      limit: l.name,
-      error: String(error),
-    })
-    return {
-      ok: false,
-      by: l.name,
-      error: new AuthError('ERR_RATELIMIT_UNAVAILABLE', 'Rate limiting is unavailable', {
-        cause: error,
-        reason: `limit ${l.name}: store unavailable`,
-      }),
-    }
   }
 
   async reset(name: string, key: string): Promise<void> {
