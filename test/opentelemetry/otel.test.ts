@@ -32,9 +32,8 @@ import {
   createMemoryKeyStore,
   createRateLimitStage,
   GATEHOUSE_METRICS,
-  type RateLimitBackend,
 } from '@gatehouse/core'
-import { fakeRequest } from '@gatehouse/core/testing'
+import { createFailingBackend, fakeRequest } from '@gatehouse/core/testing'
 import { authMiddleware, problemHandler, requirePolicy } from '@gatehouse/express'
 import {
   createOpenTelemetryMetrics,
@@ -227,15 +226,7 @@ describe('@gatehouse/opentelemetry with the real SDK', () => {
   })
 
   it('sets status ERROR on a stage that failed with a 5xx', async () => {
-    const broken: RateLimitBackend = {
-      name: 'broken',
-      create: () => ({
-        consume: () => Promise.reject(new Error('ECONNREFUSED')),
-        get: () => Promise.resolve(null),
-        reward: () => Promise.reject(new Error('ECONNREFUSED')),
-        delete: () => Promise.resolve(false),
-      }),
-    }
+    const broken = createFailingBackend()
     const store = createMemoryKeyStore()
     const gate = createGate({
       apiKeys: { store, pepper: PEPPER },

@@ -9,24 +9,20 @@ import {
   type GatehouseMetric,
   type MetricLabels,
   type MetricsClient,
-  type RateLimitBackend,
   type TraceEntry,
 } from '@gatehouse/core'
-import { createMemoryAuditSink, createMemoryMetrics, fakeRequest } from '@gatehouse/core/testing'
+import {
+  createFailingBackend,
+  createMemoryAuditSink,
+  createMemoryMetrics,
+  fakeRequest,
+} from '@gatehouse/core/testing'
 import { signHmac, seconds } from '../../helpers/jwt.js'
 
 const PEPPER = 'p'.repeat(32)
 const SECRET = 'jwt-secret-for-tests-only-0123456789'
 
-const broken: RateLimitBackend = {
-  name: 'broken',
-  create: () => ({
-    consume: () => Promise.reject(new Error('ECONNREFUSED')),
-    get: () => Promise.resolve(null),
-    reward: () => Promise.reject(new Error('ECONNREFUSED')),
-    delete: () => Promise.resolve(false),
-  }),
-}
+const broken = createFailingBackend()
 
 async function setup(extra: Partial<GateOptions> = {}) {
   const metrics = createMemoryMetrics()

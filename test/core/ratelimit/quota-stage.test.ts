@@ -7,9 +7,14 @@ import {
   createQuotaStage,
   periodBounds,
   type QuotaStageOptions,
-  type RateLimitBackend,
 } from '@gatehouse/core'
-import { createFakeClock, createMemoryAuditSink, fakeRequest } from '@gatehouse/core/testing'
+import {
+  createFailingBackend,
+  createFakeClock,
+  createMemoryAuditSink,
+  createMemoryMetrics,
+  fakeRequest,
+} from '@gatehouse/core/testing'
 
 const PEPPER = 'p'.repeat(32)
 
@@ -127,18 +132,10 @@ describe('quota refunds on server errors', () => {
   })
 
   it('fails closed with 503 when the store fails, by default, and open when configured', async () => {
-    const broken: RateLimitBackend = {
-      name: 'broken',
-      create: () => ({
-        consume: () => Promise.reject(new Error('ECONNREFUSED')),
-        get: () => Promise.resolve(null),
-        reward: () => Promise.reject(new Error('ECONNREFUSED')),
-        delete: () => Promise.resolve(false),
-      }),
-    }
+    const broken = createFailingBackend()
     const run = async (onStoreError?: 'open' | 'closed') => {
       const logs: string[] = []
-      const counted: string[] = []
+      const metrics = createMemoryMetrics()
       const sink = createMemoryAuditSink()
       const store = createMemoryKeyStore()
       const gate = createGate({
@@ -152,11 +149,7 @@ describe('quota refunds on server errors', () => {
           }),
         ],
         audit: createAuditTrail({ sinks: [sink] }),
-        metrics: {
-          increment: (metric, labels) => counted.push(`${metric} ${JSON.stringify(labels)}`),
-          set() {},
-          observe() {},
-        },
+        metrics,
       })
       const { key } = await createApiKeyManager({ store, pepper: PEPPER }).create({
         name: 'a',
@@ -166,7 +159,7 @@ describe('quota refunds on server errors', () => {
       await gate.audit.flush()
       const types = sink.events.map((e) => e.customType ?? e.type)
       await gate.close()
-      return { decision, logs, types, counted: counted.filter((c) => !c.startsWith('decisions')) }
+      return { decision, logs, types, metrics }
     }
 
     const closed = await run()
@@ -176,16 +169,18 @@ describe('quota refunds on server errors', () => {
       expect(JSON.stringify(closed.decision.problem)).to.not.include('ECONNREFUSED')
     }
     expect(closed.logs).to.deep.equal(['error quota: store failed; request denied (fail closed)'])
-    expect(closed.counted).to.include.members([
-      'storeFailures {"store":"quota"}',
-      'failureModeActivations {"store":"quota","mode":"closed"}',
-    ])
+    expect(closed.metrics.value('storeFailures', { store: 'quota' })).to.equal(1)
+    expect(
+      closed.metrics.value('failureModeActivations', { store: 'quota', mode: 'closed' }),
+    ).to.equal(1)
     expect(closed.types).to.not.include('quota.bypassed')
 
     const open = await run('open')
     expect(open.decision.status).to.equal(200)
     expect(open.logs).to.deep.equal(['warn quota: store failed; request allowed (fail open)'])
-    expect(open.counted).to.include('failureModeActivations {"store":"quota","mode":"open"}')
+    expect(open.metrics.value('failureModeActivations', { store: 'quota', mode: 'open' })).to.equal(
+      1,
+    )
     expect(open.types).to.include('quota.bypassed')
   })
 })

@@ -6,10 +6,14 @@ import {
   createGate,
   createMemoryKeyStore,
   createRateLimitStage,
-  type RateLimitBackend,
   type RateLimitStageOptions,
 } from '@gatehouse/core'
-import { createFakeClock, createMemoryAuditSink, fakeRequest } from '@gatehouse/core/testing'
+import {
+  createFailingBackend,
+  createFakeClock,
+  createMemoryAuditSink,
+  fakeRequest,
+} from '@gatehouse/core/testing'
 
 const PEPPER = 'p'.repeat(32)
 
@@ -214,15 +218,7 @@ describe('createRateLimitStage', () => {
   })
 
   it('fails closed with 503 when the store fails, by default', async () => {
-    const broken: RateLimitBackend = {
-      name: 'broken',
-      create: () => ({
-        consume: () => Promise.reject(new Error('ECONNREFUSED')),
-        get: () => Promise.resolve(null),
-        reward: () => Promise.reject(new Error('x')),
-        delete: () => Promise.resolve(false),
-      }),
-    }
+    const broken = createFailingBackend()
     const closed = await setup({
       backend: broken,
       limits: [{ name: 'l', limit: 5, windowMs: '1m' }],

@@ -10,11 +10,35 @@
  * @packageDocumentation
  */
 import { normalizePath, type GateRequest } from '../gate/gate-request.js'
+import type { RateLimitBackend } from '../ratelimit/backend.js'
 
 export { createMemoryKeyStore } from '../apikey/memory-key-store.js'
 export { createMemoryAuditSink, type MemoryAuditSink } from '../audit/memory-audit-sink.js'
 export { createMemoryBroker } from '../integrations/message-broker.js'
 export { createMemoryMetrics, type MemoryMetrics } from './memory-metrics.js'
+
+/**
+ * A rate-limit backend whose store is down: every `consume` and `reward` rejects with `error`
+ * (`get` finds nothing, `delete` deletes nothing), as a Redis backend does while its server is
+ * unreachable. For testing what limits and quotas do with `onStoreError`.
+ * @example
+ * ```ts
+ * const limits = createRateLimitStage({ backend: createFailingBackend(), onStoreError: 'open', limits })
+ * ```
+ */
+export function createFailingBackend(
+  error: () => Error = () => new Error('ECONNREFUSED'),
+): RateLimitBackend {
+  return {
+    name: 'failing',
+    create: () => ({
+      consume: () => Promise.reject(error()),
+      get: () => Promise.resolve(null),
+      reward: () => Promise.reject(error()),
+      delete: () => Promise.resolve(false),
+    }),
+  }
+}
 
 /** What {@link fakeRequest} accepts. */
 export interface FakeRequestInput {
