@@ -1,13 +1,19 @@
 import { expect } from 'chai'
 import {
+  BoundedMemoryLimiter,
   createApiKeyManager,
   createApiKeyVerifier,
   createGate,
   createJwtVerifier,
+  createMemoryBackend,
   createMemoryKeyStore,
+  createQuotaStage,
+  createRateLimitStage,
   matchRouteParams,
   policyTraceEntry,
   type PolicySetInput,
+  type Principal,
+  type StageResult,
 } from '@gatehouse/core'
 import { fakeRequest } from '@gatehouse/core/testing'
 import { seconds, signHmac } from '../../helpers/jwt.js'
@@ -88,6 +94,107 @@ describe('gate hot path', () => {
       expect((await promised).ok).to.equal(true)
       const bad = verifier.verifyNow(`${token}x`)
       expect((bad as { ok: boolean }).ok).to.equal(false)
+    })
+  })
+
+  describe('limits and quotas', () => {
+    const request = (headers: Record<string, string>, route = '/docs/:id') =>
+      fakeRequest({ url: '/docs/1', route, headers })
+    const context = (principal: Principal | null) => ({
+      request: request({}),
+      principal,
+      requirements: undefined,
+    })
+    const alice = { id: 'alice', method: 'apikey' } as unknown as Principal
+
+    it('count in memory synchronously, and through a promise with any other limiter', async () => {
+      const memory = createRateLimitStage({ limits: [{ name: 'l', limit: 2, windowMs: '1m' }] })
+      const quota = createQuotaStage({ quotas: [{ name: 'q', limit: 1, period: 'day' }] })
+      // A subclass may override consume: it gets the promise path, and its override is used.
+      let overridden = 0
+      class Counting extends BoundedMemoryLimiter {
+        override consume(key: string | number, points?: number) {
+          overridden++
+          return super.consume(key, points)
+        }
+      }
+      const counting = createRateLimitStage({
+        backend: {
+          name: 'counting',
+          create: (spec) =>
+            new Counting({
+              points: spec.points,
+              durationMs: spec.durationMs,
+              maxKeys: 10,
+              now: Date.now,
+            }),
+        },
+        limits: [{ name: 'l', limit: 1, windowMs: '1m' }],
+      })
+
+      const first = memory.run(context(alice))
+      expect(first).to.not.be.instanceOf(Promise)
+      expect((first as StageResult).ok).to.equal(true)
+      expect((memory.run(context(alice)) as StageResult).ok).to.equal(true)
+      const over = memory.run(context(alice)) as StageResult
+      expect(over.ok).to.equal(false)
+      if (!over.ok) expect(over.error.code).to.equal('ERR_RATE_LIMITED')
+      expect(over.headers?.['retry-after']).to.equal('60')
+
+      const q1 = quota.run(context(alice))
+      expect(q1).to.not.be.instanceOf(Promise)
+      expect((q1 as StageResult).ok).to.equal(true)
+      const q2 = quota.run(context(alice)) as StageResult
+      expect(q2.ok).to.equal(false)
+      if (!q2.ok) expect(q2.error.code).to.equal('ERR_QUOTA_EXCEEDED')
+
+      const viaPromise = counting.run(context(alice))
+      expect(viaPromise).to.be.instanceOf(Promise)
+      expect((await viaPromise).ok).to.equal(true)
+      expect((await counting.run(context(alice))).ok).to.equal(false)
+      expect(overridden).to.equal(2)
+    })
+
+    it('runs memory limits and the quota in order in the gate, counting each request once', async () => {
+      const { store, key } = await cachedKey()
+      const gate = createGate({
+        apiKeys: { store, pepper: PEPPER },
+        stages: [
+          createRateLimitStage({ limits: [{ name: 'l', limit: 100, windowMs: '1m' }] }),
+          createQuotaStage({ quotas: [{ name: 'q', limit: 100, period: 'month' }] }),
+        ],
+        audit: false,
+      })
+      await gate.authenticate(request({ 'x-api-key': key }))
+      const decision = await gate.authenticate(request({ 'x-api-key': key }))
+      expect(decision.allowed).to.equal(true)
+      expect(decision.trace.map((t) => t.stage)).to.deep.equal([
+        'authenticate',
+        'ratelimit',
+        'quota',
+      ])
+      expect(decision.headers.ratelimit).to.match(/^"l";r=98;t=60, "q";r=98;t=\d+$/)
+    })
+
+    it('never counts a limit on a limiter its stage has dropped', async () => {
+      // 1,024 limiters are kept per stage. Two route rules of the same name share one counter;
+      // after the first rule's limiter was dropped (1,100 other sizes since), both must count on
+      // the new one, not the first on the dropped one.
+      const stage = createRateLimitStage({ backend: createMemoryBackend({ maxKeys: 8 }) })
+      const route = (rule: object) => ({
+        request: request({}),
+        principal: alice,
+        requirements: { rateLimits: [rule] } as never,
+      })
+      const ruleA = { name: 'shared', limit: 2, windowMs: 60_000 }
+      const ruleB = { name: 'shared', limit: 2, windowMs: 60_000 }
+      expect((stage.run(route(ruleA)) as StageResult).ok).to.equal(true)
+      for (let i = 0; i < 1100; i++)
+        stage.run(route({ name: 'shared', limit: 1000 + i, windowMs: 60_000 }))
+      // A's limiter is gone: the shared counter starts again, and A and B count on the same one.
+      expect((stage.run(route(ruleB)) as StageResult).ok).to.equal(true)
+      expect((stage.run(route(ruleA)) as StageResult).ok).to.equal(true)
+      expect((stage.run(route(ruleB)) as StageResult).ok).to.equal(false)
     })
   })
 

@@ -482,6 +482,19 @@ interface StepResult {
   readonly settle?: ((status: number) => void) | undefined
 }
 
+/** One step's run through its stages, carried across the stages that wait. */
+interface StagesRun {
+  readonly request: GateRequest
+  readonly principal: Principal | null
+  readonly stages: readonly GateStage[]
+  readonly context: StageContext
+  readonly trace: TraceEntry[]
+  headers: HeaderBag
+  settle: ((status: number) => void) | undefined
+  /** When the next stage began (the previous trace entry's end). */
+  started: number
+}
+
 const USER_AGENT_MAX = 256
 /** An audit event's parts, filled in field by field (no spreads on the request path). */
 type Mutable<T> = { -readonly [K in keyof T]: T[K] }
@@ -809,50 +822,92 @@ class GateImpl implements Gate {
     return verifier.verifyNow(token)
   }
 
-  /** Runs the step's stages; `started` is when the first began (the previous entry's end). */
-  async #stages(
+  /**
+   * Runs the step's stages; `started` is when the first began (the previous entry's end).
+   * Synchronous while every stage answers synchronously (limits and quotas in memory).
+   */
+  #stages(
     request: GateRequest,
     principal: Principal | null,
     requirements: CompiledRequirements | undefined,
     trace: TraceEntry[],
     started: number,
-  ): Promise<StepResult> {
+  ): StepResult | Promise<StepResult> {
     const c = this.#c
-    let headers = EMPTY_HEADERS
-    let settle: ((status: number) => void) | undefined
-    const stages = requirements === undefined ? c.stages : c.routeStages
-    // One context for every stage of the step: they all see the same request and principal.
-    const context: StageContext = {
+    const run: StagesRun = {
       request,
       principal,
-      requirements,
-      audit: c.audit,
-      metrics: c.metricsClient,
+      stages: requirements === undefined ? c.stages : c.routeStages,
+      // One context for every stage of the step: they all see the same request and principal.
+      context: { request, principal, requirements, audit: c.audit, metrics: c.metricsClient },
+      trace,
+      headers: EMPTY_HEADERS,
+      settle: undefined,
+      started,
     }
-    for (const stage of stages) {
-      const span = c.tracer === undefined ? undefined : this.#startSpan(stage.name, request)
-      let r: StageResult
+    return this.#stagesFrom(run, 0)
+  }
+
+  #stagesFrom(run: StagesRun, from: number): StepResult | Promise<StepResult> {
+    const stages = run.stages
+    for (let i = from; i < stages.length; i++) {
+      const stage = stages[i] as GateStage
+      const span =
+        this.#c.tracer === undefined ? undefined : this.#startSpan(stage.name, run.request)
+      let r: StageResult | PromiseLike<StageResult>
       try {
-        r = await stage.run(context)
+        r = stage.run(run.context)
       } catch (error) {
-        r = {
-          ok: false,
-          error: this.#internal(error, 'ERR_STORE_UNAVAILABLE', `stage ${stage.name} failed`),
-        }
+        r = this.#stageFailed(stage, error)
       }
-      if (r.headers !== undefined) headers = mergeHeaders(headers, r.headers)
-      // One clock read ends this stage's timing and starts the next one's.
-      const ended = monotonicMicros()
-      this.#push(
-        trace,
-        entry(stage.name, r.ok ? undefined : r.error, r.by ?? stage.name, started, ended),
-        span,
-      )
-      started = ended
-      if (!r.ok) return { principal, error: r.error, headers, stage: 'stage' }
-      if (r.settle !== undefined) settle = chain(settle, r.settle)
+      if (isThenable(r)) {
+        const next = i + 1
+        return Promise.resolve(r).then(
+          (v) => this.#stageDone(run, stage, v, span) ?? this.#stagesFrom(run, next),
+          (e: unknown) =>
+            this.#stageDone(run, stage, this.#stageFailed(stage, e), span) ??
+            this.#stagesFrom(run, next),
+        )
+      }
+      const denied = this.#stageDone(run, stage, r, span)
+      if (denied !== undefined) return denied
     }
-    return { principal, error: undefined, headers, stage: 'stage', settle }
+    return {
+      principal: run.principal,
+      error: undefined,
+      headers: run.headers,
+      stage: 'stage',
+      settle: run.settle,
+    }
+  }
+
+  #stageFailed(stage: GateStage, error: unknown): StageResult {
+    return {
+      ok: false,
+      error: this.#internal(error, 'ERR_STORE_UNAVAILABLE', `stage ${stage.name} failed`),
+    }
+  }
+
+  /** Records a stage's answer in the step; returns the step's result when the stage denied. */
+  #stageDone(
+    run: StagesRun,
+    stage: GateStage,
+    r: StageResult,
+    span: unknown,
+  ): StepResult | undefined {
+    if (r.headers !== undefined) run.headers = mergeHeaders(run.headers, r.headers)
+    // One clock read ends this stage's timing and starts the next one's.
+    const ended = monotonicMicros()
+    this.#push(
+      run.trace,
+      entry(stage.name, r.ok ? undefined : r.error, r.by ?? stage.name, run.started, ended),
+      span,
+    )
+    run.started = ended
+    if (!r.ok)
+      return { principal: run.principal, error: r.error, headers: run.headers, stage: 'stage' }
+    if (r.settle !== undefined) run.settle = chain(run.settle, r.settle)
+    return undefined
   }
 
   /** Route limits, then the requirement check; synchronous when neither needs to wait. */

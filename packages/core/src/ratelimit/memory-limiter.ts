@@ -92,24 +92,26 @@ export class BoundedMemoryLimiter extends RateLimiterCompatibleAbstract {
     points = 1,
     options: ConsumeOptions = {},
   ): Promise<RateLimiterRes> {
-    return this.#consume(String(key), points, options)
+    const res = this.consumeNow(String(key), points, options.customDuration)
+    return res.consumedPoints > this.points ? Promise.reject(res) : Promise.resolve(res)
   }
 
-  #consume(key: string, points: number, options: ConsumeOptions): Promise<RateLimiterRes> {
+  /**
+   * {@link consume} without the promise, for callers on the request path: the same counting, and
+   * the window is over its limit when the answer's `consumedPoints` exceeds {@link points}.
+   * @param customDurationSec window length in seconds for a new window (calendar quotas)
+   */
+  consumeNow(key: string, points = 1, customDurationSec?: number): RateLimiterRes {
     const now = this.#now()
-    const duration =
-      options.customDuration === undefined ? this.durationMs : options.customDuration * 1000
+    const duration = customDurationSec === undefined ? this.durationMs : customDurationSec * 1000
     const w = this.#window(key, now, duration)
     const first = w.consumed === 0
     const before = w.consumed
     w.consumed += points
-    if (w.consumed > this.points) {
-      // Ban once, when the limit is first crossed (as rate-limiter-flexible's blockDuration).
-      if (this.blockDuration > 0 && before <= this.points)
-        w.resetAt = now + this.blockDuration * 1000
-      return Promise.reject(this.#res(w, now, first))
-    }
-    return Promise.resolve(this.#res(w, now, first))
+    // Ban once, when the limit is first crossed (as rate-limiter-flexible's blockDuration).
+    if (w.consumed > this.points && this.blockDuration > 0 && before <= this.points)
+      w.resetAt = now + this.blockDuration * 1000
+    return this.#res(w, now, first)
   }
 
   /** The current window, or `null`. */

@@ -16,7 +16,13 @@ import { silentLogger, type Logger } from '../logger.js'
 import type { Principal, PrincipalLimits } from '../types.js'
 import { TypeValidator } from '../validation/type-validator.js'
 import { createMemoryBackend, type RateLimitBackend, type RateLimiterLike } from './backend.js'
-import { RATE_LIMIT_HEADER_STYLES, rateLimitHeaders, type RateLimitHeaderStyle } from './headers.js'
+import {
+  RATE_LIMIT_HEADER_STYLES,
+  rateLimitHeaders,
+  type LimitReport,
+  type RateLimitHeaderStyle,
+} from './headers.js'
+import { isMemoryLimiter } from './memory-fast-path.js'
 import type { StoreFailureMode } from './rate-limit-stage.js'
 import { QUOTA_STORE, storeFailure } from './store-failure.js'
 
@@ -247,6 +253,13 @@ export function createQuotaStage(options: Readonly<QuotaStageOptions>): QuotaSta
   )
 }
 
+/** Units taken from one quota's counter, given back on a 5xx when refunds are on. */
+interface Consumed {
+  readonly limiter: RateLimiterLike
+  readonly key: string
+  readonly cost: number
+}
+
 class Quotas implements QuotaStage {
   readonly name = 'quota'
   readonly #limiters = new Map<string, RateLimiterLike>()
@@ -288,61 +301,114 @@ class Quotas implements QuotaStage {
     return l
   }
 
-  async run(context: StageContext): Promise<StageResult> {
+  /** Synchronous while every quota counts in this process's memory; a promise otherwise. */
+  run(context: StageContext): StageResult | Promise<StageResult> {
     const p = context.principal
     if (context.requirements !== undefined || p === null) return OK
-    const t = this.now()
-    const reports = []
-    const consumed: Array<{ limiter: RateLimiterLike; key: string; cost: number }> = []
     const own = p.limits?.quota
     const quotas =
       own === undefined
         ? this.quotas
         : [...this.quotas, credentialQuota(own, this.quotas[0]?.mode ?? 'closed')]
-    for (const q of quotas) {
+    return this.#consumeFrom(quotas, 0, p, this.now(), context, [], [])
+  }
+
+  /** Counts the quotas from `from` on, in order; the first one exceeded denies. */
+  #consumeFrom(
+    quotas: readonly CompiledQuota[],
+    from: number,
+    p: Principal,
+    t: number,
+    context: StageContext,
+    reports: LimitReport[],
+    consumed: Consumed[],
+  ): StageResult | Promise<StageResult> {
+    for (let i = from; i < quotas.length; i++) {
+      const q = quotas[i] as CompiledQuota
       const points = q.limit(p)
       const { id, start, end } = periodBounds(q.period, t)
       const key = `${keyOf(q, p)}:${id}`
-      let res: RateLimiterRes
-      let exceeded = false
-      const limiter = this.#limiter(q, points)
       const cost = q.cost(p)
+      // A new window lasts until the period ends.
+      const customDuration = Math.ceil((end - t) / 1000)
+      let limiter: RateLimiterLike | undefined
+      let pending: Promise<RateLimiterRes>
       try {
-        res = await limiter.consume(key, cost, { customDuration: Math.ceil((end - t) / 1000) })
-        consumed.push({ limiter, key, cost })
-      } catch (e) {
-        if (!(e instanceof RateLimiterRes)) {
-          const failure = storeFailure(QUOTA_STORE, q.name, q.mode, e, context, this.logger)
-          if (failure !== undefined) return failure
+        limiter = this.#limiter(q, points)
+        if (isMemoryLimiter(limiter)) {
+          // In memory: counted now, no promise and no turn of the microtask queue.
+          const res = limiter.consumeNow(key, cost, customDuration)
+          const exceeded = res.consumedPoints > points
+          if (!exceeded) consumed.push({ limiter, key, cost })
+          const denied = this.#counted(q, res, exceeded, points, t, start, end, reports, context)
+          if (denied !== undefined) return denied
           continue
         }
-        res = e
-        exceeded = true
+        pending = limiter.consume(key, cost, { customDuration })
+      } catch (e) {
+        pending = Promise.reject(e)
       }
-      reports.push({
-        name: q.name,
-        limit: points,
-        remaining: exceeded ? 0 : res.remainingPoints,
-        resetMs: end - t,
-        windowMs: end - start,
-      })
-      if (exceeded) {
-        context.metrics?.increment('quotaRejections', q.labels)
-        return {
-          ok: false,
-          by: q.name,
-          error: new RateLimitedError(
-            'ERR_QUOTA_EXCEEDED',
-            { policy: q.name, limit: points, remaining: 0, retryAfterMs: end - t },
-            { reason: `${q.name}: ${res.consumedPoints}/${points} this ${q.period}` },
-          ),
-          headers: {
-            ...this.#headers(reports),
-            'retry-after': String(Math.ceil((end - t) / 1000)),
-          },
-        }
-      }
+      const next = i + 1
+      const counting = limiter
+      return pending.then(
+        (res) => {
+          if (counting !== undefined) consumed.push({ limiter: counting, key, cost })
+          return (
+            this.#counted(q, res, false, points, t, start, end, reports, context) ??
+            this.#consumeFrom(quotas, next, p, t, context, reports, consumed)
+          )
+        },
+        (e: unknown) => {
+          if (e instanceof RateLimiterRes)
+            return this.#counted(q, e, true, points, t, start, end, reports, context) as StageResult
+          return (
+            storeFailure(QUOTA_STORE, q.name, q.mode, e, context, this.logger) ??
+            this.#consumeFrom(quotas, next, p, t, context, reports, consumed)
+          )
+        },
+      )
     }
+    return this.#passed(reports, consumed)
+  }
+
+  /** Reports one counted quota; returns the denial when it is exceeded. */
+  #counted(
+    q: CompiledQuota,
+    res: RateLimiterRes,
+    exceeded: boolean,
+    points: number,
+    t: number,
+    start: number,
+    end: number,
+    reports: LimitReport[],
+    context: StageContext,
+  ): StageResult | undefined {
+    reports.push({
+      name: q.name,
+      limit: points,
+      remaining: exceeded ? 0 : res.remainingPoints,
+      resetMs: end - t,
+      windowMs: end - start,
+    })
+    if (!exceeded) return undefined
+    context.metrics?.increment('quotaRejections', q.labels)
+    return {
+      ok: false,
+      by: q.name,
+      error: new RateLimitedError(
+        'ERR_QUOTA_EXCEEDED',
+        { policy: q.name, limit: points, remaining: 0, retryAfterMs: end - t },
+        { reason: `${q.name}: ${res.consumedPoints}/${points} this ${q.period}` },
+      ),
+      headers: {
+        ...this.#headers(reports),
+        'retry-after': String(Math.ceil((end - t) / 1000)),
+      },
+    }
+  }
+
+  /** Every quota passed: the headers, and the refund on a 5xx when configured. */
+  #passed(reports: readonly LimitReport[], consumed: readonly Consumed[]): StageResult {
     // The caller was not served on a 5xx: give its units back (when configured).
     const settle =
       this.refundOnServerError && consumed.length > 0
@@ -361,7 +427,7 @@ class Quotas implements QuotaStage {
     return headers === undefined ? { ok: true, settle } : { ok: true, headers, settle }
   }
 
-  #headers(reports: Parameters<typeof rateLimitHeaders>[0]): Record<string, string> {
+  #headers(reports: readonly LimitReport[]): Record<string, string> {
     // The time is read only by legacy headers, which quotas never send.
     return rateLimitHeaders(reports, this.headers, false, 0)
   }

@@ -21,6 +21,7 @@ import type { LimitKey, Principal, PrincipalLimits, RateLimitRule } from '../typ
 import { parseDurationMs, type DurationInput } from '../validation/type-converter.js'
 import { TypeValidator } from '../validation/type-validator.js'
 import { createMemoryBackend, type RateLimitBackend, type RateLimiterLike } from './backend.js'
+import { isMemoryLimiter } from './memory-fast-path.js'
 import { clientIpKey } from './client-ip.js'
 import {
   RATE_LIMIT_HEADER_STYLES,
@@ -390,12 +391,26 @@ export function createRateLimitStage(
   )
 }
 
+/** A limit's last limiter, reused while its points and window stay the same. */
+interface LastLimiter {
+  readonly points: number
+  readonly windowMs: number
+  readonly limiter: RateLimiterLike
+}
+
 /** Largest number of distinct (points, window) limiters kept per stage. */
 const MAX_LIMITERS = 1024
 
 class Stage implements RateLimitStage {
   readonly name = 'ratelimit'
-  readonly #limiters = new LRUCache<string, RateLimiterLike>({ max: MAX_LIMITERS })
+  readonly #limiters = new LRUCache<string, RateLimiterLike>({
+    max: MAX_LIMITERS,
+    // A limiter dropped here must not live on in `#last`: its counts would split from the new one's.
+    dispose: (limiter) => this.#dropped.add(limiter),
+  })
+  /** The limiter each limit used last, with its points and window: the common case, no key string. */
+  readonly #last = new WeakMap<CompiledLimit, LastLimiter>()
+  readonly #dropped = new WeakSet<RateLimiterLike>()
 
   constructor(
     private readonly limits: readonly CompiledLimit[],
@@ -409,6 +424,20 @@ class Stage implements RateLimitStage {
   ) {}
 
   #limiter(l: CompiledLimit, points: number, windowMs: number): RateLimiterLike {
+    const last = this.#last.get(l)
+    if (
+      last !== undefined &&
+      last.points === points &&
+      last.windowMs === windowMs &&
+      !this.#dropped.has(last.limiter)
+    )
+      return last.limiter
+    const limiter = this.#limiterById(l, points, windowMs)
+    this.#last.set(l, { points, windowMs, limiter })
+    return limiter
+  }
+
+  #limiterById(l: CompiledLimit, points: number, windowMs: number): RateLimiterLike {
     const id = `${l.name}|${points}|${windowMs}`
     let limiter = this.#limiters.get(id)
     if (limiter === undefined) {
@@ -439,7 +468,8 @@ class Stage implements RateLimitStage {
     return limiter
   }
 
-  async run(context: StageContext): Promise<StageResult> {
+  /** Synchronous while every limiter counts in this process's memory; a promise otherwise. */
+  run(context: StageContext): StageResult | Promise<StageResult> {
     const route = context.requirements?.rateLimits
     // Global limits belong to the authentication step; route limits to the authorization step.
     const own = context.principal?.limits?.rateLimits
@@ -457,8 +487,19 @@ class Stage implements RateLimitStage {
       principal: context.principal,
       clientIp: clientIpKey(context.request.ip, this.ipv6Subnet),
     }
-    const reports: LimitReport[] = []
-    for (const l of applicable) {
+    return this.#consumeFrom(applicable, 0, ctx, context, [])
+  }
+
+  /** Counts the limits from `from` on, in order; the first over its limit denies. */
+  #consumeFrom(
+    applicable: readonly CompiledLimit[],
+    from: number,
+    ctx: LimitContext,
+    context: StageContext,
+    reports: LimitReport[],
+  ): StageResult | Promise<StageResult> {
+    for (let i = from; i < applicable.length; i++) {
+      const l = applicable[i] as CompiledLimit
       if (l.skip?.(ctx) === true) continue
       const key = l.key(ctx)
       if (
@@ -471,54 +512,80 @@ class Stage implements RateLimitStage {
       const points = l.limit(ctx)
       const windowMs = l.windowMs(ctx)
       const cost = l.cost(ctx)
-      let res: RateLimiterRes
-      let limited = false
+      let pending: Promise<RateLimiterRes>
       try {
-        res = await this.#limiter(l, points, windowMs).consume(key, cost)
-      } catch (e) {
-        if (!(e instanceof RateLimiterRes)) {
-          const failure = storeFailure(
-            RATE_LIMIT_STORE,
-            l.name,
-            l.onStoreError,
-            e,
+        const limiter = this.#limiter(l, points, windowMs)
+        if (isMemoryLimiter(limiter)) {
+          // In memory: counted now, no promise and no turn of the microtask queue.
+          const res = limiter.consumeNow(key, cost)
+          const denied = this.#counted(
+            l,
+            res,
+            res.consumedPoints > points,
+            points,
+            windowMs,
+            reports,
             context,
-            this.logger,
           )
-          if (failure !== undefined) return failure
+          if (denied !== undefined) return denied
           continue
         }
-        res = e
-        limited = true
+        pending = limiter.consume(key, cost)
+      } catch (e) {
+        pending = Promise.reject(e)
       }
-      const report = {
-        name: l.name,
-        limit: points,
-        remaining: limited ? 0 : res.remainingPoints,
-        resetMs: res.msBeforeNext,
-        windowMs,
-      }
-      reports.push(report)
-      if (limited) {
-        context.metrics?.increment('rateLimitRejections', l.labels)
-        return {
-          ok: false,
-          by: l.name,
-          error: new RateLimitedError(
-            'ERR_RATE_LIMITED',
-            { policy: l.name, limit: points, remaining: 0, retryAfterMs: res.msBeforeNext },
-            { reason: `${l.name}: ${res.consumedPoints}/${points} in ${windowMs} ms` },
-          ),
-          headers: {
-            ...this.#headers(reports),
-            'retry-after': String(Math.max(1, Math.ceil(res.msBeforeNext / 1000))),
-          },
-        }
-      }
+      const next = i + 1
+      return pending.then(
+        (res) =>
+          this.#counted(l, res, false, points, windowMs, reports, context) ??
+          this.#consumeFrom(applicable, next, ctx, context, reports),
+        (e: unknown) => {
+          if (e instanceof RateLimiterRes)
+            return this.#counted(l, e, true, points, windowMs, reports, context) as StageResult
+          return (
+            storeFailure(RATE_LIMIT_STORE, l.name, l.onStoreError, e, context, this.logger) ??
+            this.#consumeFrom(applicable, next, ctx, context, reports)
+          )
+        },
+      )
     }
     return reports.length === 0 || (this.headers === false && !this.legacy)
       ? OK
       : { ok: true, headers: this.#headers(reports) }
+  }
+
+  /** Reports one counted limit; returns the denial when it is over. */
+  #counted(
+    l: CompiledLimit,
+    res: RateLimiterRes,
+    limited: boolean,
+    points: number,
+    windowMs: number,
+    reports: LimitReport[],
+    context: StageContext,
+  ): StageResult | undefined {
+    reports.push({
+      name: l.name,
+      limit: points,
+      remaining: limited ? 0 : res.remainingPoints,
+      resetMs: res.msBeforeNext,
+      windowMs,
+    })
+    if (!limited) return undefined
+    context.metrics?.increment('rateLimitRejections', l.labels)
+    return {
+      ok: false,
+      by: l.name,
+      error: new RateLimitedError(
+        'ERR_RATE_LIMITED',
+        { policy: l.name, limit: points, remaining: 0, retryAfterMs: res.msBeforeNext },
+        { reason: `${l.name}: ${res.consumedPoints}/${points} in ${windowMs} ms` },
+      ),
+      headers: {
+        ...this.#headers(reports),
+        'retry-after': String(Math.max(1, Math.ceil(res.msBeforeNext / 1000))),
+      },
+    }
   }
 
   #headers(reports: readonly LimitReport[]): Record<string, string> {
