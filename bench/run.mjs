@@ -365,6 +365,13 @@ function pairRatio(valid, framework, a, b, bFramework = framework) {
   return { ratio: median(values), ...range(values), pairs: values.length }
 }
 
+/** A whole number of µs with its sign: `+12`, `−3`, `+0`. */
+function signed(us) {
+  if (!Number.isFinite(us)) return 'n/a'
+  const n = Math.round(us) || 0 // never -0
+  return n < 0 ? `−${fmt(-n, 0)}` : `+${fmt(n, 0)}`
+}
+
 /** Median over rounds of the server CPU µs per request that `a` adds to bare. */
 function addedCpu(valid, framework, variant) {
   const values = []
@@ -419,7 +426,7 @@ function httpReport(runs, entries, opts) {
         ratio === undefined ? '1' : fmtRatio(ratio),
         variant === 'bare'
           ? fmt(median(mine.map((r) => r.cpuPerRequest)), 0)
-          : `+${fmt(addedCpu(valid, framework, variant), 0)}`,
+          : signed(addedCpu(valid, framework, variant)),
         fmt(median(mine.map((r) => r.p50)), 2),
         fmt(median(mine.map((r) => r.p99)), 2),
         fmt(median(mine.map((r) => r.rss)) / MiB, 1),
