@@ -776,6 +776,40 @@ describe('@gatehouse/fastify configuration', () => {
     await a.close()
   })
 
+  it('sends the headers of a requirePolicy() step in preHandler too (route rate limits)', async () => {
+    const store = createMemoryKeyStore()
+    // A stage that answers with its own header on the route step only (as a route limit does).
+    const routeLimit = {
+      name: 'ratelimit',
+      run: ({ requirements }: { requirements: unknown }) =>
+        requirements === undefined
+          ? { ok: true as const, headers: { ratelimit: '"global";r=9;t=1' } }
+          : { ok: true as const, headers: { ratelimit: '"route";r=4;t=1' } },
+    }
+    const g = createGate({ apiKeys: { store, pepper: PEPPER }, stages: [routeLimit], audit: false })
+    const { key: k } = await createApiKeyManager({ store, pepper: PEPPER }).create({
+      name: 'r',
+      ownerId: 'alice',
+      scopes: ['documents:read'],
+    })
+    const a = Fastify()
+    await a.register(gatehousePlugin, { gate: g })
+    a.get(
+      '/limited',
+      {
+        config: { gatehouse: 'documents:read' },
+        preHandler: a.requirePolicy({ rateLimits: [{ limit: 5, windowMs: 1000, name: 'route' }] }),
+      },
+      async () => ({ ok: true }),
+    )
+    const res = await a.inject({ url: '/limited', headers: { 'x-api-key': k } })
+    expect(res.statusCode).to.equal(200)
+    // Both steps' RateLimit fields, merged into one header as Express and Koa send them.
+    expect(res.headers.ratelimit).to.equal('"global";r=9;t=1, "route";r=4;t=1')
+    await a.close()
+    await g.close()
+  })
+
   it('enforces config.gatehouse on routes added before the plugin finished loading', async () => {
     const sink = createMemoryAuditSink()
     const store = createMemoryKeyStore()

@@ -201,8 +201,9 @@ export function requirePolicy(
     }
     if (!decision.allowed) return send(res, decision.status, decision.headers, decision.problem)
     req.auth = new ExpressAuth(decision, gate, request)
-    // The route step's own headers (route rate limits) are sent on success too.
-    applyHeaders(res, decision.headers)
+    // The route step's own headers (route rate limits) are sent on success too; the same bag as
+    // the global step's (no route limits) is already on the response.
+    if (decision.headers !== auth?.decision.headers) applyHeaders(res, decision.headers)
     if (auth !== undefined) return next()
     if (mirrorToUser) (req as { user?: unknown }).user = decision.principal ?? undefined
     gate.proceed(request, decision, startedAt, next)

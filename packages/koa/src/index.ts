@@ -171,8 +171,9 @@ export function requirePolicy(
         ? await gate.authorize(request, auth.decision, compiled)
         : await gate.evaluate(request, compiled)
     if (!decision.allowed) return send(ctx, decision)
-    // Set on both paths: the route step may add its own limits' RateLimit headers.
-    ctx.set(decision.headers)
+    // Set on both paths: the route step may add its own limits' RateLimit headers. The same bag
+    // as the global step's (no route limits) is already on the response.
+    if (decision.headers !== auth?.decision.headers) ctx.set(decision.headers)
     ctx.state.auth = { principal: decision.principal, decision, gate }
     if (auth !== undefined) return void (await next())
     if (mirrorToUser) ctx.state.user = decision.principal ?? undefined
