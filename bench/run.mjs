@@ -51,6 +51,7 @@ const FRAMEWORK_LABELS = { express: 'Express 5', koa: 'Koa 3', fastify: 'Fastify
 const LABELS = {
   bare: 'bare',
   noop: 'no-op middleware at the mount points',
+  floor: 'API-key floor only (SHA-256 + Map lookup in one middleware)',
   apikey: 'Gatehouse API key',
   hs256: 'Gatehouse JWT HS256',
   rs256: 'Gatehouse JWT RS256',
@@ -189,8 +190,8 @@ async function pinOrReexec() {
  * What the HTTP part measures, per framework, bare first. Audit, Redis and metrics variants are
  * measured on every framework for audit and on Express only for Redis and metrics. Quick mode keeps
  * what the targets are computed from (bare, API key, full gate with and without audit, Redis, the
- * JWT + rate-limit peer) and drops the per-algorithm JWT rows, the no-op mount-point floor and the
- * passport peers.
+ * JWT + rate-limit peer) and drops the per-algorithm JWT rows, the no-op mount-point floor, the API-key
+ * floor and the passport peers.
  * @param {{ redis: boolean, metrics: boolean }} has
  * @param {boolean} quick
  * @returns {Array<{ framework: string, variant: string }>}
@@ -198,7 +199,18 @@ async function pinOrReexec() {
 function plan(has, quick) {
   const common = quick
     ? ['bare', 'apikey', 'full', 'full-noaudit']
-    : ['bare', 'noop', 'apikey', 'hs256', 'rs256', 'es256', 'eddsa', 'full', 'full-noaudit']
+    : [
+        'bare',
+        'noop',
+        'floor',
+        'apikey',
+        'hs256',
+        'rs256',
+        'es256',
+        'eddsa',
+        'full',
+        'full-noaudit',
+      ]
   const per = {
     express: [
       ...common,
@@ -503,6 +515,18 @@ function httpReport(runs, entries, opts) {
       addCmp(
         `${FRAMEWORK_LABELS[framework]}: full gate / no-op middleware at the mount points`,
         pairRatio(valid, framework, 'full', 'noop'),
+      )
+    }
+  // The ceiling of any API-key gate: the issue's floor (one SHA-256 + Map lookup) and nothing else.
+  for (const framework of Object.keys(fullTargets))
+    if (entries.some((e) => e.framework === framework && e.variant === 'floor')) {
+      addCmp(
+        `${FRAMEWORK_LABELS[framework]}: ${LABELS.floor} / bare`,
+        pairRatio(valid, framework, 'floor', 'bare'),
+      )
+      addCmp(
+        `${FRAMEWORK_LABELS[framework]}: full gate / ${LABELS.floor}`,
+        pairRatio(valid, framework, 'full', 'floor'),
       )
     }
   for (const framework of Object.keys(fullTargets))

@@ -7,6 +7,10 @@
  * what the framework itself charges for those mount points, a floor no middleware-based gate goes
  * under.
  *
+ * `floor` (every framework): the issue's API-key floor in one middleware and nothing else: the key
+ * header's SHA-256 looked up in a Map (401 without a match). No limits, policy or audit: the
+ * highest share of bare req/s any API-key gate can keep on this machine.
+ *
  * Gatehouse variants (every framework): `apikey`, `hs256`, `rs256`, `es256`, `eddsa`, `full`
  * (API key + two named limits + quota + 20-rule policy + audit to a JSON-lines file),
  * `full-noaudit`, `full-redis` (limits and quota in Redis at `BENCH_REDIS_PORT`), `full-metrics`
@@ -56,11 +60,25 @@ const PEERS = {
  * @returns {string[]}
  */
 export function variantsOf(framework) {
-  return ['bare', 'noop', ...GATEHOUSE, ...(PEERS[framework] ?? [])]
+  return ['bare', 'noop', 'floor', ...GATEHOUSE, ...(PEERS[framework] ?? [])]
 }
 
 /** Variants served without a credential. */
 export const OPEN_VARIANTS = ['bare', 'noop']
+
+/**
+ * The API-key floor: a key and the lookup that finds its owner by the key's SHA-256 in a Map.
+ * @returns {{ key: string, lookup: (presented: unknown) => { id: string, scope: string } | undefined }}
+ */
+function floorKey() {
+  const key = `bench_${randomBytes(24).toString('base64url')}`
+  const keys = new Map([[hash('sha256', key, 'base64'), { id: 'bench-user', scope: SCOPE }]])
+  return {
+    key,
+    lookup: (presented) =>
+      typeof presented === 'string' ? keys.get(hash('sha256', presented, 'base64')) : undefined,
+  }
+}
 
 const hasScope = (scope) => typeof scope === 'string' && scope.split(' ').includes(SCOPE)
 
@@ -161,6 +179,17 @@ async function expressApp(variant) {
     app.use((error, req, res, next) => next(error))
     return { app, headers: {} }
   }
+  if (variant === 'floor') {
+    const { key, lookup } = floorKey()
+    app.use((req, res, next) => {
+      const user = lookup(req.headers['x-api-key'])
+      if (user === undefined) return void res.status(401).end()
+      req.user = user
+      next()
+    })
+    app.get('/docs/:id', handler)
+    return { app, headers: { 'x-api-key': key } }
+  }
   if (variant.startsWith('peer-')) return expressPeer(app, variant, handler)
   const { authMiddleware, problemHandler, requirePolicy } = await import('@gatehouse/express')
   const setup = await gatehouseSetup(variant)
@@ -226,11 +255,10 @@ async function expressPeer(app, variant, handler) {
   }
   // peer-passportapikey: keys looked up by their SHA-256 in a Map (the API-key floor).
   const { HeaderAPIKeyStrategy } = await import('passport-headerapikey')
-  const key = `bench_${randomBytes(24).toString('base64url')}`
-  const keys = new Map([[hash('sha256', key, 'base64'), { id: 'bench-user', scope: SCOPE }]])
+  const { key, lookup } = floorKey()
   passport.use(
     new HeaderAPIKeyStrategy({ header: 'x-api-key', prefix: '' }, false, (apikey, done) =>
-      done(null, keys.get(hash('sha256', apikey, 'base64')) ?? false),
+      done(null, lookup(apikey) ?? false),
     ),
   )
   app.use(passport.initialize())
@@ -265,6 +293,18 @@ async function koaApp(variant) {
     router.get('/docs/:id', (ctx, next) => next(), handler)
     app.use(router.routes())
     return { app, headers: {} }
+  }
+  if (variant === 'floor') {
+    const { key, lookup } = floorKey()
+    app.use((ctx, next) => {
+      const user = lookup(ctx.req.headers['x-api-key'])
+      if (user === undefined) return void (ctx.status = 401)
+      ctx.state.user = user
+      return next()
+    })
+    router.get('/docs/:id', handler)
+    app.use(router.routes())
+    return { app, headers: { 'x-api-key': key } }
   }
   if (variant === 'peer-koajwt') {
     const { default: koaJwt } = await import('koa-jwt')
@@ -320,6 +360,18 @@ async function fastifyApp(variant) {
     app.addHook('onRequest', (request, reply, done) => done())
     app.get('/docs/:id', handler)
     return { app, headers: {} }
+  }
+  if (variant === 'floor') {
+    const { key, lookup } = floorKey()
+    app.decorateRequest('user', null)
+    app.addHook('onRequest', (request, reply, done) => {
+      const user = lookup(request.headers['x-api-key'])
+      if (user === undefined) return reply.code(401).send()
+      request.user = user
+      done()
+    })
+    app.get('/docs/:id', handler)
+    return { app, headers: { 'x-api-key': key } }
   }
   if (variant === 'peer-fastifyjwt') {
     const { default: fastifyJwt } = await import('@fastify/jwt')
