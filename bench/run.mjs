@@ -505,30 +505,21 @@ function httpReport(runs, entries, opts) {
         `${FRAMEWORK_LABELS[framework]}: ${LABELS[peer]} / bare`,
         pairRatio(valid, framework, peer, 'bare'),
       )
-  // The floor of any middleware-based gate: what the framework charges for the mount points.
-  for (const framework of Object.keys(fullTargets))
-    if (entries.some((e) => e.framework === framework && e.variant === 'noop')) {
-      addCmp(
-        `${FRAMEWORK_LABELS[framework]}: no-op middleware at the mount points / bare`,
-        pairRatio(valid, framework, 'noop', 'bare'),
-      )
-      addCmp(
-        `${FRAMEWORK_LABELS[framework]}: full gate / no-op middleware at the mount points`,
-        pairRatio(valid, framework, 'full', 'noop'),
-      )
-    }
-  // The ceiling of any API-key gate: the issue's floor (one SHA-256 + Map lookup) and nothing else.
-  for (const framework of Object.keys(fullTargets))
-    if (entries.some((e) => e.framework === framework && e.variant === 'floor')) {
-      addCmp(
-        `${FRAMEWORK_LABELS[framework]}: ${LABELS.floor} / bare`,
-        pairRatio(valid, framework, 'floor', 'bare'),
-      )
-      addCmp(
-        `${FRAMEWORK_LABELS[framework]}: full gate / ${LABELS.floor}`,
-        pairRatio(valid, framework, 'full', 'floor'),
-      )
-    }
+  // Two floors (full mode only): what the framework charges for the mount points of any
+  // middleware-based gate (noop), and the issue's API-key floor, one SHA-256 + Map lookup and
+  // nothing else (floor), the ceiling of any API-key gate.
+  for (const floorVariant of ['noop', 'floor'])
+    for (const framework of Object.keys(fullTargets))
+      if (entries.some((e) => e.framework === framework && e.variant === floorVariant)) {
+        addCmp(
+          `${FRAMEWORK_LABELS[framework]}: ${LABELS[floorVariant]} / bare`,
+          pairRatio(valid, framework, floorVariant, 'bare'),
+        )
+        addCmp(
+          `${FRAMEWORK_LABELS[framework]}: full gate / ${LABELS[floorVariant]}`,
+          pairRatio(valid, framework, 'full', floorVariant),
+        )
+      }
   for (const framework of Object.keys(fullTargets))
     addCmp(
       `${FRAMEWORK_LABELS[framework]}: audit on / audit off (full gate)`,
