@@ -3,7 +3,11 @@ import express from 'express'
 import helmet from 'helmet'
 import { authMiddleware, mountController, problemHandler, requirePolicy } from '@gatehouse/express'
 import { getAccessContext } from '@gatehouse/core'
-import { describeAdapterConformance, type MakeApp } from '../helpers/adapter-conformance.js'
+import {
+  describeAdapterConformance,
+  ROUTE_LIMIT,
+  type MakeApp,
+} from '../helpers/adapter-conformance.js'
 
 export const makeExpressApp: MakeApp = async ({ gate, DocsController }) => {
   const app = express()
@@ -45,6 +49,13 @@ export const makeExpressApp: MakeApp = async ({ gate, DocsController }) => {
   app.get('/limited', (_req, res) => {
     res.json({ ok: true })
   })
+  app.get(
+    '/route-limited',
+    requirePolicy({ permission: 'documents:read', rateLimits: [ROUTE_LIMIT] }),
+    (_req, res) => {
+      res.json({ ok: true })
+    },
+  )
   app.get('/record', requirePolicy('documents:read'), (_req, res) => {
     gate.audit.record('document.viewed')
     res.json({ ok: true })

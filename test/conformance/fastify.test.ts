@@ -2,7 +2,11 @@ import helmet from '@fastify/helmet'
 import Fastify from 'fastify'
 import { getAccessContext } from '@gatehouse/core'
 import { gatehousePlugin, mountController } from '@gatehouse/fastify'
-import { describeAdapterConformance, type MakeApp } from '../helpers/adapter-conformance.js'
+import {
+  describeAdapterConformance,
+  ROUTE_LIMIT,
+  type MakeApp,
+} from '../helpers/adapter-conformance.js'
 
 export const makeFastifyApp: MakeApp = async ({ gate, DocsController }) => {
   const app = Fastify()
@@ -35,6 +39,15 @@ export const makeFastifyApp: MakeApp = async ({ gate, DocsController }) => {
     throw new Error('kaboom: db password hunter2')
   })
   app.get('/limited', async () => ({ ok: true }))
+  // The route limit in a later step (preHandler), after the plugin's decision.
+  app.get(
+    '/route-limited',
+    {
+      config: { gatehouse: 'documents:read' },
+      preHandler: app.requirePolicy({ rateLimits: [ROUTE_LIMIT] }),
+    },
+    async () => ({ ok: true }),
+  )
   app.get('/record', { config: { gatehouse: 'documents:read' } }, async () => {
     gate.audit.record('document.viewed')
     return { ok: true }

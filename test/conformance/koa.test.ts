@@ -5,7 +5,11 @@ import Koa from 'koa'
 import helmet from 'koa-helmet'
 import { getAccessContext } from '@gatehouse/core'
 import { authMiddleware, mountController, problemHandler, requirePolicy } from '@gatehouse/koa'
-import { describeAdapterConformance, type MakeApp } from '../helpers/adapter-conformance.js'
+import {
+  describeAdapterConformance,
+  ROUTE_LIMIT,
+  type MakeApp,
+} from '../helpers/adapter-conformance.js'
 
 export const makeKoaApp: MakeApp = async ({ gate, DocsController }) => {
   const app = new Koa()
@@ -41,6 +45,13 @@ export const makeKoaApp: MakeApp = async ({ gate, DocsController }) => {
   router.get('/boom', () => {
     throw new Error('kaboom: db password hunter2')
   })
+  router.get(
+    '/route-limited',
+    requirePolicy({ permission: 'documents:read', rateLimits: [ROUTE_LIMIT] }),
+    (ctx) => {
+      ctx.body = { ok: true }
+    },
+  )
   router.get('/limited', (ctx) => {
     ctx.body = { ok: true }
   })

@@ -20,6 +20,7 @@ import {
   type Authenticator,
   type Gate,
   type GateStage,
+  type StageResult,
 } from '@gatehouse/core'
 import {
   createFakeClock,
@@ -58,6 +59,9 @@ export class DocsController {
   }
 }
 
+/** The route limit of GET /route-limited (the test stage answers for it; the figures are not used). */
+export const ROUTE_LIMIT = { name: 'route', limit: 5, windowMs: 1000 } as const
+
 /**
  * What each framework's app must serve, all through the given gate, with helmet in front:
  *
@@ -71,6 +75,7 @@ export class DocsController {
  * | GET /reports | `{ scopes: ['reports:read', 'documents:read'] }` | `{ ok: true }` |
  * | GET /boom | none | the handler throws `new Error('kaboom: db password hunter2')` |
  * | GET /limited | none | `{ ok: true }` (the gate's test stage answers 429 first) |
+ * | GET /route-limited | `'documents:read'`, then in a later step `{ rateLimits: [ROUTE_LIMIT] }` | `{ ok: true }` |
  * | GET /record | `'documents:read'` | calls `env.gate.audit.record('document.viewed')`, answers `{ ok: true }` |
  * | DocsController | decorators | mounted with the adapter's `mountController` |
  *
@@ -99,22 +104,28 @@ interface Fixture {
   jwt(claims?: Record<string, unknown>): string
 }
 
-// A stage standing in for the limits stage, so 429 answers and their headers are covered now.
+// A stage standing in for the limits stage, so 429 answers and their headers are covered now. On
+// /route-limited it allows, with one RateLimit field on the global step and another on the route
+// step (as a route's own `rateLimits` do), which every adapter must send merged.
 const testLimiter: GateStage = {
   name: 'ratelimit',
-  run: ({ request: r }) =>
-    r.path === '/limited'
-      ? {
-          ok: false,
-          by: 'burst',
-          error: new AuthError('ERR_RATE_LIMITED', 'Too many requests', { reason: 'burst 1/1s' }),
-          headers: {
-            'retry-after': '7',
-            'ratelimit-policy': '"burst";q=1;w=1',
-            ratelimit: '"burst";r=0;t=7',
-          },
-        }
-      : { ok: true },
+  run: ({ request: r, requirements }): StageResult => {
+    if (r.path === '/route-limited') {
+      const routeStep = requirements !== undefined && requirements.rateLimits.length > 0
+      return { ok: true, headers: { ratelimit: routeStep ? '"route";r=4;t=1' : '"burst";r=9;t=1' } }
+    }
+    if (r.path !== '/limited') return { ok: true }
+    return {
+      ok: false,
+      by: 'burst',
+      error: new AuthError('ERR_RATE_LIMITED', 'Too many requests', { reason: 'burst 1/1s' }),
+      headers: {
+        'retry-after': '7',
+        'ratelimit-policy': '"burst";q=1;w=1',
+        ratelimit: '"burst";r=0;t=7',
+      },
+    }
+  },
 }
 
 // Any passport strategy works as an authenticator; passport-http's Basic is the classic one.
@@ -501,6 +512,13 @@ export function describeAdapterConformance(
         expect(res.headers['ratelimit-policy']).to.equal('"burst";q=1;w=1')
         expect(res.headers.ratelimit).to.equal('"burst";r=0;t=7')
         expect(res.headers).to.not.have.property('www-authenticate')
+      })
+
+      it("sends a route step's RateLimit field with the global step's on success", async () => {
+        const res = await http().get('/route-limited').set('X-API-Key', f.readKey)
+        expect(res.status, JSON.stringify(res.body)).to.equal(200)
+        expect(res.body).to.deep.equal({ ok: true })
+        expect(res.headers.ratelimit).to.equal('"burst";r=9;t=1, "route";r=4;t=1')
       })
 
       it('renders a handler error as a 500 problem that reveals nothing', async () => {
