@@ -40,7 +40,7 @@ import { redisAvailable, startRedis } from './lib/redis.mjs'
 import { fmt, median, percentile, range, table } from './lib/stats.mjs'
 import { microTable, microTargets, runMicro } from './micro.mjs'
 import { scaleTable } from './scale.mjs'
-import { prometheusMetrics } from './servers/variants.mjs'
+import { GATEHOUSE, prometheusMetrics } from './servers/variants.mjs'
 
 const SCRIPT = fileURLToPath(import.meta.url)
 const SERVER = join(BENCH_DIR, 'servers', 'server.mjs')
@@ -186,6 +186,9 @@ async function pinOrReexec() {
   process.exit(code ?? 128 + (constants.signals[signal] ?? 0))
 }
 
+// Measured on Express only: the Gatehouse variants that need more than the framework.
+const EXPRESS_ONLY = ['full-redis', 'full-metrics']
+
 /**
  * What the HTTP part measures, per framework, bare first. Audit, Redis and metrics variants are
  * measured on every framework for audit and on Express only for Redis and metrics. Quick mode keeps
@@ -199,18 +202,7 @@ async function pinOrReexec() {
 function plan(has, quick) {
   const common = quick
     ? ['bare', 'apikey', 'full', 'full-noaudit']
-    : [
-        'bare',
-        'noop',
-        'floor',
-        'apikey',
-        'hs256',
-        'rs256',
-        'es256',
-        'eddsa',
-        'full',
-        'full-noaudit',
-      ]
+    : ['bare', 'noop', 'floor', ...GATEHOUSE.filter((v) => !EXPRESS_ONLY.includes(v))]
   const per = {
     express: [
       ...common,

@@ -37,7 +37,8 @@ import {
 
 export const FRAMEWORKS = ['express', 'koa', 'fastify']
 
-const GATEHOUSE = [
+/** The Gatehouse variants, every framework. */
+export const GATEHOUSE = [
   'apikey',
   'hs256',
   'rs256',
