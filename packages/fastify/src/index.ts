@@ -139,13 +139,10 @@ async function gatehouse(fastify: FastifyInstance, options: GatehousePluginOptio
     pending.then(function gatehouseDecided(decision) {
       if (!decision.allowed) return send(reply, decision.status, decision.headers, decision.problem)
       request.auth = { principal: decision.principal, decision, gate }
-      if (prior !== undefined) {
-        // A route step's own headers (route rate limits) are sent on success too; the same bag
-        // as the earlier step's is already on the reply.
-        if (decision.headers !== prior.headers) reply.headers(decision.headers)
-        return next()
-      }
-      reply.headers(decision.headers)
+      // A later step's own headers (route rate limits) are sent on success too; the same bag as
+      // the earlier step's is already on the reply.
+      if (decision.headers !== prior?.headers) reply.headers(decision.headers)
+      if (prior !== undefined) return next()
       const settleStage = decision.settle
       if (settleStage !== undefined)
         reply.raw.once('finish', () => settleStage(reply.raw.statusCode))
