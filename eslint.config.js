@@ -5,7 +5,7 @@ import tseslint from 'typescript-eslint'
 const restrictedInternals = {
   patterns: [
     {
-      group: ['@gatehouse/*/src/*', '@gatehouse/*/dist/*', '**/packages/*/src/*'],
+      group: ['@portcullis/*/src/*', '@portcullis/*/dist/*', '**/packages/*/src/*'],
       message: 'Import other packages by their public entry points only (STYLE rule 9).',
     },
   ],

@@ -27,10 +27,10 @@ import {
   createJsonLinesFileSink,
   createMemoryAuditSink,
   createWebhookAuditSink,
-} from '@gatehouse/core'
-import { createPostgresAuditSink } from '@gatehouse/postgres'
-import { createRedisStreamAuditSink } from '@gatehouse/redis'
-import { createSqliteAuditSink } from '@gatehouse/sqlite'
+} from '@portcullis/core'
+import { createPostgresAuditSink } from '@portcullis/postgres'
+import { createRedisStreamAuditSink } from '@portcullis/redis'
+import { createSqliteAuditSink } from '@portcullis/sqlite'
 import { redisAvailable, startRedis } from './lib/redis.mjs'
 
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false } } })
@@ -51,7 +51,7 @@ function event(i) {
   return {
     type: 'authz.allow',
     outcome: 'success',
-    actor: { id: 'user-42', method: 'apikey', tokenId: 'gh_1a2b3c4d5e6f7a8b' },
+    actor: { id: 'user-42', method: 'apikey', tokenId: 'ptcl_1a2b3c4d5e6f7a8b' },
     action: 'GET /docs/:id',
     target: { type: 'documents', id: String(i & 1023) },
     reason: {
@@ -139,7 +139,7 @@ async function startReceiver() {
 }
 
 async function main() {
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-bench-audit-'))
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-bench-audit-'))
   const rows = []
   const skipped = []
   const cleanups = []
@@ -241,7 +241,7 @@ async function main() {
           async () => {
             const client = new pg.Client({ connectionString: url })
             await client.connect()
-            const r = await client.query('SELECT count(*)::int AS n FROM gatehouse_audit_events')
+            const r = await client.query('SELECT count(*)::int AS n FROM portcullis_audit_events')
             await client.end()
             return r.rows[0].n
           },

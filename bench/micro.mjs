@@ -1,6 +1,6 @@
 /**
  * In-process micro-benchmarks of one credential check, in nanoseconds per operation: the floors
- * (the least work any correct check must do), Gatehouse's verifiers and whole gate, and the peer
+ * (the least work any correct check must do), Portcullis's verifiers and whole gate, and the peer
  * JWT libraries. Each is warmed up, calibrated, then timed in 5 batches with
  * `process.hrtime.bigint()`; the median batch is reported.
  *
@@ -29,8 +29,8 @@ import {
   createJsonLinesFileSink,
   createJwtVerifier,
   createMemoryKeyStore,
-} from '@gatehouse/core'
-import { fakeRequest } from '@gatehouse/core/testing'
+} from '@portcullis/core'
+import { fakeRequest } from '@portcullis/core/testing'
 import { jwtFixture, limitStages, POLICY_20 } from './lib/fixtures.mjs'
 import { fmt, fmtNs, median, range, table } from './lib/stats.mjs'
 
@@ -182,7 +182,7 @@ export async function runMicro({ quick = false, only, log = () => {} } = {}) {
   const keyRequest = fakeRequest({ url: '/docs/1', headers: { 'x-api-key': apiKey } })
   const jwtRequest = fakeRequest({ url: '/docs/1', headers: { authorization: `Bearer ${token}` } })
 
-  const auditDir = await mkdtemp(join(tmpdir(), 'gatehouse-bench-'))
+  const auditDir = await mkdtemp(join(tmpdir(), 'portcullis-bench-'))
   const auditFile = join(auditDir, 'audit.jsonl')
   const trail = createAuditTrail({
     sinks: [createJsonLinesFileSink({ path: auditFile, fsync: false })],
@@ -253,14 +253,14 @@ export async function runMicro({ quick = false, only, log = () => {} } = {}) {
     },
     {
       id: 'c',
-      name: 'gatehouse createJwtVerifier, cache off',
+      name: 'portcullis createJwtVerifier, cache off',
       floor: 'a',
       isAsync: true,
       op: async () => mustVerify(await uncached.verify(token)),
     },
     {
       id: 'd',
-      name: 'gatehouse createJwtVerifier, cache on (hit)',
+      name: 'portcullis createJwtVerifier, cache on (hit)',
       floor: 'a',
       isAsync: true,
       op: async () => mustVerify(await cached.verify(token)),
@@ -316,7 +316,7 @@ export async function runMicro({ quick = false, only, log = () => {} } = {}) {
         })),
     ...asymmetric.map(({ alg, token: t, verifier }) => ({
       id: `c-${alg.toLowerCase()}`,
-      name: `gatehouse createJwtVerifier ${alg}, cache off`,
+      name: `portcullis createJwtVerifier ${alg}, cache off`,
       isAsync: true,
       op: async () => mustVerify(await verifier.verify(t)),
     })),

@@ -1,5 +1,5 @@
 /**
- * Micro-benchmark of policy evaluation: Gatehouse's AccessManager next to CASL (@casl/ability) and
+ * Micro-benchmark of policy evaluation: Portcullis's AccessManager next to CASL (@casl/ability) and
  * Casbin evaluating an equivalent policy in the same run, with 100 and 1,000 rules. Prints a
  * Markdown table (ns per decision, median of 5 batches) to stdout.
  *
@@ -11,7 +11,7 @@
  *
  * Each engine gets its recommended setup: CASL builds one ability per role (or per user, for
  * ownership) once and reuses it, as its docs advise; Casbin uses `enforceSync` on an in-memory
- * model; Gatehouse compiles the set once (`createAccessManager`). Results are checked to agree
+ * model; Portcullis compiles the set once (`createAccessManager`). Results are checked to agree
  * before timing.
  *
  * `node bench/policy.mjs [--quick]`; `run.mjs` may import {@link runPolicyBench}.
@@ -20,7 +20,7 @@
 import { fileURLToPath } from 'node:url'
 import { AbilityBuilder, createMongoAbility, subject } from '@casl/ability'
 import { newEnforcer, newModelFromString } from 'casbin'
-import { createAccessManager } from '@gatehouse/core'
+import { createAccessManager } from '@portcullis/core'
 
 const ROLES = 50
 const QUERIES = 256
@@ -77,7 +77,7 @@ function ownershipQueries(rules) {
 }
 
 async function engines(rules) {
-  // Gatehouse
+  // Portcullis
   const rbacSet = {
     rules: Array.from({ length: rules }, (_, i) => ({
       id: `r${i}`,
@@ -190,7 +190,7 @@ m = r.obj.type == p.type && r.act == p.act && r.obj.ownerId == r.sub
     rbac: {
       queries: rq,
       ops: {
-        gatehouse: (k) => gRbac.evaluate(gRbacInputs[k]).allowed,
+        portcullis: (k) => gRbac.evaluate(gRbacInputs[k]).allowed,
         casl: (k) => caslRole(rq[k].role).can('read', rq[k].res),
         casbin: (k) => cRbac.enforceSync(rq[k].user, rq[k].res, 'read'),
       },
@@ -198,7 +198,7 @@ m = r.obj.type == p.type && r.act == p.act && r.obj.ownerId == r.sub
     ownership: {
       queries: oq,
       ops: {
-        gatehouse: (k) => gOwn.evaluate(gOwnInputs[k]).allowed,
+        portcullis: (k) => gOwn.evaluate(gOwnInputs[k]).allowed,
         casl: (k) => caslUser(oq[k].user).can('update', caslSubjects[k]),
         casbin: (k) => cOwn.enforceSync(oq[k].user, casbinObjects[k], 'update'),
       },
@@ -231,13 +231,13 @@ export async function runPolicyBench(options = {}) {
   const cell = (policy, rules, engine) =>
     Math.round(rows.find((r) => r.policy === policy && r.rules === rules && r.engine === engine).ns)
   const lines = [
-    '| policy | rules | Gatehouse (ns/op) | CASL 6 (ns/op) | Casbin 5 (ns/op) |',
+    '| policy | rules | Portcullis (ns/op) | CASL 6 (ns/op) | Casbin 5 (ns/op) |',
     '| :--- | ---: | ---: | ---: | ---: |',
   ]
   for (const policy of ['rbac', 'ownership'])
     for (const rules of [100, 1000])
       lines.push(
-        `| ${policy === 'rbac' ? 'RBAC (role → resource:read)' : 'ownership (resource.ownerId == principal.id)'} | ${rules.toLocaleString('en-US')} | ${cell(policy, rules, 'gatehouse').toLocaleString('en-US')} | ${cell(policy, rules, 'casl').toLocaleString('en-US')} | ${cell(policy, rules, 'casbin').toLocaleString('en-US')} |`,
+        `| ${policy === 'rbac' ? 'RBAC (role → resource:read)' : 'ownership (resource.ownerId == principal.id)'} | ${rules.toLocaleString('en-US')} | ${cell(policy, rules, 'portcullis').toLocaleString('en-US')} | ${cell(policy, rules, 'casl').toLocaleString('en-US')} | ${cell(policy, rules, 'casbin').toLocaleString('en-US')} |`,
       )
   const markdown = `${lines.join('\n')}\n\nMedian of ${BATCHES} batches, ns per decision, ${QUERIES} rotating queries (half allowed, half denied), Node ${process.version}.\n`
   return { markdown, rows }

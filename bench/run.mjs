@@ -40,7 +40,7 @@ import { redisAvailable, startRedis } from './lib/redis.mjs'
 import { fmt, median, percentile, range, table } from './lib/stats.mjs'
 import { microTable, microTargets, runMicro } from './micro.mjs'
 import { scaleTable } from './scale.mjs'
-import { GATEHOUSE, prometheusMetrics } from './servers/variants.mjs'
+import { PORTCULLIS, prometheusMetrics } from './servers/variants.mjs'
 
 const SCRIPT = fileURLToPath(import.meta.url)
 const SERVER = join(BENCH_DIR, 'servers', 'server.mjs')
@@ -52,15 +52,15 @@ const LABELS = {
   bare: 'bare',
   noop: 'no-op middleware at the mount points',
   floor: 'API-key floor only (SHA-256 + Map lookup in one middleware)',
-  apikey: 'Gatehouse API key',
-  hs256: 'Gatehouse JWT HS256',
-  rs256: 'Gatehouse JWT RS256',
-  es256: 'Gatehouse JWT ES256',
-  eddsa: 'Gatehouse JWT EdDSA',
-  full: 'Gatehouse full gate (audit on)',
-  'full-noaudit': 'Gatehouse full gate, audit off',
-  'full-redis': 'Gatehouse full gate, Redis limits + quota',
-  'full-metrics': 'Gatehouse full gate + Prometheus metrics',
+  apikey: 'Portcullis API key',
+  hs256: 'Portcullis JWT HS256',
+  rs256: 'Portcullis JWT RS256',
+  es256: 'Portcullis JWT ES256',
+  eddsa: 'Portcullis JWT EdDSA',
+  full: 'Portcullis full gate (audit on)',
+  'full-noaudit': 'Portcullis full gate, audit off',
+  'full-redis': 'Portcullis full gate, Redis limits + quota',
+  'full-metrics': 'Portcullis full gate + Prometheus metrics',
   'peer-expressjwt': 'peer: express-jwt + express-rate-limit + scope check',
   'peer-passportjwt': 'peer: passport-jwt + scope check',
   'peer-passportapikey': 'peer: passport-headerapikey (SHA-256 + Map) + scope check',
@@ -70,7 +70,7 @@ const LABELS = {
 const CONNECTIONS = 10
 const PIPELINING = 1
 /** Environment variable telling the re-executed runner which CPUs to use: `server,runner`. */
-const PIN_ENV = 'GATEHOUSE_BENCH_CPUS'
+const PIN_ENV = 'PORTCULLIS_BENCH_CPUS'
 const SERVER_START_TIMEOUT_MS = 60_000
 const SERVER_STOP_TIMEOUT_MS = 5_000
 const MiB = 2 ** 20
@@ -186,7 +186,7 @@ async function pinOrReexec() {
   process.exit(code ?? 128 + (constants.signals[signal] ?? 0))
 }
 
-// Measured on Express only: the Gatehouse variants that need more than the framework.
+// Measured on Express only: the Portcullis variants that need more than the framework.
 const EXPRESS_ONLY = ['full-redis', 'full-metrics']
 
 /**
@@ -202,7 +202,7 @@ const EXPRESS_ONLY = ['full-redis', 'full-metrics']
 function plan(has, quick) {
   const common = quick
     ? ['bare', 'apikey', 'full', 'full-noaudit']
-    : ['bare', 'noop', 'floor', ...GATEHOUSE.filter((v) => !EXPRESS_ONLY.includes(v))]
+    : ['bare', 'noop', 'floor', ...PORTCULLIS.filter((v) => !EXPRESS_ONLY.includes(v))]
   const per = {
     express: [
       ...common,
@@ -635,7 +635,7 @@ function groupOf(name, where) {
   if (where.startsWith('node:')) return ['Node internals (http, net, streams, crypto)', '']
   const core = /^packages\/([^/]+)\/dist\/(?:([^/]+)\/)?/.exec(where)
   if (core !== null)
-    return [`@gatehouse/${core[1]}${core[2] === undefined ? '' : ` ${core[2]}/`}`, '']
+    return [`@portcullis/${core[1]}${core[2] === undefined ? '' : ` ${core[2]}/`}`, '']
   const mod = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(where)
   return [mod === null ? where : mod[1], '']
 }
@@ -757,7 +757,7 @@ async function main() {
     sections.push(
       `## HTTP throughput (${opts.rounds} interleaved rounds)`,
       '',
-      `autocannon, ${CONNECTIONS} connections, pipelining ${PIPELINING}, \`GET /docs/1\` → \`{"id":"1"}\` on 127.0.0.1. Every server runs for the whole suite (warmed up ${opts.initialWarmupSeconds} s at start); each run is ${opts.warmupSeconds > 0 ? `${opts.warmupSeconds} s warm-up + ` : ''}${opts.durationSeconds} s measured. Gatehouse variants authenticate in the global middleware/hook and authorize \`documents:read\` on the route. The full gate is API key + two named limits (per principal, per principal and route) + a monthly quota + the 20-rule policy of \`bench/lib/fixtures.mjs\` + audit of every decision to a JSON-lines file (fsync off); “audit off” is the same gate with \`audit: false\`. The JWT variants verify each token once and then hit the verifier's cache (a client reuses its token); uncached costs are in the micro-benchmarks. Peer stacks use the same HS256 token (and the API-key peer the same SHA-256 + Map lookup as the floor) with a limit never reached. “server CPU µs/req” is the server process's CPU time over the requests served: the bare row gives the framework's own cost, the others what the variant adds (median of per-round differences).`,
+      `autocannon, ${CONNECTIONS} connections, pipelining ${PIPELINING}, \`GET /docs/1\` → \`{"id":"1"}\` on 127.0.0.1. Every server runs for the whole suite (warmed up ${opts.initialWarmupSeconds} s at start); each run is ${opts.warmupSeconds > 0 ? `${opts.warmupSeconds} s warm-up + ` : ''}${opts.durationSeconds} s measured. Portcullis variants authenticate in the global middleware/hook and authorize \`documents:read\` on the route. The full gate is API key + two named limits (per principal, per principal and route) + a monthly quota + the 20-rule policy of \`bench/lib/fixtures.mjs\` + audit of every decision to a JSON-lines file (fsync off); “audit off” is the same gate with \`audit: false\`. The JWT variants verify each token once and then hit the verifier's cache (a client reuses its token); uncached costs are in the micro-benchmarks. Peer stacks use the same HS256 token (and the API-key peer the same SHA-256 + Map lookup as the floor) with a limit never reached. “server CPU µs/req” is the server process's CPU time over the requests served: the bare row gives the framework's own cost, the others what the variant adds (median of per-round differences).`,
       '',
       http.text,
     )
@@ -856,7 +856,7 @@ async function main() {
 
   const loadEnd = machineInfo().load
   const versions = [
-    '@gatehouse/core',
+    '@portcullis/core',
     'express',
     'koa',
     '@koa/router',
@@ -878,7 +878,7 @@ async function main() {
   ]
     .map((n) => `${n} ${packageVersion(n) ?? '(not installed)'}`)
     .join(', ')
-  const out = ['# Gatehouse benchmark results', '']
+  const out = ['# Portcullis benchmark results', '']
   if (failures.length > 0)
     out.push(`> **INVALID:** ${failures.join('; ')}. Do not use these numbers.`, '')
   out.push(

@@ -17,8 +17,8 @@ import {
   createMemoryBackend,
   createMemoryKeyStore,
   createRateLimitStage,
-} from '@gatehouse/core'
-import { fakeRequest } from '@gatehouse/core/testing'
+} from '@portcullis/core'
+import { fakeRequest } from '@portcullis/core/testing'
 import { fmt, table } from './lib/stats.mjs'
 
 const MiB = 2 ** 20

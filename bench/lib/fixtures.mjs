@@ -10,7 +10,7 @@ import {
   createMemoryKeyStore,
   createQuotaStage,
   createRateLimitStage,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 
 export const ISSUER = 'https://id.bench.example'
 export const AUDIENCE = 'documents-api'
@@ -58,7 +58,7 @@ export async function jwtFixture(alg) {
 
 /**
  * An in-memory key store holding one key with the `documents:read` scope and `reader` role.
- * @returns {Promise<{ store: import('@gatehouse/core').KeyStore, pepper: Uint8Array, key: string }>}
+ * @returns {Promise<{ store: import('@portcullis/core').KeyStore, pepper: Uint8Array, key: string }>}
  */
 export async function apiKeyFixture() {
   const store = createMemoryKeyStore()
@@ -74,7 +74,7 @@ export async function apiKeyFixture() {
 
 /**
  * The full gate's stages: two named limits and a quota, high enough never to refuse in a run.
- * @param {import('@gatehouse/core').RateLimitBackend} [backend] default: memory
+ * @param {import('@portcullis/core').RateLimitBackend} [backend] default: memory
  */
 export function limitStages(backend) {
   const b = backend === undefined ? {} : { backend }

@@ -41,7 +41,7 @@ function ping(port) {
  * @returns {Promise<{ port: number, version: string, stop: () => Promise<void> }>}
  */
 export async function startRedis() {
-  const dir = await mkdtemp(join(tmpdir(), 'gatehouse-bench-redis-'))
+  const dir = await mkdtemp(join(tmpdir(), 'portcullis-bench-redis-'))
   const version =
     /v=(\S+)/.exec(spawnSync('redis-server', ['--version'], { encoding: 'utf8' }).stdout)?.[1] ??
     'unknown'

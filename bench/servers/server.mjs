@@ -2,7 +2,7 @@
  * A server under load: `node bench/servers/server.mjs <express|koa|fastify> <variant> [--exit-with-stdin]`.
  *
  * Serves `GET /docs/:id` → `{"id":"1"}` on 127.0.0.1 and a random port, on the given framework,
- * bare, behind Gatehouse, or behind a peer stack (see {@link VARIANTS} and `variants.mjs`).
+ * bare, behind Portcullis, or behind a peer stack (see {@link VARIANTS} and `variants.mjs`).
  * Before announcing itself it checks, with real requests, that the credential gets 200 and no
  * credential gets 401 (bare and noop: 200), and exits non-zero otherwise, so that a broken setup is never
  * measured. Then it prints one JSON line `{ "port": N, "headers": { ... } }` to stdout and serves

@@ -2,7 +2,7 @@
  * The apps under load, per framework and variant. Every variant serves `GET /docs/:id` →
  * `{"id":"1"}` and requires (except `bare`) a credential carrying `documents:read`.
  *
- * `noop` (every framework): no-op middleware where the Gatehouse variants mount theirs (a global
+ * `noop` (every framework): no-op middleware where the Portcullis variants mount theirs (a global
  * middleware or hook, a route guard, and on Express and Koa the error handler), open to anyone:
  * what the framework itself charges for those mount points, a floor no middleware-based gate goes
  * under.
@@ -11,10 +11,10 @@
  * header's SHA-256 looked up in a Map (401 without a match). No limits, policy or audit: the
  * highest share of bare req/s any API-key gate can keep on this machine.
  *
- * Gatehouse variants (every framework): `apikey`, `hs256`, `rs256`, `es256`, `eddsa`, `full`
+ * Portcullis variants (every framework): `apikey`, `hs256`, `rs256`, `es256`, `eddsa`, `full`
  * (API key + two named limits + quota + 20-rule policy + audit to a JSON-lines file),
  * `full-noaudit`, `full-redis` (limits and quota in Redis at `BENCH_REDIS_PORT`), `full-metrics`
- * (with `@gatehouse/prometheus` metrics, when that package provides `createPrometheusMetrics`).
+ * (with `@portcullis/prometheus` metrics, when that package provides `createPrometheusMetrics`).
  * Peer stacks: Express `peer-expressjwt` (express-jwt + express-rate-limit + scope check),
  * `peer-passportjwt`, `peer-passportapikey`; Koa `peer-koajwt` (koa-jwt + rate-limiter-flexible +
  * scope check); Fastify `peer-fastifyjwt` (@fastify/jwt + @fastify/rate-limit + scope check).
@@ -24,7 +24,7 @@ import { createSecretKey, hash, randomBytes } from 'node:crypto'
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createAuditTrail, createGate, createJsonLinesFileSink } from '@gatehouse/core'
+import { createAuditTrail, createGate, createJsonLinesFileSink } from '@portcullis/core'
 import {
   apiKeyFixture,
   AUDIENCE,
@@ -37,8 +37,8 @@ import {
 
 export const FRAMEWORKS = ['express', 'koa', 'fastify']
 
-/** The Gatehouse variants, every framework. */
-export const GATEHOUSE = [
+/** The Portcullis variants, every framework. */
+export const PORTCULLIS = [
   'apikey',
   'hs256',
   'rs256',
@@ -61,7 +61,7 @@ const PEERS = {
  * @returns {string[]}
  */
 export function variantsOf(framework) {
-  return ['bare', 'noop', 'floor', ...GATEHOUSE, ...(PEERS[framework] ?? [])]
+  return ['bare', 'noop', 'floor', ...PORTCULLIS, ...(PEERS[framework] ?? [])]
 }
 
 /** Variants served without a credential. */
@@ -84,13 +84,13 @@ function floorKey() {
 const hasScope = (scope) => typeof scope === 'string' && scope.split(' ').includes(SCOPE)
 
 /**
- * `@gatehouse/prometheus`'s metrics client, or `undefined` when the package does not provide
+ * `@portcullis/prometheus`'s metrics client, or `undefined` when the package does not provide
  * `createPrometheusMetrics` (yet).
  * @returns {Promise<unknown>}
  */
 export async function prometheusMetrics() {
   try {
-    const mod = await import('@gatehouse/prometheus')
+    const mod = await import('@portcullis/prometheus')
     if (typeof mod.createPrometheusMetrics !== 'function') return undefined
     const { Registry } = await import('prom-client')
     return mod.createPrometheusMetrics({ registry: new Registry() })
@@ -101,11 +101,11 @@ export async function prometheusMetrics() {
 }
 
 /**
- * The gate of a Gatehouse variant and the credential that passes it.
+ * The gate of a Portcullis variant and the credential that passes it.
  * @param {string} variant
- * @returns {Promise<{ gate: import('@gatehouse/core').Gate, headers: Record<string, string>, tmpDir?: string, close?: () => Promise<void> }>}
+ * @returns {Promise<{ gate: import('@portcullis/core').Gate, headers: Record<string, string>, tmpDir?: string, close?: () => Promise<void> }>}
  */
-async function gatehouseSetup(variant) {
+async function portcullisSetup(variant) {
   const jwtAlg = { hs256: 'HS256', rs256: 'RS256', es256: 'ES256', eddsa: 'EdDSA' }[variant]
   if (jwtAlg !== undefined) {
     const { token, gateJwt } = await jwtFixture(jwtAlg)
@@ -124,7 +124,7 @@ async function gatehouseSetup(variant) {
   let redis
   if (variant === 'full-redis') {
     const { Redis } = await import('ioredis')
-    const { createRedisBackend } = await import('@gatehouse/redis')
+    const { createRedisBackend } = await import('@portcullis/redis')
     redis = new Redis({
       port: Number(process.env.BENCH_REDIS_PORT),
       host: '127.0.0.1',
@@ -137,12 +137,12 @@ async function gatehouseSetup(variant) {
   if (variant === 'full-metrics') {
     metrics = await prometheusMetrics()
     if (metrics === undefined)
-      throw new Error('@gatehouse/prometheus has no createPrometheusMetrics')
+      throw new Error('@portcullis/prometheus has no createPrometheusMetrics')
   }
   let audit = false
   let tmpDir
   if (variant !== 'full-noaudit') {
-    tmpDir = await mkdtemp(join(tmpdir(), 'gatehouse-bench-audit-'))
+    tmpDir = await mkdtemp(join(tmpdir(), 'portcullis-bench-audit-'))
     audit = createAuditTrail({
       sinks: [createJsonLinesFileSink({ path: join(tmpDir, 'audit.jsonl'), fsync: false })],
     })
@@ -192,8 +192,8 @@ async function expressApp(variant) {
     return { app, headers: { 'x-api-key': key } }
   }
   if (variant.startsWith('peer-')) return expressPeer(app, variant, handler)
-  const { authMiddleware, problemHandler, requirePolicy } = await import('@gatehouse/express')
-  const setup = await gatehouseSetup(variant)
+  const { authMiddleware, problemHandler, requirePolicy } = await import('@portcullis/express')
+  const setup = await portcullisSetup(variant)
   app.use(authMiddleware({ gate: setup.gate }))
   app.get('/docs/:id', requirePolicy(SCOPE), handler)
   app.use(problemHandler({ gate: setup.gate }))
@@ -340,8 +340,8 @@ async function koaApp(variant) {
     app.use(router.routes())
     return { app, headers: { authorization: `Bearer ${token}` } }
   }
-  const { authMiddleware, problemHandler, requirePolicy } = await import('@gatehouse/koa')
-  const setup = await gatehouseSetup(variant)
+  const { authMiddleware, problemHandler, requirePolicy } = await import('@portcullis/koa')
+  const setup = await portcullisSetup(variant)
   app.use(problemHandler({ gate: setup.gate }))
   app.use(authMiddleware({ gate: setup.gate }))
   router.get('/docs/:id', requirePolicy(SCOPE), handler)
@@ -394,10 +394,10 @@ async function fastifyApp(variant) {
     app.get('/docs/:id', handler)
     return { app, headers: { authorization: `Bearer ${token}` } }
   }
-  const { gatehousePlugin } = await import('@gatehouse/fastify')
-  const setup = await gatehouseSetup(variant)
-  await app.register(gatehousePlugin, { gate: setup.gate, problemErrors: true })
-  app.get('/docs/:id', { config: { gatehouse: SCOPE } }, handler)
+  const { portcullisPlugin } = await import('@portcullis/fastify')
+  const setup = await portcullisSetup(variant)
+  await app.register(portcullisPlugin, { gate: setup.gate, problemErrors: true })
+  app.get('/docs/:id', { config: { portcullis: SCOPE } }, handler)
   return { app, ...setup }
 }
 

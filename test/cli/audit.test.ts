@@ -1,4 +1,4 @@
-// Runs the REAL built `gatehouse` binary (packages/cli/dist/bin.js, built by `npx tsc -b
+// Runs the REAL built `portcullis` binary (packages/cli/dist/bin.js, built by `npx tsc -b
 // packages/cli`) on audit trails written by core's trail: a JSON-lines file (with rotation) and a
 // SQLite database.
 import { spawnSync } from 'node:child_process'
@@ -11,13 +11,13 @@ import {
   createJsonLinesFileSink,
   type AuditCheckpoint,
   type AuditSink,
-} from '@gatehouse/core'
-import { createSqliteAuditSink } from '@gatehouse/sqlite'
+} from '@portcullis/core'
+import { createSqliteAuditSink } from '@portcullis/sqlite'
 
 const BIN = resolve('packages/cli/dist/bin.js')
 const KEY = 'cli-audit-chain-key-0123456789abcdef'
 
-describe('gatehouse audit (the built binary)', function () {
+describe('portcullis audit (the built binary)', function () {
   this.timeout(60_000)
   let dir: string
   let checkpoints: AuditCheckpoint[]
@@ -25,10 +25,10 @@ describe('gatehouse audit (the built binary)', function () {
   const run = (args: readonly string[], env: Record<string, string> = {}) => {
     const clean: Record<string, string> = {}
     for (const [k, v] of Object.entries(process.env))
-      if (v !== undefined && !k.startsWith('GATEHOUSE_')) clean[k] = v
+      if (v !== undefined && !k.startsWith('PORTCULLIS_')) clean[k] = v
     const r = spawnSync(process.execPath, [BIN, ...args], {
       cwd: dir,
-      env: { ...clean, GATEHOUSE_AUDIT_KEY: KEY, ...env },
+      env: { ...clean, PORTCULLIS_AUDIT_KEY: KEY, ...env },
       encoding: 'utf8',
       input: '',
     })
@@ -53,7 +53,7 @@ describe('gatehouse audit (the built binary)', function () {
   }
 
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'gatehouse-cli-audit-'))
+    dir = mkdtempSync(join(tmpdir(), 'portcullis-cli-audit-'))
     checkpoints = []
   })
   afterEach(() => rmSync(dir, { recursive: true, force: true }))
@@ -88,11 +88,11 @@ describe('gatehouse audit (the built binary)', function () {
     expect(cut.code).to.equal(1)
     expect(cut.stderr).to.match(/truncated: chain ends at seq 20/)
     const wrong = run(['audit', 'verify', 'audit.jsonl'], {
-      GATEHOUSE_AUDIT_KEY: 'not-the-key-0123456789abcdef',
+      PORTCULLIS_AUDIT_KEY: 'not-the-key-0123456789abcdef',
     })
     expect(wrong.code).to.equal(1)
     expect(wrong.stderr).to.match(/event #1.*mac mismatch/)
-    const nokey = run(['audit', 'verify', 'audit.jsonl'], { GATEHOUSE_AUDIT_KEY: '' })
+    const nokey = run(['audit', 'verify', 'audit.jsonl'], { PORTCULLIS_AUDIT_KEY: '' })
     expect(nokey.code).to.equal(2)
   })
 

@@ -1,11 +1,11 @@
-// The built `gatehouse` binary against a real PostgreSQL started by the test (`--postgres URL` and
-// GATEHOUSE_POSTGRES_URL), checked in-process through core's verifier on the same database.
+// The built `portcullis` binary against a real PostgreSQL started by the test (`--postgres URL` and
+// PORTCULLIS_POSTGRES_URL), checked in-process through core's verifier on the same database.
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { expect } from 'chai'
-import { createApiKeyVerifier, type ApiKeyVerifyResult } from '@gatehouse/core'
-import { createPostgresKeyStore } from '@gatehouse/postgres'
+import { createApiKeyVerifier, type ApiKeyVerifyResult } from '@portcullis/core'
+import { createPostgresKeyStore } from '@portcullis/postgres'
 import { describeWithPostgres } from '../helpers/postgres-server.js'
 
 const BIN = resolve('packages/cli/dist/bin.js')
@@ -27,10 +27,10 @@ interface KeyJson {
 function run(args: readonly string[], env: Record<string, string>): Promise<Run> {
   const clean: Record<string, string> = {}
   for (const [k, v] of Object.entries(process.env))
-    if (v !== undefined && !k.startsWith('GATEHOUSE_')) clean[k] = v
+    if (v !== undefined && !k.startsWith('PORTCULLIS_')) clean[k] = v
   return new Promise((done, fail) => {
     const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...clean, GATEHOUSE_PEPPER: PEPPER, ...env },
+      env: { ...clean, PORTCULLIS_PEPPER: PEPPER, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     let stdout = ''
@@ -42,13 +42,13 @@ function run(args: readonly string[], env: Record<string, string>): Promise<Run>
   })
 }
 
-describeWithPostgres('gatehouse keys (the built binary on PostgreSQL)', function (postgres) {
+describeWithPostgres('portcullis keys (the built binary on PostgreSQL)', function (postgres) {
   this.timeout(60_000)
   let url: string
 
   const ok = async (args: readonly string[], env: Record<string, string> = {}): Promise<Run> => {
     const r = await run(['--postgres', url, ...args], env)
-    expect(r.code, `gatehouse ${args.join(' ')}\n${r.stderr}`).to.equal(0)
+    expect(r.code, `portcullis ${args.join(' ')}\n${r.stderr}`).to.equal(0)
     return r
   }
   const json = async <TValue>(args: readonly string[]): Promise<TValue> =>
@@ -114,9 +114,9 @@ describeWithPostgres('gatehouse keys (the built binary on PostgreSQL)', function
     expect(shown.state).to.equal('revoked')
   })
 
-  it('takes the URL from GATEHOUSE_POSTGRES_URL', async function () {
+  it('takes the URL from PORTCULLIS_POSTGRES_URL', async function () {
     const r = await run(['keys', 'create', '--name', 'env', '--owner', 'o', '--json'], {
-      GATEHOUSE_POSTGRES_URL: url,
+      PORTCULLIS_POSTGRES_URL: url,
     })
     expect(r.code, r.stderr).to.equal(0)
     const { key } = JSON.parse(r.stdout) as KeyJson

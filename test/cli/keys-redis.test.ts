@@ -5,9 +5,9 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { expect } from 'chai'
-import { createApiKeyVerifier, type ApiKeyVerifier } from '@gatehouse/core'
-import { createRedisBroker, type RedisBroker } from '@gatehouse/redis'
-import { createSqliteKeyStore, type SqliteKeyStore } from '@gatehouse/sqlite'
+import { createApiKeyVerifier, type ApiKeyVerifier } from '@portcullis/core'
+import { createRedisBroker, type RedisBroker } from '@portcullis/redis'
+import { createSqliteKeyStore, type SqliteKeyStore } from '@portcullis/sqlite'
 import { describeWithRedis } from '../helpers/redis-server.js'
 
 const BIN = resolve('packages/cli/dist/bin.js')
@@ -19,7 +19,7 @@ interface Run {
   readonly stderr: string
 }
 
-describeWithRedis('gatehouse keys --redis (the built binary)', (redis) => {
+describeWithRedis('portcullis keys --redis (the built binary)', (redis) => {
   let dir: string
   let db: string
   let store: SqliteKeyStore
@@ -31,9 +31,9 @@ describeWithRedis('gatehouse keys --redis (the built binary)', (redis) => {
     new Promise((done, fail) => {
       const env: Record<string, string> = {}
       for (const [k, v] of Object.entries(process.env))
-        if (v !== undefined && !k.startsWith('GATEHOUSE_')) env[k] = v
+        if (v !== undefined && !k.startsWith('PORTCULLIS_')) env[k] = v
       const child = spawn(process.execPath, [BIN, ...args], {
-        env: { ...env, GATEHOUSE_DB: db, GATEHOUSE_PEPPER: PEPPER },
+        env: { ...env, PORTCULLIS_DB: db, PORTCULLIS_PEPPER: PEPPER },
         stdio: ['ignore', 'pipe', 'pipe'],
       })
       let stdout = ''
@@ -52,7 +52,7 @@ describeWithRedis('gatehouse keys --redis (the built binary)', (redis) => {
   const accepted = async (key: string): Promise<boolean> => (await verifier.verify(key)).ok
 
   beforeEach(async function () {
-    dir = mkdtempSync(join(tmpdir(), 'gatehouse-cli-redis-'))
+    dir = mkdtempSync(join(tmpdir(), 'portcullis-cli-redis-'))
     db = join(dir, 'keys.db')
     store = createSqliteKeyStore({ database: db })
     broker = createRedisBroker({ subscriber: redis().url })

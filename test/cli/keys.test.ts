@@ -1,4 +1,4 @@
-// Runs the REAL built `gatehouse` binary (packages/cli/dist/bin.js, built by `npx tsc -b
+// Runs the REAL built `portcullis` binary (packages/cli/dist/bin.js, built by `npx tsc -b
 // packages/cli`) as a child process against a temporary SQLite file, and checks what it wrote
 // in-process through core's verifier on the same file.
 import { spawnSync } from 'node:child_process'
@@ -7,12 +7,16 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { expect } from 'chai'
-import { createApiKeyVerifier, type ApiKeyVerifier, type ApiKeyVerifyResult } from '@gatehouse/core'
-import { createSqliteKeyStore, type SqliteKeyStore } from '@gatehouse/sqlite'
+import {
+  createApiKeyVerifier,
+  type ApiKeyVerifier,
+  type ApiKeyVerifyResult,
+} from '@portcullis/core'
+import { createSqliteKeyStore, type SqliteKeyStore } from '@portcullis/sqlite'
 
 const BIN = resolve('packages/cli/dist/bin.js')
 const PEPPER = 'cli-test-pepper-0123456789abcdef-0123456789'
-const KEY_PATTERN = /^gh_[0-9A-Za-z]{54}$/
+const KEY_PATTERN = /^ptcl_[0-9A-Za-z]{54}$/
 
 interface Run {
   readonly code: number | null
@@ -36,23 +40,23 @@ interface KeyJson {
   }
 }
 
-describe('gatehouse keys (the built binary on SQLite)', function () {
+describe('portcullis keys (the built binary on SQLite)', function () {
   this.timeout(60_000)
   let dir: string
   let db: string
 
-  // Every run gets a clean environment: no GATEHOUSE_* from the developer's shell.
+  // Every run gets a clean environment: no PORTCULLIS_* from the developer's shell.
   const baseEnv = (): Record<string, string> => {
     const env: Record<string, string> = {}
     for (const [k, v] of Object.entries(process.env))
-      if (v !== undefined && !k.startsWith('GATEHOUSE_')) env[k] = v
+      if (v !== undefined && !k.startsWith('PORTCULLIS_')) env[k] = v
     return env
   }
 
   const run = (args: readonly string[], env: Record<string, string> = {}, input = ''): Run => {
     const result = spawnSync(process.execPath, [BIN, ...args], {
       cwd: dir,
-      env: { ...baseEnv(), GATEHOUSE_DB: db, GATEHOUSE_PEPPER: PEPPER, ...env },
+      env: { ...baseEnv(), PORTCULLIS_DB: db, PORTCULLIS_PEPPER: PEPPER, ...env },
       encoding: 'utf8',
       input,
     })
@@ -60,7 +64,7 @@ describe('gatehouse keys (the built binary on SQLite)', function () {
   }
   const ok = (args: readonly string[], env?: Record<string, string>): Run => {
     const r = run(args, env)
-    expect(r.code, `gatehouse ${args.join(' ')}\n${r.stderr}`).to.equal(0)
+    expect(r.code, `portcullis ${args.join(' ')}\n${r.stderr}`).to.equal(0)
     return r
   }
   const json = <TValue>(args: readonly string[], env?: Record<string, string>): TValue =>
@@ -72,7 +76,7 @@ describe('gatehouse keys (the built binary on SQLite)', function () {
   const verify = async (key: string): Promise<ApiKeyVerifyResult> => {
     const store: SqliteKeyStore = createSqliteKeyStore({ database: db })
     const verifier: ApiKeyVerifier = createApiKeyVerifier(
-      // `importedKeys`: also look up keys brought in by `keys import` (no Gatehouse format).
+      // `importedKeys`: also look up keys brought in by `keys import` (no Portcullis format).
       { store, pepper: PEPPER, cache: false, importedKeys: true },
       { now: Date.now },
     )
@@ -89,7 +93,7 @@ describe('gatehouse keys (the built binary on SQLite)', function () {
       throw new Error(`${BIN} is missing: run \`npx tsc -b packages/cli\` first`)
   })
   beforeEach(function () {
-    dir = mkdtempSync(join(tmpdir(), 'gatehouse-cli-'))
+    dir = mkdtempSync(join(tmpdir(), 'portcullis-cli-'))
     db = join(dir, 'keys.db')
   })
   afterEach(function () {
@@ -110,10 +114,10 @@ describe('gatehouse keys (the built binary on SQLite)', function () {
       ['keys', 'due'],
     ]
     for (const command of commands) {
-      it(`prints usage for "gatehouse ${command.join(' ')}" and exits 0`, function () {
+      it(`prints usage for "portcullis ${command.join(' ')}" and exits 0`, function () {
         const r = ok([...command, '--help'])
         expect(r.stdout).to.match(
-          new RegExp(`^Usage: gatehouse${command.map((c) => ` ${c}`).join('')}`),
+          new RegExp(`^Usage: portcullis${command.map((c) => ` ${c}`).join('')}`),
         )
         expect(r.stdout).to.include('--json')
         expect(r.stderr).to.equal('')
@@ -186,13 +190,13 @@ describe('gatehouse keys (the built binary on SQLite)', function () {
       writeFileSync(file, 'another-pepper-of-at-least-32-bytes-long\n')
       const out = json<KeyJson>(
         ['keys', 'create', '--name', 'ci', '--owner', 'svc-ci', '--pepper-file', file],
-        { GATEHOUSE_PEPPER: '' },
+        { PORTCULLIS_PEPPER: '' },
       )
       expect((await verify(out.key)).ok).to.equal(false)
     })
 
     it('issues test keys under another prefix', function () {
-      expect(create('--prefix', 'gh_test').key).to.match(/^gh_test_[0-9A-Za-z]{54}$/)
+      expect(create('--prefix', 'ptcl_test').key).to.match(/^ptcl_test_[0-9A-Za-z]{54}$/)
     })
   })
 
@@ -370,7 +374,7 @@ describe('gatehouse keys (the built binary on SQLite)', function () {
 
     it('issues test keys with --environment test', function () {
       const k = create('--environment', 'test')
-      expect(k.key).to.match(/^gh_test_[0-9A-Za-z]{54}$/)
+      expect(k.key).to.match(/^ptcl_test_[0-9A-Za-z]{54}$/)
       expect(k.record).to.include({ environment: 'test' })
     })
 
@@ -513,7 +517,7 @@ describe('gatehouse keys (the built binary on SQLite)', function () {
 
   describe('--config', function () {
     const config = (text: string): string => {
-      const file = join(dir, 'gatehouse.yaml')
+      const file = join(dir, 'portcullis.yaml')
       writeFileSync(file, text)
       return file
     }
@@ -530,17 +534,17 @@ describe('gatehouse keys (the built binary on SQLite)', function () {
       expect(run([...base, '--expires-in', '7d']).code).to.equal(0)
     })
 
-    it('reads JSON too, from GATEHOUSE_CONFIG, with the prefix and rotation period', function () {
-      const file = join(dir, 'gatehouse.json')
+    it('reads JSON too, from PORTCULLIS_CONFIG, with the prefix and rotation period', function () {
+      const file = join(dir, 'portcullis.json')
       writeFileSync(
         file,
         JSON.stringify({ keys: { prefix: 'acme', compliance: { rotationPeriod: '1ms' } } }),
       )
       const k = json<KeyJson>(['keys', 'create', '--name', 'x', '--owner', 'u'], {
-        GATEHOUSE_CONFIG: file,
+        PORTCULLIS_CONFIG: file,
       })
       expect(k.key).to.match(/^acme_[0-9A-Za-z]{54}$/)
-      const due = json<{ items: { id: string }[] }>(['keys', 'due'], { GATEHOUSE_CONFIG: file })
+      const due = json<{ items: { id: string }[] }>(['keys', 'due'], { PORTCULLIS_CONFIG: file })
       expect(due.items.map((i) => i.id)).to.deep.equal([k.record.id])
     })
 
@@ -629,7 +633,7 @@ describe('gatehouse keys (the built binary on SQLite)', function () {
       ],
       ['an unknown flag', ['keys', 'list', '--colour'], /unknown option '--colour'/],
       ['an unknown command', ['keys', 'frobnicate'], /unknown command 'frobnicate'/],
-      ['a missing subcommand', ['keys'], /Usage: gatehouse keys/],
+      ['a missing subcommand', ['keys'], /Usage: portcullis keys/],
       [
         '--db with --postgres',
         ['keys', 'list', '--db', 'x.db', '--postgres', 'postgres://h/db'],
@@ -681,18 +685,18 @@ describe('gatehouse keys (the built binary on SQLite)', function () {
     }
 
     it('exits 2 when create, rotate or import has no pepper', function () {
-      const r = run(['keys', 'create', '--name', 'x', '--owner', 'u'], { GATEHOUSE_PEPPER: '' })
+      const r = run(['keys', 'create', '--name', 'x', '--owner', 'u'], { PORTCULLIS_PEPPER: '' })
       expect(r.code).to.equal(2)
-      expect(r.stderr).to.include('--pepper-file').and.include('GATEHOUSE_PEPPER')
+      expect(r.stderr).to.include('--pepper-file').and.include('PORTCULLIS_PEPPER')
       const k = create()
-      expect(run(['keys', 'rotate', k.record.id], { GATEHOUSE_PEPPER: '' }).code).to.equal(2)
+      expect(run(['keys', 'rotate', k.record.id], { PORTCULLIS_PEPPER: '' }).code).to.equal(2)
       // Commands that hash nothing work without it.
-      expect(run(['keys', 'show', k.record.id], { GATEHOUSE_PEPPER: '' }).code).to.equal(0)
+      expect(run(['keys', 'show', k.record.id], { PORTCULLIS_PEPPER: '' }).code).to.equal(0)
     })
 
     it('exits 2 for a pepper that is too short', function () {
       const r = run(['keys', 'create', '--name', 'x', '--owner', 'u'], {
-        GATEHOUSE_PEPPER: 'short',
+        PORTCULLIS_PEPPER: 'short',
       })
       expect(r.code).to.equal(2)
       expect(r.stderr).to.match(/pepper.*at least 32 bytes/)
@@ -709,14 +713,14 @@ describe('gatehouse keys (the built binary on SQLite)', function () {
       expect(debug.stderr).to.match(/\n\s+at /)
     })
 
-    it('uses .gatehouse/keys.db under the working directory by default', function () {
+    it('uses .portcullis/keys.db under the working directory by default', function () {
       const r = spawnSync(process.execPath, [BIN, 'keys', 'list', '--json'], {
         cwd: dir,
         env: { ...baseEnv() },
         encoding: 'utf8',
       })
       expect(r.status, r.stderr).to.equal(0)
-      expect(existsSync(join(dir, '.gatehouse', 'keys.db'))).to.equal(true)
+      expect(existsSync(join(dir, '.portcullis', 'keys.db'))).to.equal(true)
     })
   })
 })

@@ -1,4 +1,4 @@
-// Runs the REAL built `gatehouse` binary (packages/cli/dist/bin.js, built by `npx tsc -b
+// Runs the REAL built `portcullis` binary (packages/cli/dist/bin.js, built by `npx tsc -b
 // packages/cli`) on the policy fixtures in test/fixtures/policy.
 import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -20,11 +20,11 @@ const run = (args: readonly string[], cwd = FIXTURES): Run => {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr }
 }
 
-describe('gatehouse policy (the built binary)', function () {
+describe('portcullis policy (the built binary)', function () {
   this.timeout(60_000)
   let dir: string
   before(() => {
-    dir = mkdtempSync(join(tmpdir(), 'gatehouse-policy-cli-'))
+    dir = mkdtempSync(join(tmpdir(), 'portcullis-policy-cli-'))
   })
   after(() => rmSync(dir, { recursive: true, force: true }))
 

@@ -25,12 +25,12 @@ import {
   createMemoryKeyStore,
   createWebhookAuditSink,
   type Gate,
-} from '@gatehouse/core'
-import { createMemoryAuditSink } from '@gatehouse/core/testing'
-import { authMiddleware as expressAuth, requirePolicy as expressPolicy } from '@gatehouse/express'
-import { gatehousePlugin } from '@gatehouse/fastify'
-import { authMiddleware as koaAuth, requirePolicy as koaPolicy } from '@gatehouse/koa'
-import { createSqliteAuditSink, readSqliteAuditEvents } from '@gatehouse/sqlite'
+} from '@portcullis/core'
+import { createMemoryAuditSink } from '@portcullis/core/testing'
+import { authMiddleware as expressAuth, requirePolicy as expressPolicy } from '@portcullis/express'
+import { portcullisPlugin } from '@portcullis/fastify'
+import { authMiddleware as koaAuth, requirePolicy as koaPolicy } from '@portcullis/koa'
+import { createSqliteAuditSink, readSqliteAuditEvents } from '@portcullis/sqlite'
 import { seconds, signHmac } from '../helpers/jwt.js'
 
 const PEPPER = 'audit-secrets-pepper-0123456789abcdef'
@@ -72,8 +72,8 @@ const FRAMEWORKS: Record<string, Listen> = {
   },
   fastify: async (gate) => {
     const app = Fastify()
-    await app.register(gatehousePlugin, { gate, problemErrors: true })
-    app.get('/docs/:id', { config: { gatehouse: 'documents:read' } }, async (req) => {
+    await app.register(portcullisPlugin, { gate, problemErrors: true })
+    app.get('/docs/:id', { config: { portcullis: 'documents:read' } }, async (req) => {
       carelessRecord(gate, req.headers, req.url)
       return { ok: true }
     })
@@ -86,7 +86,7 @@ describe('audit: no secret reaches any sink (real HTTP, every framework)', funct
   this.timeout(30_000)
   for (const [framework, listen] of Object.entries(FRAMEWORKS)) {
     it(`keeps API keys, JWTs, Authorization and cookies out of every sink (${framework})`, async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'gatehouse-audit-secrets-'))
+      const dir = await mkdtemp(join(tmpdir(), 'portcullis-audit-secrets-'))
       const collected: string[] = []
       const collector = createServer((req, res) => {
         let body = ''

@@ -1,8 +1,8 @@
 import { once } from 'node:events'
 import express from 'express'
 import helmet from 'helmet'
-import { authMiddleware, mountController, problemHandler, requirePolicy } from '@gatehouse/express'
-import { getAccessContext } from '@gatehouse/core'
+import { authMiddleware, mountController, problemHandler, requirePolicy } from '@portcullis/express'
+import { getAccessContext } from '@portcullis/core'
 import {
   describeAdapterConformance,
   ROUTE_LIMIT,

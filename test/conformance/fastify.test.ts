@@ -1,7 +1,7 @@
 import helmet from '@fastify/helmet'
 import Fastify from 'fastify'
-import { getAccessContext } from '@gatehouse/core'
-import { gatehousePlugin, mountController } from '@gatehouse/fastify'
+import { getAccessContext } from '@portcullis/core'
+import { portcullisPlugin, mountController } from '@portcullis/fastify'
 import {
   describeAdapterConformance,
   ROUTE_LIMIT,
@@ -11,8 +11,8 @@ import {
 export const makeFastifyApp: MakeApp = async ({ gate, DocsController }) => {
   const app = Fastify()
   await app.register(helmet)
-  await app.register(gatehousePlugin, { gate, problemErrors: true })
-  app.get('/public', { config: { gatehouse: { public: true } } }, async (request) => ({
+  await app.register(portcullisPlugin, { gate, problemErrors: true })
+  app.get('/public', { config: { portcullis: { public: true } } }, async (request) => ({
     principal: request.auth?.principal?.id ?? null,
   }))
   mountController(app, DocsController)
@@ -23,13 +23,13 @@ export const makeFastifyApp: MakeApp = async ({ gate, DocsController }) => {
   }))
   app.get<{ Params: { id: string } }>(
     '/docs/:id',
-    { config: { gatehouse: 'documents:read' } },
+    { config: { portcullis: 'documents:read' } },
     async (request) => ({ id: request.params.id }),
   )
-  app.post('/docs', { config: { gatehouse: 'documents:write' } }, async (_request, reply) =>
+  app.post('/docs', { config: { portcullis: 'documents:write' } }, async (_request, reply) =>
     reply.code(201).send({ created: true }),
   )
-  app.get('/admin', { config: { gatehouse: { roles: ['admin'] } } }, async () => ({ admin: true }))
+  app.get('/admin', { config: { portcullis: { roles: ['admin'] } } }, async () => ({ admin: true }))
   app.get(
     '/reports',
     { onRequest: app.requirePolicy({ scopes: ['reports:read', 'documents:read'] }) },
@@ -43,12 +43,12 @@ export const makeFastifyApp: MakeApp = async ({ gate, DocsController }) => {
   app.get(
     '/route-limited',
     {
-      config: { gatehouse: 'documents:read' },
+      config: { portcullis: 'documents:read' },
       preHandler: app.requirePolicy({ rateLimits: [ROUTE_LIMIT] }),
     },
     async () => ({ ok: true }),
   )
-  app.get('/record', { config: { gatehouse: 'documents:read' } }, async () => {
+  app.get('/record', { config: { portcullis: 'documents:read' } }, async () => {
     gate.audit.record('document.viewed')
     return { ok: true }
   })

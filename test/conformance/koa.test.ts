@@ -3,8 +3,8 @@ import { bodyParser } from '@koa/bodyparser'
 import Router from '@koa/router'
 import Koa from 'koa'
 import helmet from 'koa-helmet'
-import { getAccessContext } from '@gatehouse/core'
-import { authMiddleware, mountController, problemHandler, requirePolicy } from '@gatehouse/koa'
+import { getAccessContext } from '@portcullis/core'
+import { authMiddleware, mountController, problemHandler, requirePolicy } from '@portcullis/koa'
 import {
   describeAdapterConformance,
   ROUTE_LIMIT,

@@ -19,10 +19,10 @@ import {
   createMemoryKeyStore,
   type Gate,
   type GateStage,
-} from '@gatehouse/core'
-import * as gx from '@gatehouse/express'
-import * as gk from '@gatehouse/koa'
-import { gatehousePlugin } from '@gatehouse/fastify'
+} from '@portcullis/core'
+import * as gx from '@portcullis/express'
+import * as gk from '@portcullis/koa'
+import { portcullisPlugin } from '@portcullis/fastify'
 
 const PEPPER = 'path-normalization-pepper-0123456789abcdef'
 
@@ -138,8 +138,8 @@ const fastifyApp =
   (options: FastifyServerOptions = {}): MakeApp =>
   async (gate) => {
     const app = Fastify(options)
-    await app.register(gatehousePlugin, { gate, problemErrors: true })
-    app.get('/admin', { config: { gatehouse: { roles: ['admin'] } } }, async () => ({
+    await app.register(portcullisPlugin, { gate, problemErrors: true })
+    app.get('/admin', { config: { portcullis: { roles: ['admin'] } } }, async () => ({
       handler: 'admin',
     }))
     app.get('/ops', async () => ({ handler: 'ops' }))

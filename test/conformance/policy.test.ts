@@ -18,15 +18,15 @@ import {
   type Gate,
   type PolicySetInput,
   type RouteRequirements,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import {
   createFakeClock,
   createMemoryAuditSink,
   type MemoryAuditSink,
-} from '@gatehouse/core/testing'
-import * as gx from '@gatehouse/express'
-import * as gf from '@gatehouse/fastify'
-import * as gk from '@gatehouse/koa'
+} from '@portcullis/core/testing'
+import * as gx from '@portcullis/express'
+import * as gf from '@portcullis/fastify'
+import * as gk from '@portcullis/koa'
 import { seconds, signHmac } from '../helpers/jwt.js'
 
 const SECRET = 'policy-conformance-secret-0123456789'
@@ -129,10 +129,10 @@ const frameworks: Record<string, Make> = {
   },
   fastify: async (gate) => {
     const app = Fastify()
-    await app.register(gf.gatehousePlugin, { gate, problemErrors: true })
+    await app.register(gf.portcullisPlugin, { gate, problemErrors: true })
     app.get<{ Params: { id: string } }>(
       '/docs/:id',
-      { config: { gatehouse: 'documents:read' } },
+      { config: { portcullis: 'documents:read' } },
       async (r) => ({ id: r.params.id }),
     )
     app.delete<{ Params: { id: string } }>(
@@ -140,7 +140,7 @@ const frameworks: Record<string, Make> = {
       { onRequest: app.requirePolicy(OWNED) },
       async (r) => ({ deleted: r.params.id }),
     )
-    app.post('/docs', { config: { gatehouse: 'documents:write' } }, async (_r, reply) =>
+    app.post('/docs', { config: { portcullis: 'documents:write' } }, async (_r, reply) =>
       reply.code(201).send({ created: true }),
     )
     gf.mountController(app, ArchiveController)
@@ -242,7 +242,7 @@ for (const [framework, make] of Object.entries(frameworks)) {
       const res = await postFrom(server, '127.0.0.2', editor)
       expectProblem(res, 401, 'ERR_AUTHZ_STEP_UP_REQUIRED')
       expect(res.headers['www-authenticate']).to.match(/error="insufficient_user_authentication"/)
-      expect(res.body.type).to.equal('urn:gatehouse:problem:step-up-required')
+      expect(res.body.type).to.equal('urn:portcullis:problem:step-up-required')
       // ...which MFA satisfies.
       expect((await postFrom(server, '127.0.0.2', mfa)).status).to.equal(201)
       // Two denials (not the owner) push the score over the deny threshold, MFA or not.

@@ -8,9 +8,9 @@ import Fastify from 'fastify'
 import Koa from 'koa'
 import sinon from 'sinon'
 import request from 'supertest'
-import * as gx from '@gatehouse/express'
-import * as gf from '@gatehouse/fastify'
-import * as gk from '@gatehouse/koa'
+import * as gx from '@portcullis/express'
+import * as gf from '@portcullis/fastify'
+import * as gk from '@portcullis/koa'
 
 type Options = Parameters<typeof gx.rateLimit>[0]
 type Make = (options: Options) => Promise<Server>

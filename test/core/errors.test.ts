@@ -12,7 +12,7 @@ import {
   toAuthError,
   toProblemDetails,
   type AuthErrorCode,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 
 // The published table: a change here is a breaking change and must be deliberate.
 const EXPECTED: Record<AuthErrorCode, number> = {
@@ -72,7 +72,7 @@ describe('error codes', () => {
   })
 
   it('recognises errors by brand, not by instanceof', () => {
-    const foreign = Object.create({ [Symbol.for('@gatehouse/core/error')]: true })
+    const foreign = Object.create({ [Symbol.for('@portcullis/core/error')]: true })
     expect(isAuthError(foreign)).to.equal(true)
     expect(isAuthError(new Error('x'))).to.equal(false)
     expect(isAuthError(null)).to.equal(false)

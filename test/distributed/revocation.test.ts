@@ -1,4 +1,4 @@
-// Three Gatehouse instances, each its own Node process (examples/distributed/src/instance.ts: an
+// Three Portcullis instances, each its own Node process (examples/distributed/src/instance.ts: an
 // Express app with the PostgreSQL key store behind a per-process cache, the Redis broker and
 // Redis rate-limit counters), sharing one real PostgreSQL and one real redis-server.
 import { randomBytes } from 'node:crypto'

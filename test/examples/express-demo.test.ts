@@ -10,13 +10,13 @@ const run = promisify(execFile)
 describe('examples/express (the npm start demo)', () => {
   let dataDir: string
   before(async () => {
-    dataDir = await mkdtemp(join(tmpdir(), 'gatehouse-demo-'))
+    dataDir = await mkdtemp(join(tmpdir(), 'portcullis-demo-'))
   })
   after(() => rm(dataDir, { recursive: true, force: true }))
 
   it('serves the three curl cases (200, 401, 403) and writes an audit file', async () => {
     const { stdout } = await run(process.execPath, ['examples/express/src/server.js', '--smoke'], {
-      env: { ...process.env, GATEHOUSE_DATA_DIR: dataDir },
+      env: { ...process.env, PORTCULLIS_DATA_DIR: dataDir },
       timeout: 30_000,
     })
     expect(stdout).to.include('ok   allowed: 200')
@@ -35,7 +35,7 @@ describe('examples/express (the npm start demo)', () => {
 
   it('starts again on the same data folder (secrets and migrations are reused)', async () => {
     const { stdout } = await run(process.execPath, ['examples/express/src/server.js', '--smoke'], {
-      env: { ...process.env, GATEHOUSE_DATA_DIR: dataDir },
+      env: { ...process.env, PORTCULLIS_DATA_DIR: dataDir },
       timeout: 30_000,
     })
     expect(stdout.match(/^ok /gm)).to.have.length(4)

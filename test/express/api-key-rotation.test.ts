@@ -10,10 +10,10 @@ import {
   createMemoryBroker,
   type Gate,
   type KeyStore,
-} from '@gatehouse/core'
-import { createFakeClock } from '@gatehouse/core/testing'
-import { authMiddleware, problemHandler, requirePolicy } from '@gatehouse/express'
-import { createSqliteKeyStore } from '@gatehouse/sqlite'
+} from '@portcullis/core'
+import { createFakeClock } from '@portcullis/core/testing'
+import { authMiddleware, problemHandler, requirePolicy } from '@portcullis/express'
+import { createSqliteKeyStore } from '@portcullis/sqlite'
 
 const PEPPER = 'rotation-pepper-for-tests-0123456789abcdef'
 const MINUTE = 60_000
@@ -24,7 +24,7 @@ describe('API-key lifecycle over HTTP (Express, SQLite key store)', () => {
   let gate: Gate
 
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'gatehouse-rotation-'))
+    dir = await mkdtemp(join(tmpdir(), 'portcullis-rotation-'))
     store = createSqliteKeyStore({ database: join(dir, 'keys.db') })
   })
 

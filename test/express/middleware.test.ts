@@ -10,13 +10,13 @@ import {
   getAccessContext,
   type AuditEvent,
   type Gate,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import {
   createFakeClock,
   createMemoryAuditSink,
   type MemoryAuditSink,
-} from '@gatehouse/core/testing'
-import { authMiddleware, problemHandler, requirePolicy } from '@gatehouse/express'
+} from '@portcullis/core/testing'
+import { authMiddleware, problemHandler, requirePolicy } from '@portcullis/express'
 import { seconds, signAsymmetric, signHmac, unsigned } from '../helpers/jwt.js'
 
 const PEPPER = 'pepper-for-tests-only-0123456789abcdef'
@@ -137,7 +137,7 @@ function expectProblem(res: request.Response, status: number, code: string): voi
   expect(res.body.requestId).to.be.a('string')
 }
 
-describe('@gatehouse/express authMiddleware', () => {
+describe('@portcullis/express authMiddleware', () => {
   let f: Fixture
   beforeEach(async () => {
     f = await setup()
@@ -457,9 +457,9 @@ describe('@gatehouse/express authMiddleware', () => {
   })
 })
 
-describe('@gatehouse/express quota refunds', () => {
+describe('@portcullis/express quota refunds', () => {
   it('settles the decision with the final status, refunding the unit of a 5xx', async () => {
-    const { createQuotaStage } = await import('@gatehouse/core')
+    const { createQuotaStage } = await import('@portcullis/core')
     const store = createMemoryKeyStore()
     const quotas = createQuotaStage({
       refundOnServerError: true,
@@ -483,9 +483,9 @@ describe('@gatehouse/express quota refunds', () => {
   })
 })
 
-describe('@gatehouse/express client IP for limits', () => {
+describe('@portcullis/express client IP for limits', () => {
   async function limitedApp(trustProxy: boolean) {
-    const { createRateLimitStage } = await import('@gatehouse/core')
+    const { createRateLimitStage } = await import('@portcullis/core')
     const gate = createGate({
       credentialsRequired: false,
       stages: [

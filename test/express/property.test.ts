@@ -2,12 +2,12 @@ import { expect } from 'chai'
 import express from 'express'
 import fc from 'fast-check'
 import request from 'supertest'
-import { createApiKeyManager, createGate, createMemoryKeyStore } from '@gatehouse/core'
-import { authMiddleware, problemHandler, requirePolicy } from '@gatehouse/express'
+import { createApiKeyManager, createGate, createMemoryKeyStore } from '@portcullis/core'
+import { authMiddleware, problemHandler, requirePolicy } from '@portcullis/express'
 
 const PEPPER = 'pepper-for-property-tests-0123456789'
 
-describe('@gatehouse/express under random headers and bodies', () => {
+describe('@portcullis/express under random headers and bodies', () => {
   const store = createMemoryKeyStore()
   const gate = createGate({
     apiKeys: { store, pepper: PEPPER },

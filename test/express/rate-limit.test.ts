@@ -15,7 +15,7 @@ import {
 } from 'express-rate-limit'
 import sinon from 'sinon'
 import request from 'supertest'
-import { isAuthError, isConfigError } from '@gatehouse/core'
+import { isAuthError, isConfigError } from '@portcullis/core'
 import {
   MemoryStore,
   rateLimit,
@@ -23,7 +23,7 @@ import {
   type RateLimitOptions,
   type RateLimitOptionsUsed,
   type RateLimitRequestHandler,
-} from '@gatehouse/express'
+} from '@portcullis/express'
 
 // A quarter second past a full second, so every "seconds until reset" is rounded up.
 const T0 = Date.UTC(2026, 10, 28, 12, 0, 0, 250)
@@ -612,7 +612,7 @@ describe('rateLimit (express-rate-limit 8 drop-in)', () => {
       // express-rate-limit passes the store's own error on, which Express answers with 500.
       expect(theirs.status).to.equal(500)
       expect(errors[0]).to.equal(broken)
-      // Gatehouse wraps it in its stable code, answered 503, with the store error as cause.
+      // Portcullis wraps it in its stable code, answered 503, with the store error as cause.
       expect(ours.status).to.equal(503)
       expect(ours.body).to.deep.equal({
         error: 'Rate limiting is unavailable',
@@ -698,10 +698,10 @@ describe('rateLimit (express-rate-limit 8 drop-in)', () => {
   })
 })
 
-describe('@gatehouse/express/rate-limit', () => {
+describe('@portcullis/express/rate-limit', () => {
   it('default-exports rateLimit, so switching from express-rate-limit changes only the import', async () => {
-    const mod = await import('@gatehouse/express/rate-limit')
-    const { rateLimit: named } = await import('@gatehouse/express')
+    const mod = await import('@portcullis/express/rate-limit')
+    const { rateLimit: named } = await import('@portcullis/express')
     expect(mod.default).to.equal(named)
   })
 })

@@ -17,13 +17,13 @@ import {
   type AuditEvent,
   type Gate,
   type GateOptions,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import {
   createFakeClock,
   createMemoryAuditSink,
   type MemoryAuditSink,
-} from '@gatehouse/core/testing'
-import { gatehousePlugin, mountController } from '@gatehouse/fastify'
+} from '@portcullis/core/testing'
+import { portcullisPlugin, mountController } from '@portcullis/fastify'
 import { seconds, signAsymmetric, signHmac, unsigned } from '../helpers/jwt.js'
 import { send, start, type Answer, type Call, type Transport } from './transport.js'
 
@@ -114,12 +114,12 @@ async function setup(transport: Transport, options: SetupOptions = {}): Promise<
   const app = Fastify({ logger, trustProxy: options.trustProxy === true ? 'loopback' : false })
   // Registered first, so its headers are on denials too.
   await app.register(helmet)
-  await app.register(gatehousePlugin, {
+  await app.register(portcullisPlugin, {
     gate,
     mirrorToUser: options.mirrorToUser ?? false,
     problemErrors: options.problemErrors ?? true,
   })
-  app.get('/health', { config: { gatehouse: { public: true } } }, async (request) => ({
+  app.get('/health', { config: { portcullis: { public: true } } }, async (request) => ({
     principal: request.auth?.principal?.id ?? null,
   }))
   app.get('/me', async (request) => {
@@ -137,10 +137,10 @@ async function setup(transport: Transport, options: SetupOptions = {}): Promise<
   })
   app.get<{ Params: { id: string } }>(
     '/docs/:id',
-    { config: { gatehouse: 'documents:read' } },
+    { config: { portcullis: 'documents:read' } },
     async (request) => ({ id: request.params.id }),
   )
-  app.post('/docs', { config: { gatehouse: 'documents:write' } }, async (request, reply) => {
+  app.post('/docs', { config: { portcullis: 'documents:write' } }, async (request, reply) => {
     await tick()
     return reply.code(201).send({
       created: true,
@@ -148,7 +148,7 @@ async function setup(transport: Transport, options: SetupOptions = {}): Promise<
       contextRequestId: getAccessContext()?.requestId,
     })
   })
-  app.get('/admin', { config: { gatehouse: { roles: ['admin'] } } }, async () => ({ admin: true }))
+  app.get('/admin', { config: { portcullis: { roles: ['admin'] } } }, async () => ({ admin: true }))
   app.get(
     '/reports',
     { onRequest: app.requirePolicy({ scopes: ['reports:read', 'documents:read'] }) },
@@ -160,7 +160,7 @@ async function setup(transport: Transport, options: SetupOptions = {}): Promise<
   app.get(
     '/combined',
     {
-      config: { gatehouse: 'documents:read' },
+      config: { portcullis: 'documents:read' },
       preHandler: app.requirePolicy({ roles: ['admin'] }),
     },
     async () => ({ ok: true }),
@@ -168,7 +168,7 @@ async function setup(transport: Transport, options: SetupOptions = {}): Promise<
   app.get('/boom', async () => {
     throw new Error(LEAKY_MESSAGE)
   })
-  app.post('/small', { bodyLimit: 16, config: { gatehouse: {} } }, async () => ({ ok: true }))
+  app.post('/small', { bodyLimit: 16, config: { portcullis: {} } }, async () => ({ ok: true }))
   mountController(app, DocsController)
   await start(app, transport)
 
@@ -219,7 +219,7 @@ const key = (k: string): Record<string, string> => ({ 'x-api-key': k })
 const bearer = (t: string): Record<string, string> => ({ authorization: `Bearer ${t}` })
 
 for (const transport of ['inject', 'socket'] as const) {
-  describe(`@gatehouse/fastify gatehousePlugin (${transport})`, () => {
+  describe(`@portcullis/fastify portcullisPlugin (${transport})`, () => {
     const fixtures: Fixture[] = []
     let f: Fixture
     const make = async (options?: SetupOptions): Promise<Fixture> => {
@@ -258,7 +258,7 @@ for (const transport of ['inject', 'socket'] as const) {
         expect(res.headers['www-authenticate']).to.equal('Bearer realm="api"')
       })
 
-      it('requires credentials on a route without config.gatehouse', async () => {
+      it('requires credentials on a route without config.portcullis', async () => {
         expectProblem(await f.call('/me'), 401, 'ERR_AUTH_REQUIRED')
       })
 
@@ -403,7 +403,7 @@ for (const transport of ['inject', 'socket'] as const) {
           audit: false,
         })
         const app = Fastify()
-        await app.register(gatehousePlugin, { gate })
+        await app.register(portcullisPlugin, { gate })
         app.get('/x', async () => ({ ok: true }))
         await start(app, transport)
         try {
@@ -466,7 +466,7 @@ for (const transport of ['inject', 'socket'] as const) {
     })
 
     describe('public routes, 404s and requirePolicy', () => {
-      it('serves config.gatehouse { public: true } to anonymous callers', async () => {
+      it('serves config.portcullis { public: true } to anonymous callers', async () => {
         const res = await f.call('/health')
         expect(res.status).to.equal(200)
         expect(res.body).to.deep.equal({ principal: null })
@@ -521,7 +521,7 @@ for (const transport of ['inject', 'socket'] as const) {
       it('answers 404 to anonymous callers when the gate does not require credentials', async () => {
         const g = await make({ gate: { credentialsRequired: false } })
         expect((await g.call('/nowhere')).status).to.equal(404)
-        // A route without config.gatehouse still needs a principal.
+        // A route without config.portcullis still needs a principal.
         expectProblem(await g.call('/me'), 401, 'ERR_AUTH_REQUIRED')
         expect((await g.call('/health')).status).to.equal(200)
       })
@@ -722,12 +722,12 @@ for (const transport of ['inject', 'socket'] as const) {
   })
 }
 
-describe('@gatehouse/fastify configuration', () => {
+describe('@portcullis/fastify configuration', () => {
   const gate = createGate({ audit: false })
 
   async function app(): Promise<FastifyInstance> {
     const instance = Fastify()
-    await instance.register(gatehousePlugin, { gate })
+    await instance.register(portcullisPlugin, { gate })
     return instance
   }
 
@@ -736,12 +736,12 @@ describe('@gatehouse/fastify configuration', () => {
     expect(() =>
       a.get(
         '/x',
-        { config: { gatehouse: { scopes: 'documents:read' as unknown as string[] } } },
+        { config: { portcullis: { scopes: 'documents:read' as unknown as string[] } } },
         async () => ({}),
       ),
     ).to.throw(/requirements.scopes/)
     expect(() =>
-      a.get('/y', { config: { gatehouse: 'not a permission' } }, async () => ({})),
+      a.get('/y', { config: { portcullis: 'not a permission' } }, async () => ({})),
     ).to.throw(/permission/)
     await a.close()
   })
@@ -752,12 +752,15 @@ describe('@gatehouse/fastify configuration', () => {
     await a.close()
   })
 
-  it('refuses config.gatehouse and requirePolicy() on the same route', async () => {
+  it('refuses config.portcullis and requirePolicy() on the same route', async () => {
     const a = await app()
     expect(() =>
       a.get(
         '/x',
-        { config: { gatehouse: 'documents:read' }, onRequest: [a.requirePolicy({ public: true })] },
+        {
+          config: { portcullis: 'documents:read' },
+          onRequest: [a.requirePolicy({ public: true })],
+        },
         async () => ({}),
       ),
     ).to.throw(/declare requirements once/)
@@ -768,7 +771,7 @@ describe('@gatehouse/fastify configuration', () => {
     const a = Fastify()
     let error: unknown
     try {
-      await a.register(gatehousePlugin, { realm: 42 as unknown as string })
+      await a.register(portcullisPlugin, { realm: 42 as unknown as string })
     } catch (e) {
       error = e
     }
@@ -793,11 +796,11 @@ describe('@gatehouse/fastify configuration', () => {
       scopes: ['documents:read'],
     })
     const a = Fastify()
-    await a.register(gatehousePlugin, { gate: g })
+    await a.register(portcullisPlugin, { gate: g })
     a.get(
       '/limited',
       {
-        config: { gatehouse: 'documents:read' },
+        config: { portcullis: 'documents:read' },
         preHandler: a.requirePolicy({ rateLimits: [{ limit: 5, windowMs: 1000, name: 'route' }] }),
       },
       async () => ({ ok: true }),
@@ -810,7 +813,7 @@ describe('@gatehouse/fastify configuration', () => {
     await g.close()
   })
 
-  it('enforces config.gatehouse on routes added before the plugin finished loading', async () => {
+  it('enforces config.portcullis on routes added before the plugin finished loading', async () => {
     const sink = createMemoryAuditSink()
     const store = createMemoryKeyStore()
     const g = createGate({
@@ -824,8 +827,8 @@ describe('@gatehouse/fastify configuration', () => {
     })
     const a = Fastify()
     // No `await`: the route is added before the plugin's onRoute hook exists.
-    void a.register(gatehousePlugin, { gate: g })
-    a.get('/x', { config: { gatehouse: 'documents:write' } }, async () => ({ ok: true }))
+    void a.register(portcullisPlugin, { gate: g })
+    a.get('/x', { config: { portcullis: 'documents:write' } }, async () => ({ ok: true }))
     await a.ready()
     const res = await a.inject({ url: '/x', headers: { 'x-api-key': k } })
     expect(res.statusCode).to.equal(403)

@@ -21,14 +21,14 @@ import {
   type Gate,
   type GateStage,
   type StageResult,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import {
   createFakeClock,
   createMemoryAuditSink,
   type FakeClock,
   type MemoryAuditSink,
-} from '@gatehouse/core/testing'
-import { passportAuthenticator } from '@gatehouse/passport'
+} from '@portcullis/core/testing'
+import { passportAuthenticator } from '@portcullis/passport'
 import { BasicStrategy } from 'passport-http'
 import { seconds, signHmac, unsigned } from './jwt.js'
 

@@ -13,7 +13,7 @@ import {
   type KeyStore,
   type Pepper,
   type UserID,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 
 /** A fresh, empty store and how to dispose of it. */
 export interface KeyStoreFixture {
@@ -45,7 +45,7 @@ export type MutableKeyRecord = {
  * `hashApiKey`), with `overrides` applied.
  */
 export function buildKeyRecord(overrides: Partial<MutableKeyRecord> = {}): MutableKeyRecord {
-  const generated = generateApiKey({ prefix: 'gh' })
+  const generated = generateApiKey({ prefix: 'ptcl' })
   return {
     id: generated.id,
     prefix: generated.prefix,
@@ -220,7 +220,7 @@ export function describeKeyStoreConformance(
       })
 
       it('round-trips several hashes, with notAfter null and a number, in order', async function () {
-        const other = generateApiKey({ prefix: 'gh' })
+        const other = generateApiKey({ prefix: 'ptcl' })
         const hashes: ApiKeySecretHash[] = [
           { hash: hashApiKey(other.key, CONFORMANCE_PEPPER), pepperId: 'p1', notAfter: null },
           {
@@ -532,7 +532,7 @@ export function describeKeyStoreConformance(
           usageCount: 17,
           hashes: [
             {
-              hash: hashApiKey(generateApiKey({ prefix: 'gh' }).key, CONFORMANCE_PEPPER),
+              hash: hashApiKey(generateApiKey({ prefix: 'ptcl' }).key, CONFORMANCE_PEPPER),
               pepperId: 'p1',
               notAfter: null,
               algorithm: 'hmac-sha256',
@@ -582,8 +582,8 @@ export function describeKeyStoreConformance(
 
     describe('findByHash', function () {
       it('finds a key by its current hash and by a hash in its grace period', async function () {
-        const current = hashApiKey(generateApiKey({ prefix: 'gh' }).key, CONFORMANCE_PEPPER)
-        const grace = hashApiKey(generateApiKey({ prefix: 'gh' }).key, CONFORMANCE_PEPPER)
+        const current = hashApiKey(generateApiKey({ prefix: 'ptcl' }).key, CONFORMANCE_PEPPER)
+        const grace = hashApiKey(generateApiKey({ prefix: 'ptcl' }).key, CONFORMANCE_PEPPER)
         const record = buildKeyRecord({
           hashes: [
             { hash: current, pepperId: 'p1', notAfter: null },
@@ -602,7 +602,7 @@ export function describeKeyStoreConformance(
 
       it('resolves undefined for an unknown hash', async function () {
         await store.insert(buildKeyRecord())
-        const unknown = hashApiKey(generateApiKey({ prefix: 'gh' }).key, CONFORMANCE_PEPPER)
+        const unknown = hashApiKey(generateApiKey({ prefix: 'ptcl' }).key, CONFORMANCE_PEPPER)
         expect(await store.findByHash?.(unknown)).to.equal(undefined)
       })
 
@@ -610,7 +610,7 @@ export function describeKeyStoreConformance(
         const record = buildKeyRecord()
         const before = record.hashes[0]?.hash as ApiKeyHash
         await store.insert(record)
-        const after = hashApiKey(generateApiKey({ prefix: 'gh' }).key, CONFORMANCE_PEPPER)
+        const after = hashApiKey(generateApiKey({ prefix: 'ptcl' }).key, CONFORMANCE_PEPPER)
         await store.update(record.id, { hashes: [{ hash: after, pepperId: 'p1', notAfter: null }] })
         expect(await store.findByHash?.(before)).to.equal(undefined)
         expect((await store.findByHash?.(after))?.id).to.equal(record.id)

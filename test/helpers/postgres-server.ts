@@ -53,12 +53,12 @@ export interface PostgresServer {
 const BIN_NAMES = ['initdb', 'postgres'] as const
 
 /**
- * The folder holding `initdb` and `postgres`: `$GATEHOUSE_PG_BIN`, the newest
+ * The folder holding `initdb` and `postgres`: `$PORTCULLIS_PG_BIN`, the newest
  * `/usr/lib/postgresql/<version>/bin` (Debian/Ubuntu), `/usr/local/bin`, or the `PATH`.
  */
 export function findPostgresBin(): string | undefined {
   const has = (dir: string): boolean => BIN_NAMES.every((b) => existsSync(join(dir, b)))
-  const env = process.env.GATEHOUSE_PG_BIN
+  const env = process.env.PORTCULLIS_PG_BIN
   if (env !== undefined && env !== '') return has(env) ? env : undefined
   const candidates: string[] = []
   try {
@@ -223,7 +223,7 @@ let template: Promise<string> | undefined
  */
 function initdbTemplate(bin: string, as: RunAs | undefined): Promise<string> {
   template ??= (async () => {
-    const dir = await ownedTempDir(as, 'gatehouse-pg-template-')
+    const dir = await ownedTempDir(as, 'portcullis-pg-template-')
     leftovers.add(dir)
     const data = join(dir, 'data')
     // trust: the server listens on loopback only, for the tests of this process.
@@ -247,7 +247,7 @@ export async function startPostgres(): Promise<PostgresServer> {
   const bin = findPostgresBin()
   if (bin === undefined) throw new Error('PostgreSQL binaries (initdb, postgres) not found')
   const as = runAs()
-  const dir = await ownedTempDir(as, 'gatehouse-pg-')
+  const dir = await ownedTempDir(as, 'portcullis-pg-')
   leftovers.add(dir)
   const data = join(dir, 'data')
   const logfile = join(dir, 'postgres.log')
@@ -344,7 +344,7 @@ export async function startPostgres(): Promise<PostgresServer> {
     },
     urlFor,
     async createDatabase(name) {
-      const db = name ?? `gatehouse_test_${process.pid}_${++databases}`
+      const db = name ?? `portcullis_test_${process.pid}_${++databases}`
       if (!/^[a-z_][a-z0-9_]*$/.test(db)) throw new Error(`createDatabase: bad name ${db}`)
       const client = new pg.Client({ connectionString: urlFor('postgres') })
       await client.connect()

@@ -1,9 +1,9 @@
 // A MetricsClient that remembers counter totals by metric and labels, for assertions.
-import type { GatehouseMetric, MetricLabels, MetricsClient } from '@gatehouse/core'
+import type { PortcullisMetric, MetricLabels, MetricsClient } from '@portcullis/core'
 
 export interface RecordingMetrics extends MetricsClient {
   /** The counter's total for exactly these labels (0 when never incremented). */
-  count(metric: GatehouseMetric, labels?: MetricLabels): number
+  count(metric: PortcullisMetric, labels?: MetricLabels): number
 }
 
 const id = (metric: string, labels: MetricLabels = {}): string =>

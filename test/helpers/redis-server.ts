@@ -72,7 +72,7 @@ async function waitExit(c: ChildProcess | undefined): Promise<void> {
 }
 
 export async function startRedis(): Promise<RedisServer> {
-  const dir = await mkdtemp(join(tmpdir(), 'gatehouse-redis-'))
+  const dir = await mkdtemp(join(tmpdir(), 'portcullis-redis-'))
   const logfile = join(dir, 'redis.log')
   let port = 0
   let child: ChildProcess | undefined

@@ -19,19 +19,19 @@ import {
   type AuditEvent,
   type Gate,
   type GateOptions,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import {
   createFakeClock,
   createMemoryAuditSink,
   type MemoryAuditSink,
-} from '@gatehouse/core/testing'
+} from '@portcullis/core/testing'
 import {
   authMiddleware,
   mountController,
   problemHandler,
   requirePolicy,
-  type GatehouseAuth,
-} from '@gatehouse/koa'
+  type PortcullisAuth,
+} from '@portcullis/koa'
 import { seconds, signAsymmetric, signHmac, unsigned } from '../helpers/jwt.js'
 
 const PEPPER = 'pepper-for-tests-only-0123456789abcdef'
@@ -172,7 +172,7 @@ function expectProblem(res: request.Response, status: number, code: string): voi
   expect(res.body.requestId).to.be.a('string')
 }
 
-describe('@gatehouse/koa authMiddleware', () => {
+describe('@portcullis/koa authMiddleware', () => {
   let f: Fixture
   beforeEach(async () => {
     f = await setup()
@@ -609,7 +609,7 @@ describe('@gatehouse/koa authMiddleware', () => {
   })
 })
 
-describe('@gatehouse/koa requirePolicy with { gate }', () => {
+describe('@portcullis/koa requirePolicy with { gate }', () => {
   let f: Fixture
   let app: Koa
   beforeEach(async () => {
@@ -656,7 +656,7 @@ describe('@gatehouse/koa requirePolicy with { gate }', () => {
   })
 })
 
-describe('@gatehouse/koa mountController', () => {
+describe('@portcullis/koa mountController', () => {
   @Controller('/docs')
   @Policy('documents:read')
   class DocumentsController {
@@ -725,19 +725,19 @@ describe('@gatehouse/koa mountController', () => {
   })
 })
 
-describe('@gatehouse/koa surface', () => {
+describe('@portcullis/koa surface', () => {
   it('names every middleware it returns, for stack traces', () => {
     const gate = createGate({ audit: false })
-    expect(authMiddleware({ gate }).name).to.equal('gatehouseAuthMiddleware')
-    expect(requirePolicy({}).name).to.equal('gatehouseRequirePolicy')
-    expect(problemHandler({ gate }).name).to.equal('gatehouseProblemHandler')
+    expect(authMiddleware({ gate }).name).to.equal('portcullisAuthMiddleware')
+    expect(requirePolicy({}).name).to.equal('portcullisRequirePolicy')
+    expect(problemHandler({ gate }).name).to.equal('portcullisProblemHandler')
   })
 
   it('types ctx.state.auth through Koa DefaultState', () => {
     const app = new Koa()
     app.use(async function probe(ctx) {
-      const auth: GatehouseAuth | undefined = ctx.state.auth
-      // @ts-expect-error ctx.state.auth is GatehouseAuth | undefined, not any
+      const auth: PortcullisAuth | undefined = ctx.state.auth
+      // @ts-expect-error ctx.state.auth is PortcullisAuth | undefined, not any
       const wrong: number = ctx.state.auth
       ctx.body = { auth, wrong }
     })

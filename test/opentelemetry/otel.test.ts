@@ -31,15 +31,15 @@ import {
   createGate,
   createMemoryKeyStore,
   createRateLimitStage,
-  GATEHOUSE_METRICS,
-} from '@gatehouse/core'
-import { createFailingBackend, fakeRequest } from '@gatehouse/core/testing'
-import { authMiddleware, problemHandler, requirePolicy } from '@gatehouse/express'
+  PORTCULLIS_METRICS,
+} from '@portcullis/core'
+import { createFailingBackend, fakeRequest } from '@portcullis/core/testing'
+import { authMiddleware, problemHandler, requirePolicy } from '@portcullis/express'
 import {
   createOpenTelemetryMetrics,
   createOpenTelemetryTracer,
   openTelemetryName,
-} from '@gatehouse/opentelemetry'
+} from '@portcullis/opentelemetry'
 
 const PEPPER = 'pepper-for-tests-only-0123456789abcdef'
 
@@ -68,7 +68,7 @@ class AlsContextManager implements ContextManager {
   }
 }
 
-describe('@gatehouse/opentelemetry with the real SDK', () => {
+describe('@portcullis/opentelemetry with the real SDK', () => {
   let spans: InMemorySpanExporter
   let tracerProvider: BasicTracerProvider
   let metricExporter: InMemoryMetricExporter
@@ -151,19 +151,19 @@ describe('@gatehouse/opentelemetry with the real SDK', () => {
     const finished = spans.getFinishedSpans()
     const http = finished.find((s) => s.name === 'GET /docs/1')
     expect(http).not.to.equal(undefined)
-    const stages = finished.filter((s) => s.name.startsWith('gatehouse.'))
+    const stages = finished.filter((s) => s.name.startsWith('portcullis.'))
     expect(stages.map((s) => s.name)).to.deep.equal([
-      'gatehouse.authenticate',
-      'gatehouse.ratelimit',
-      'gatehouse.authorize',
+      'portcullis.authenticate',
+      'portcullis.ratelimit',
+      'portcullis.authorize',
     ])
     for (const s of stages) {
       expect(s.parentSpanContext?.spanId).to.equal(http?.spanContext().spanId)
-      expect(s.attributes['gatehouse.outcome']).to.equal('allow')
+      expect(s.attributes['portcullis.outcome']).to.equal('allow')
       expect(s.status.code).to.equal(SpanStatusCode.UNSET)
     }
-    expect(stages[0]?.attributes['gatehouse.by']).to.equal('apikey')
-    expect(stages[1]?.attributes['gatehouse.by']).to.equal('ratelimit')
+    expect(stages[0]?.attributes['portcullis.by']).to.equal('apikey')
+    expect(stages[1]?.attributes['portcullis.by']).to.equal('ratelimit')
     // Express knows the route pattern (never the raw path) once the route guard runs.
     expect(stages[2]?.attributes['http.route']).to.equal('/docs/:id')
     for (const s of stages) expect(JSON.stringify(s.attributes)).not.to.include('/docs/1')
@@ -171,22 +171,22 @@ describe('@gatehouse/opentelemetry with the real SDK', () => {
 
   it('marks denials on the stage that decided, with the code; no span after it', async () => {
     expect(await get('/docs/2')).to.equal(401)
-    const stages = spans.getFinishedSpans().filter((s) => s.name.startsWith('gatehouse.'))
-    expect(stages.map((s) => s.name)).to.deep.equal(['gatehouse.authenticate'])
-    expect(stages[0]?.attributes['gatehouse.outcome']).to.equal('deny')
-    expect(stages[0]?.attributes['gatehouse.code']).to.equal('ERR_AUTH_REQUIRED')
+    const stages = spans.getFinishedSpans().filter((s) => s.name.startsWith('portcullis.'))
+    expect(stages.map((s) => s.name)).to.deep.equal(['portcullis.authenticate'])
+    expect(stages[0]?.attributes['portcullis.outcome']).to.equal('deny')
+    expect(stages[0]?.attributes['portcullis.code']).to.equal('ERR_AUTH_REQUIRED')
     // A denial is the gate working, not a fault of the service.
     expect(stages[0]?.status.code).to.equal(SpanStatusCode.UNSET)
 
     expect(await get('/docs/3', { 'x-api-key': key })).to.equal(200)
     expect(await get('/docs/4', { 'x-api-key': key })).to.equal(429)
-    const limited = spans.getFinishedSpans().filter((s) => s.name === 'gatehouse.ratelimit')
-    expect(limited.at(-1)?.attributes['gatehouse.code']).to.equal('ERR_RATE_LIMITED')
+    const limited = spans.getFinishedSpans().filter((s) => s.name === 'portcullis.ratelimit')
+    expect(limited.at(-1)?.attributes['portcullis.code']).to.equal('ERR_RATE_LIMITED')
   })
 
   it('records the catalogue metrics: decisions, latency histogram, rejections, cache lookups', async () => {
     const metrics = await collect()
-    const requests = metrics.get('gatehouse_requests')
+    const requests = metrics.get('portcullis_requests')
     expect(requests?.dataPointType).to.equal(DataPointType.SUM)
     const points = requests?.dataPoints ?? []
     const count = (attrs: Record<string, string>) =>
@@ -200,28 +200,28 @@ describe('@gatehouse/opentelemetry with the real SDK', () => {
     expect(count({ stage: 'ratelimit', code: 'ERR_RATE_LIMITED' })).to.equal(1)
     expect(count({ step: 'authorize', outcome: 'allow' })).to.equal(2)
 
-    const latency = metrics.get('gatehouse_decision_duration_seconds') as HistogramMetricData
+    const latency = metrics.get('portcullis_decision_duration_seconds') as HistogramMetricData
     expect(latency.dataPointType).to.equal(DataPointType.HISTOGRAM)
     expect(latency.descriptor.unit).to.equal('s')
     expect(latency.dataPoints.reduce((t, p) => t + p.value.count, 0)).to.equal(6)
     // The catalogue's buckets reach the SDK as advice.
     expect(latency.dataPoints[0]?.value.buckets.boundaries).to.deep.equal([
-      ...(GATEHOUSE_METRICS.decisionDuration.buckets ?? []),
+      ...(PORTCULLIS_METRICS.decisionDuration.buckets ?? []),
     ])
 
-    const rejections = metrics.get('gatehouse_ratelimit_rejections')
+    const rejections = metrics.get('portcullis_ratelimit_rejections')
     expect(rejections?.dataPoints.map((p) => [p.attributes, p.value])).to.deep.equal([
       [{ limit: 'burst' }, 1],
     ])
-    const lookups = metrics.get('gatehouse_key_cache_lookups')
+    const lookups = metrics.get('portcullis_key_cache_lookups')
     expect(lookups?.dataPoints.find((p) => p.attributes.result === 'hit')?.value).to.equal(2)
   })
 
   it('names counters without _total (exporters add it) and keeps every metric', () => {
-    for (const def of Object.values(GATEHOUSE_METRICS)) {
+    for (const def of Object.values(PORTCULLIS_METRICS)) {
       const name = openTelemetryName(def)
       expect(name.endsWith('_total')).to.equal(false)
-      expect(name.startsWith('gatehouse_')).to.equal(true)
+      expect(name.startsWith('portcullis_')).to.equal(true)
     }
   })
 
@@ -245,9 +245,9 @@ describe('@gatehouse/opentelemetry with the real SDK', () => {
     })
     const d = await gate.evaluate(fakeRequest({ headers: { 'x-api-key': k } }))
     expect(d.status).to.equal(503)
-    const span = spans.getFinishedSpans().find((s) => s.name === 'gatehouse.ratelimit')
+    const span = spans.getFinishedSpans().find((s) => s.name === 'portcullis.ratelimit')
     expect(span?.status.code).to.equal(SpanStatusCode.ERROR)
-    expect(span?.attributes['gatehouse.code']).to.equal('ERR_RATELIMIT_UNAVAILABLE')
+    expect(span?.attributes['portcullis.code']).to.equal('ERR_RATELIMIT_UNAVAILABLE')
   })
 
   it('refuses options that are not a Meter or a Tracer', () => {

@@ -13,15 +13,15 @@ import {
   type Gate,
   type GateOptions,
   type Logger,
-} from '@gatehouse/core'
-import { createMemoryAuditSink, type MemoryAuditSink } from '@gatehouse/core/testing'
-import { authMiddleware, problemHandler } from '@gatehouse/express'
+} from '@portcullis/core'
+import { createMemoryAuditSink, type MemoryAuditSink } from '@portcullis/core/testing'
+import { authMiddleware, problemHandler } from '@portcullis/express'
 import {
   detectAuthorizationScheme,
   detectHeader,
   passportAuthenticator,
   type PassportRequest,
-} from '@gatehouse/passport'
+} from '@portcullis/passport'
 import { seconds, signHmac } from '../helpers/jwt.js'
 
 const PEPPER = 'pepper-for-tests-only-0123456789abcdef'
@@ -112,7 +112,7 @@ async function auditReasons(f: Fixture): Promise<string[]> {
   return f.sink.events.map((e) => JSON.stringify(e.reason ?? {}))
 }
 
-describe('@gatehouse/passport passportAuthenticator', () => {
+describe('@portcullis/passport passportAuthenticator', () => {
   afterEach(() => {
     sandbox.restore()
   })

@@ -6,27 +6,27 @@ import { expect } from 'chai'
 import express from 'express'
 import Koa from 'koa'
 import { BasicStrategy } from 'passport-http'
-import { createGate, type Gate } from '@gatehouse/core'
-import * as gatehouseExpress from '@gatehouse/express'
-import * as gatehouseKoa from '@gatehouse/koa'
-import { detectAuthorizationScheme, passportAuthenticator } from '@gatehouse/passport'
+import { createGate, type Gate } from '@portcullis/core'
+import * as portcullisExpress from '@portcullis/express'
+import * as portcullisKoa from '@portcullis/koa'
+import { detectAuthorizationScheme, passportAuthenticator } from '@portcullis/passport'
 
 type Listen = (gate: Gate) => Server
 
 const frameworks: Record<string, Listen> = {
   express: (gate) => {
     const app = express()
-    app.use(gatehouseExpress.authMiddleware({ gate }))
+    app.use(portcullisExpress.authMiddleware({ gate }))
     app.get('/me', (req, res) => {
       res.json({ id: req.auth?.principal?.id, method: req.auth?.principal?.method })
     })
-    app.use(gatehouseExpress.problemHandler({ gate }))
+    app.use(portcullisExpress.problemHandler({ gate }))
     return app.listen(0, '127.0.0.1')
   },
   koa: (gate) => {
     const app = new Koa()
-    app.use(gatehouseKoa.problemHandler({ gate }))
-    app.use(gatehouseKoa.authMiddleware({ gate }))
+    app.use(portcullisKoa.problemHandler({ gate }))
+    app.use(portcullisKoa.authMiddleware({ gate }))
     app.use((ctx) => {
       const principal = ctx.state.auth?.principal
       ctx.body = { id: principal?.id, method: principal?.method }
@@ -39,7 +39,7 @@ const basicHeader = (user: string, password: string): string =>
   `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`
 
 for (const [framework, listen] of Object.entries(frameworks)) {
-  describe(`@gatehouse/passport BasicStrategy through @gatehouse/${framework}`, () => {
+  describe(`@portcullis/passport BasicStrategy through @portcullis/${framework}`, () => {
     let server: Server
     let url: string
     before(async () => {

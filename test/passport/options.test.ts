@@ -2,8 +2,8 @@ import { expect } from 'chai'
 import { BasicStrategy } from 'passport-http'
 import { Strategy as PassportStrategy } from 'passport-strategy'
 import sinon from 'sinon'
-import { AuthError, isConfigError, type GateRequest, type Logger } from '@gatehouse/core'
-import { fakeRequest } from '@gatehouse/core/testing'
+import { AuthError, isConfigError, type GateRequest, type Logger } from '@portcullis/core'
+import { fakeRequest } from '@portcullis/core/testing'
 import {
   DEFAULT_STRATEGY_TIMEOUT_MS,
   detectAuthorizationScheme,
@@ -11,7 +11,7 @@ import {
   passportAuthenticator,
   resolvePassportAuthenticatorOptions,
   type PassportRequest,
-} from '@gatehouse/passport'
+} from '@portcullis/passport'
 
 const sandbox = sinon.createSandbox()
 
@@ -45,7 +45,7 @@ function configError(fn: () => unknown): string {
   expect.fail('expected a ConfigError')
 }
 
-describe('@gatehouse/passport options and helpers', () => {
+describe('@portcullis/passport options and helpers', () => {
   afterEach(() => {
     sandbox.restore()
   })
@@ -219,7 +219,7 @@ describe('@gatehouse/passport options and helpers', () => {
       expect(String(caught)).to.include('returned an invalid role id')
     })
 
-    it('keeps a Gatehouse error a strategy fails with', async () => {
+    it('keeps a Portcullis error a strategy fails with', async () => {
       const strategy = new PassportStrategy()
       strategy.authenticate = function (this: PassportStrategy): void {
         this.fail(new AuthError('ERR_JWT_EXPIRED', 'Token expired'), 401)

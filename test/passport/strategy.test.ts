@@ -13,9 +13,9 @@ import {
   type GateOptions,
   type Principal,
   type StageResult,
-} from '@gatehouse/core'
-import { problemHandler } from '@gatehouse/express'
-import { GatehouseStrategy, type GatehouseAuthInfo } from '@gatehouse/passport'
+} from '@portcullis/core'
+import { problemHandler } from '@portcullis/express'
+import { PortcullisStrategy, type PortcullisAuthInfo } from '@portcullis/passport'
 import { seconds, signHmac } from '../helpers/jwt.js'
 
 const PEPPER = 'pepper-for-tests-only-0123456789abcdef'
@@ -30,7 +30,7 @@ interface Fixture {
   jwt(claims?: Record<string, unknown>): string
 }
 
-/** A plain passport app: no Gatehouse middleware, only `passport.authenticate('gatehouse')`. */
+/** A plain passport app: no Portcullis middleware, only `passport.authenticate('portcullis')`. */
 async function setup(options: Partial<GateOptions> = {}): Promise<Fixture> {
   const store = createMemoryKeyStore()
   const gate = createGate({
@@ -45,7 +45,7 @@ async function setup(options: Partial<GateOptions> = {}): Promise<Fixture> {
     scopes: ['documents:read'],
   })
   const authenticator = new passport.Passport()
-  authenticator.use(new GatehouseStrategy({ gate }))
+  authenticator.use(new PortcullisStrategy({ gate }))
   authenticator.use(
     new BasicStrategy((username, password, done) =>
       done(
@@ -56,13 +56,13 @@ async function setup(options: Partial<GateOptions> = {}): Promise<Fixture> {
   )
   const app = express()
   app.use(authenticator.initialize())
-  app.get('/x', authenticator.authenticate('gatehouse', { session: false }), (req, res) => {
-    const info = req.authInfo as GatehouseAuthInfo | undefined
+  app.get('/x', authenticator.authenticate('portcullis', { session: false }), (req, res) => {
+    const info = req.authInfo as PortcullisAuthInfo | undefined
     res.json({ user: req.user, requestId: info?.decision.requestId })
   })
   app.get(
     '/either',
-    authenticator.authenticate(['gatehouse', 'basic'], { session: false }),
+    authenticator.authenticate(['portcullis', 'basic'], { session: false }),
     (req, res) => {
       res.json({ id: (req.user as Principal).id })
     },
@@ -86,18 +86,18 @@ async function setup(options: Partial<GateOptions> = {}): Promise<Fixture> {
   return { app, gate, key, jwt }
 }
 
-describe('@gatehouse/passport GatehouseStrategy', () => {
+describe('@portcullis/passport PortcullisStrategy', () => {
   let f: Fixture
   beforeEach(async () => {
     f = await setup()
   })
 
-  it('is named gatehouse', () => {
-    expect(new GatehouseStrategy({ gate: f.gate }).name).to.equal('gatehouse')
+  it('is named portcullis', () => {
+    expect(new PortcullisStrategy({ gate: f.gate }).name).to.equal('portcullis')
   })
 
   it('refuses to be created without a gate (ConfigError)', () => {
-    expect(() => new GatehouseStrategy({} as { gate: Gate }))
+    expect(() => new PortcullisStrategy({} as { gate: Gate }))
       .to.throw()
       .that.satisfies(isConfigError)
   })

@@ -7,14 +7,14 @@ import {
   createAuditTrail,
   verifyAuditChain,
   type AuditEvent,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import {
   POSTGRES_AUDIT_SCHEMA_VERSION,
   createPostgresAuditSink,
   readPostgresAuditEvents,
   readPostgresAuditRows,
   type PostgresAuditSink,
-} from '@gatehouse/postgres'
+} from '@portcullis/postgres'
 import {
   describeWithPostgres,
   skipWithoutPostgres,
@@ -53,7 +53,7 @@ function freshTable(): string {
   return `audit_${++tables}`
 }
 
-describeWithPostgres('@gatehouse/postgres audit sink', function (postgres) {
+describeWithPostgres('@portcullis/postgres audit sink', function (postgres) {
   this.timeout(30_000)
   let url: string
   let pool: pg.Pool
@@ -116,7 +116,7 @@ describeWithPostgres('@gatehouse/postgres audit sink', function (postgres) {
     ]) {
       const error = await rejection(pool.query(sql))
       expect(error.message, sql).to.match(
-        /gatehouse audit events are append-only: (UPDATE|DELETE|TRUNCATE) refused/,
+        /portcullis audit events are append-only: (UPDATE|DELETE|TRUNCATE) refused/,
       )
     }
     expect(await readPostgresAuditEvents({ pool, table })).to.deep.equal([e])
@@ -219,7 +219,7 @@ describeWithPostgres('@gatehouse/postgres audit sink', function (postgres) {
   })
 })
 
-describe('@gatehouse/postgres audit sink: database outage', function () {
+describe('@portcullis/postgres audit sink: database outage', function () {
   this.timeout(60_000)
   let server: PostgresServer | undefined
   let sink: PostgresAuditSink | undefined

@@ -9,14 +9,14 @@ import {
   type Decision,
   type Gate,
   type Logger,
-} from '@gatehouse/core'
-import { fakeRequest } from '@gatehouse/core/testing'
+} from '@portcullis/core'
+import { fakeRequest } from '@portcullis/core/testing'
 import {
   POSTGRES_SCHEMA_VERSION,
   createPostgresKeyStore,
   migratePostgres,
   type PostgresKeyStore,
-} from '@gatehouse/postgres'
+} from '@portcullis/postgres'
 import {
   buildKeyRecord,
   describeKeyStoreConformance,
@@ -43,7 +43,7 @@ function freshPrefix(): string {
   return `t${++prefixes}_`
 }
 
-describeWithPostgres('@gatehouse/postgres key store', function (postgres) {
+describeWithPostgres('@portcullis/postgres key store', function (postgres) {
   this.timeout(30_000)
   let url: string
   let pool: pg.Pool
@@ -160,10 +160,10 @@ describeWithPostgres('@gatehouse/postgres key store', function (postgres) {
     })
 
     it('puts the tables in the given schema, creating it', async function () {
-      const store = createPostgresKeyStore({ pool, schema: 'keys_schema', tablePrefix: 'gh_' })
+      const store = createPostgresKeyStore({ pool, schema: 'keys_schema', tablePrefix: 'ptcl_' })
       const record = buildKeyRecord()
       await store.insert(record)
-      const r = await pool.query('SELECT id FROM keys_schema.gh_api_keys')
+      const r = await pool.query('SELECT id FROM keys_schema.ptcl_api_keys')
       expect(r.rows).to.deep.equal([{ id: record.id }])
     })
 
@@ -403,7 +403,7 @@ describeWithPostgres('@gatehouse/postgres key store', function (postgres) {
   })
 })
 
-describe('@gatehouse/postgres key store: database outage', function () {
+describe('@portcullis/postgres key store: database outage', function () {
   this.timeout(60_000)
   const pepper = 'outage-pepper-0123456789abcdef0123456789'
   let server: PostgresServer | undefined

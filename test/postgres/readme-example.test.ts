@@ -7,7 +7,7 @@ import { describeWithPostgres } from '../helpers/postgres-server.js'
 
 const packageDir = resolve(__dirname, '../../packages/postgres')
 
-describeWithPostgres('@gatehouse/postgres README example', function (postgres) {
+describeWithPostgres('@portcullis/postgres README example', function (postgres) {
   this.timeout(60_000)
 
   it('runs as written against a real database (built packages)', async function () {

@@ -6,14 +6,14 @@ import {
   createPostgresKeyStore,
   migratePostgres,
   readPostgresAuditEvents,
-} from '@gatehouse/postgres'
+} from '@portcullis/postgres'
 import { buildKeyRecord } from '../helpers/key-store-conformance.js'
 import { describeWithPostgres } from '../helpers/postgres-server.js'
 
 // The two-role set-up docs/operations.md recommends: the owner migrates, the application role
 // only reads and writes rows and runs with `migrate: false`.
 describeWithPostgres(
-  '@gatehouse/postgres with an owner role and a row-only application role',
+  '@portcullis/postgres with an owner role and a row-only application role',
   function (postgres) {
     this.timeout(30_000)
 
@@ -21,15 +21,15 @@ describeWithPostgres(
       const admin = new pg.Client({ connectionString: postgres().url })
       await admin.connect()
       try {
-        await admin.query('CREATE ROLE gatehouse_owner LOGIN')
-        await admin.query('CREATE ROLE gatehouse_app LOGIN')
-        await admin.query('CREATE DATABASE gatehouse OWNER gatehouse_owner')
+        await admin.query('CREATE ROLE portcullis_owner LOGIN')
+        await admin.query('CREATE ROLE portcullis_app LOGIN')
+        await admin.query('CREATE DATABASE portcullis OWNER portcullis_owner')
       } finally {
         await admin.end()
       }
       const server = postgres()
-      const ownerUrl = server.urlFor('gatehouse').replace('postgres@', 'gatehouse_owner@')
-      const appUrl = server.urlFor('gatehouse').replace('postgres@', 'gatehouse_app@')
+      const ownerUrl = server.urlFor('portcullis').replace('postgres@', 'portcullis_owner@')
+      const appUrl = server.urlFor('portcullis').replace('postgres@', 'portcullis_app@')
 
       await migratePostgres({ connectionString: ownerUrl })
       const ownerSink = createPostgresAuditSink({ connectionString: ownerUrl })
@@ -39,11 +39,11 @@ describeWithPostgres(
       await owner.connect()
       try {
         for (const sql of [
-          'GRANT USAGE ON SCHEMA public TO gatehouse_app',
-          'GRANT SELECT, INSERT, UPDATE, DELETE ON gatehouse_api_keys TO gatehouse_app',
-          'GRANT SELECT ON gatehouse_migrations, gatehouse_audit_events_migrations TO gatehouse_app',
-          'GRANT SELECT, INSERT ON gatehouse_audit_events TO gatehouse_app',
-          'GRANT USAGE ON SEQUENCE gatehouse_audit_events_seq_seq TO gatehouse_app',
+          'GRANT USAGE ON SCHEMA public TO portcullis_app',
+          'GRANT SELECT, INSERT, UPDATE, DELETE ON portcullis_api_keys TO portcullis_app',
+          'GRANT SELECT ON portcullis_migrations, portcullis_audit_events_migrations TO portcullis_app',
+          'GRANT SELECT, INSERT ON portcullis_audit_events TO portcullis_app',
+          'GRANT USAGE ON SEQUENCE portcullis_audit_events_seq_seq TO portcullis_app',
         ])
           await owner.query(sql)
       } finally {

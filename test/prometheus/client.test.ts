@@ -1,26 +1,26 @@
 import { expect } from 'chai'
 import sinon from 'sinon'
 import { Counter, Histogram, Registry } from 'prom-client'
-import { GATEHOUSE_METRICS } from '@gatehouse/core'
-import { createPrometheusMetrics } from '@gatehouse/prometheus'
+import { PORTCULLIS_METRICS } from '@portcullis/core'
+import { createPrometheusMetrics } from '@portcullis/prometheus'
 
 describe('createPrometheusMetrics', () => {
   it('registers every catalogue metric with its kind, labels and buckets', async () => {
     const registry = new Registry()
     const m = createPrometheusMetrics({ registry })
-    for (const [key, def] of Object.entries(GATEHOUSE_METRICS)) {
+    for (const [key, def] of Object.entries(PORTCULLIS_METRICS)) {
       const metric = registry.getSingleMetric(def.name)
-      expect(metric, def.name).to.equal(m.metrics[key as keyof typeof GATEHOUSE_METRICS])
+      expect(metric, def.name).to.equal(m.metrics[key as keyof typeof PORTCULLIS_METRICS])
       const json = (await registry.getMetricsAsJSON()).find((x) => x.name === def.name)
       expect(json?.type).to.equal(def.kind)
     }
     m.observe('decisionDuration', 0.00002, { step: 'authenticate', outcome: 'allow' })
     const text = await registry.metrics()
     expect(text).to.include(
-      'gatehouse_decision_duration_seconds_bucket{le="0.00001",step="authenticate",outcome="allow"} 0',
+      'portcullis_decision_duration_seconds_bucket{le="0.00001",step="authenticate",outcome="allow"} 0',
     )
     expect(text).to.include(
-      'gatehouse_decision_duration_seconds_bucket{le="0.000025",step="authenticate",outcome="allow"} 1',
+      'portcullis_decision_duration_seconds_bucket{le="0.000025",step="authenticate",outcome="allow"} 1',
     )
   })
 
@@ -37,8 +37,8 @@ describe('createPrometheusMetrics', () => {
     expect(lookups.callCount).to.equal(1)
     lookups.restore()
     m.set('auditQueueDepth', 7, { sink: 'file' })
-    expect(await registry.getSingleMetricAsString('gatehouse_audit_queue_depth')).to.include(
-      'gatehouse_audit_queue_depth{sink="file"} 7',
+    expect(await registry.getSingleMetricAsString('portcullis_audit_queue_depth')).to.include(
+      'portcullis_audit_queue_depth{sink="file"} 7',
     )
   })
 
@@ -47,7 +47,7 @@ describe('createPrometheusMetrics', () => {
     const a = createPrometheusMetrics({ registry })
     const b = createPrometheusMetrics({ registry })
     expect(b.metrics.requests).to.equal(a.metrics.requests)
-    expect(registry.getMetricsAsArray()).to.have.length(Object.keys(GATEHOUSE_METRICS).length)
+    expect(registry.getMetricsAsArray()).to.have.length(Object.keys(PORTCULLIS_METRICS).length)
   })
 
   it('prefixes names and takes bucket overrides', async () => {
@@ -59,9 +59,9 @@ describe('createPrometheusMetrics', () => {
     })
     m.observe('decisionDuration', 0.005, { step: 'authorize', outcome: 'deny' })
     const text = await registry.metrics()
-    expect(text).to.include('# TYPE shop_gatehouse_requests_total counter')
+    expect(text).to.include('# TYPE shop_portcullis_requests_total counter')
     expect(text).to.include(
-      'shop_gatehouse_decision_duration_seconds_bucket{le="0.01",step="authorize",outcome="deny"} 1',
+      'shop_portcullis_decision_duration_seconds_bucket{le="0.01",step="authorize",outcome="deny"} 1',
     )
     expect(m.metrics.decisionDuration).to.be.instanceOf(Histogram)
   })

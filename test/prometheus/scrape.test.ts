@@ -10,13 +10,13 @@ import {
   createGate,
   createMemoryKeyStore,
   createRateLimitStage,
-  GATEHOUSE_METRICS,
+  PORTCULLIS_METRICS,
   type Gate,
-} from '@gatehouse/core'
-import { createMemoryAuditSink } from '@gatehouse/core/testing'
-import * as expressAdapter from '@gatehouse/express'
-import * as koaAdapter from '@gatehouse/koa'
-import { createPrometheusMetrics } from '@gatehouse/prometheus'
+} from '@portcullis/core'
+import { createMemoryAuditSink } from '@portcullis/core/testing'
+import * as expressAdapter from '@portcullis/express'
+import * as koaAdapter from '@portcullis/koa'
+import { createPrometheusMetrics } from '@portcullis/prometheus'
 
 const PEPPER = 'pepper-for-tests-only-0123456789abcdef'
 
@@ -103,7 +103,7 @@ for (const [framework, makeApp] of [
   ['express', makeExpress],
   ['koa', makeKoa],
 ] as const) {
-  describe(`@gatehouse/prometheus over real HTTP (${framework})`, () => {
+  describe(`@portcullis/prometheus over real HTTP (${framework})`, () => {
     let running: Running
     let registry: Registry
     let key: string
@@ -143,20 +143,20 @@ for (const [framework, makeApp] of [
         return r.status
       })
 
-    it('exposes every Gatehouse metric with its type before any traffic', async () => {
+    it('exposes every Portcullis metric with its type before any traffic', async () => {
       const { text } = await scrape()
-      for (const def of Object.values(GATEHOUSE_METRICS)) {
+      for (const def of Object.values(PORTCULLIS_METRICS)) {
         expect(text).to.include(`# TYPE ${def.name} ${def.kind}`)
         expect(text).to.include(`# HELP ${def.name} `)
       }
-      expect(text).to.include('# TYPE gatehouse_requests_total counter')
-      expect(text).to.include('# TYPE gatehouse_decision_duration_seconds histogram')
-      expect(text).to.include('# TYPE gatehouse_audit_queue_depth gauge')
+      expect(text).to.include('# TYPE portcullis_requests_total counter')
+      expect(text).to.include('# TYPE portcullis_decision_duration_seconds histogram')
+      expect(text).to.include('# TYPE portcullis_audit_queue_depth gauge')
     })
 
     it('moves with traffic: allowed, denied 401 and rate-limited 429', async () => {
       const before = (await scrape()).samples
-      expect(total(before, 'gatehouse_requests_total')).to.equal(0)
+      expect(total(before, 'portcullis_requests_total')).to.equal(0)
 
       expect(await get('/docs/1', { 'x-api-key': key })).to.equal(200)
       expect(await get('/docs/2', { 'x-api-key': key })).to.equal(200)
@@ -165,7 +165,7 @@ for (const [framework, makeApp] of [
       expect(await get('/docs/5', { 'x-api-key': key })).to.equal(429)
 
       const after = (await scrape()).samples
-      const requests = 'gatehouse_requests_total'
+      const requests = 'portcullis_requests_total'
       // Every request is decided once at step authenticate...
       expect(total(after, requests, { step: 'authenticate' })).to.equal(5)
       expect(total(after, requests, { step: 'authenticate', outcome: 'allow' })).to.equal(3)
@@ -182,19 +182,19 @@ for (const [framework, makeApp] of [
       ).to.equal(1)
       // ...and the three that got through are authorized by the route guard.
       expect(total(after, requests, { step: 'authorize', outcome: 'allow' })).to.equal(3)
-      expect(total(after, 'gatehouse_ratelimit_rejections_total', { limit: 'burst' })).to.equal(1)
-      expect(total(after, 'gatehouse_decision_duration_seconds_count')).to.equal(8)
-      expect(total(after, 'gatehouse_decision_duration_seconds_sum')).to.be.above(0)
-      const le1 = total(after, 'gatehouse_decision_duration_seconds_bucket', { le: '1' })
+      expect(total(after, 'portcullis_ratelimit_rejections_total', { limit: 'burst' })).to.equal(1)
+      expect(total(after, 'portcullis_decision_duration_seconds_count')).to.equal(8)
+      expect(total(after, 'portcullis_decision_duration_seconds_sum')).to.be.above(0)
+      const le1 = total(after, 'portcullis_decision_duration_seconds_bucket', { le: '1' })
       expect(le1).to.equal(8)
       expect(
-        total(after, 'gatehouse_stage_duration_seconds_count', { stage: 'ratelimit' }),
+        total(after, 'portcullis_stage_duration_seconds_count', { stage: 'ratelimit' }),
       ).to.equal(4)
       expect(
-        total(after, 'gatehouse_key_cache_lookups_total', { cache: 'apikey', result: 'miss' }),
+        total(after, 'portcullis_key_cache_lookups_total', { cache: 'apikey', result: 'miss' }),
       ).to.equal(1)
       expect(
-        total(after, 'gatehouse_key_cache_lookups_total', { cache: 'apikey', result: 'hit' }),
+        total(after, 'portcullis_key_cache_lookups_total', { cache: 'apikey', result: 'hit' }),
       ).to.equal(3)
     })
 
@@ -202,12 +202,12 @@ for (const [framework, makeApp] of [
       const { text, samples } = await scrape()
       for (const needle of [keyId, key, 'alice', '127.0.0.1', '/docs/1', '/docs/'])
         expect(text).not.to.include(needle)
-      const allowed = new Set(Object.values(GATEHOUSE_METRICS).flatMap((d) => d.labels))
+      const allowed = new Set(Object.values(PORTCULLIS_METRICS).flatMap((d) => d.labels))
       allowed.add('le')
       for (const s of samples)
         for (const label of Object.keys(s.labels)) expect(allowed).to.include(label)
       // Bounded label values: a handful of series, not one per request.
-      expect(samples.filter((s) => s.name === 'gatehouse_requests_total')).to.have.length.below(6)
+      expect(samples.filter((s) => s.name === 'portcullis_requests_total')).to.have.length.below(6)
     })
   })
 }

@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
 import { expect } from 'chai'
 import { Redis } from 'ioredis'
-import { ConfigError, createAuditTrail, type AuditEvent } from '@gatehouse/core'
-import { createRedisStreamAuditReader, createRedisStreamAuditSink } from '@gatehouse/redis'
+import { ConfigError, createAuditTrail, type AuditEvent } from '@portcullis/core'
+import { createRedisStreamAuditReader, createRedisStreamAuditSink } from '@portcullis/redis'
 import { describeWithRedis } from '../helpers/redis-server.js'
 
 function event(n: number): AuditEvent {

@@ -1,8 +1,8 @@
 import { once } from 'node:events'
 import { expect } from 'chai'
 import { Redis, type RedisOptions } from 'ioredis'
-import { ConfigError, generateApiKey, type BrokerMessages } from '@gatehouse/core'
-import { createRedisBroker, type RedisBroker } from '@gatehouse/redis'
+import { ConfigError, generateApiKey, type BrokerMessages } from '@portcullis/core'
+import { createRedisBroker, type RedisBroker } from '@portcullis/redis'
 import { createRecordingMetrics } from '../helpers/recording-metrics.js'
 import { describeWithRedis } from '../helpers/redis-server.js'
 
@@ -15,7 +15,7 @@ const RECOMMENDED: RedisOptions = {
   retryStrategy: (times) => Math.min(times * 50, 200),
 }
 
-const keyId = (): string => generateApiKey({ prefix: 'gh' }).id
+const keyId = (): string => generateApiKey({ prefix: 'ptcl' }).id
 
 /** Resolves once `done()` holds, or fails after `ms`. */
 async function until(done: () => boolean, ms: number): Promise<void> {

@@ -11,9 +11,9 @@ import {
   type ApiKeyRecord,
   type Gate,
   type KeyStore,
-} from '@gatehouse/core'
-import { fakeRequest } from '@gatehouse/core/testing'
-import { createRedisBroker, createRedisCache, type RedisBroker } from '@gatehouse/redis'
+} from '@portcullis/core'
+import { fakeRequest } from '@portcullis/core/testing'
+import { createRedisBroker, createRedisCache, type RedisBroker } from '@portcullis/redis'
 import { describeWithRedis } from '../helpers/redis-server.js'
 
 const PEPPER = 'p'.repeat(32)

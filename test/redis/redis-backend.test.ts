@@ -14,9 +14,9 @@ import {
   type Decision,
   type RateLimitBackend,
   type StoreFailureMode,
-} from '@gatehouse/core'
-import { createMemoryAuditSink, fakeRequest } from '@gatehouse/core/testing'
-import { createRedisBackend } from '@gatehouse/redis'
+} from '@portcullis/core'
+import { createMemoryAuditSink, fakeRequest } from '@portcullis/core/testing'
+import { createRedisBackend } from '@portcullis/redis'
 import { describeWithRedis } from '../helpers/redis-server.js'
 
 const PEPPER = 'p'.repeat(32)
@@ -107,7 +107,7 @@ function parseRateLimit(header: string | undefined): { name: string; r: number; 
   return { name: m![1]!, r: Number(m![2]), t: Number(m![3]) }
 }
 
-describeWithRedis('@gatehouse/redis against a real redis-server', (server) => {
+describeWithRedis('@portcullis/redis against a real redis-server', (server) => {
   let redis: Redis
   beforeEach(async () => {
     redis = connect(server().port)
@@ -152,11 +152,16 @@ describeWithRedis('@gatehouse/redis against a real redis-server', (server) => {
     it('refuses windows and bans that are not whole seconds, naming the limit', () => {
       const backend = createRedisBackend({ client: redis })
       expect(() =>
-        backend.create({ keyPrefix: 'gh:rl:x', points: 1, durationMs: 1500, blockDurationMs: 0 }),
-      ).to.throw(/gh:rl:x: windowMs must be a whole number of seconds, received 1500.*use 2000/)
+        backend.create({ keyPrefix: 'ptcl:rl:x', points: 1, durationMs: 1500, blockDurationMs: 0 }),
+      ).to.throw(/ptcl:rl:x: windowMs must be a whole number of seconds, received 1500.*use 2000/)
       expect(() =>
-        backend.create({ keyPrefix: 'gh:rl:y', points: 1, durationMs: 1000, blockDurationMs: 10 }),
-      ).to.throw(/gh:rl:y: blockDurationMs must be a whole number of seconds/)
+        backend.create({
+          keyPrefix: 'ptcl:rl:y',
+          points: 1,
+          durationMs: 1000,
+          blockDurationMs: 10,
+        }),
+      ).to.throw(/ptcl:rl:y: blockDurationMs must be a whole number of seconds/)
     })
 
     it("keeps core's limiter contract: consume, get, reward, delete", async () => {
@@ -187,14 +192,19 @@ describeWithRedis('@gatehouse/redis against a real redis-server', (server) => {
       expect(await redis.exists(`test:${prefix}:k`)).to.equal(0)
     })
 
-    it("puts prefix in place of core's gh namespace: gh:rl:... by default, never gh:gh:", async () => {
+    it("puts prefix in place of core's ptcl namespace: ptcl:rl:... by default, never ptcl:ptcl:", async () => {
       const name = unique('ns')
-      const spec = { keyPrefix: `gh:rl:${name}`, points: 5, durationMs: 10_000, blockDurationMs: 0 }
+      const spec = {
+        keyPrefix: `ptcl:rl:${name}`,
+        points: 5,
+        durationMs: 10_000,
+        blockDurationMs: 0,
+      }
       await createRedisBackend({ client: redis }).create(spec).consume('k')
       await createRedisBackend({ client: redis, prefix: 'api' }).create(spec).consume('k')
-      expect(await redis.get(`gh:rl:${name}:k`)).to.equal('1')
+      expect(await redis.get(`ptcl:rl:${name}:k`)).to.equal('1')
       expect(await redis.get(`api:rl:${name}:k`)).to.equal('1')
-      expect(await redis.keys(`gh:gh:*${name}*`)).to.deep.equal([])
+      expect(await redis.keys(`ptcl:ptcl:*${name}*`)).to.deep.equal([])
     })
 
     it('honours the customDuration (seconds) the quota stage passes for a new window', async () => {
@@ -207,10 +217,10 @@ describeWithRedis('@gatehouse/redis against a real redis-server', (server) => {
       })
       const res = await limiter.consume('k', 1, { customDuration: 5 })
       expect(res.msBeforeNext).to.be.within(4_000, 5_000)
-      expect(await redis.pttl(`gh:${prefix}:k`)).to.be.within(4_000, 5_000)
+      expect(await redis.pttl(`ptcl:${prefix}:k`)).to.be.within(4_000, 5_000)
       // The window's length is set when it opens; later consumes keep it.
       await limiter.consume('k', 1, { customDuration: 100 })
-      expect(await redis.pttl(`gh:${prefix}:k`)).to.be.within(4_000, 5_000)
+      expect(await redis.pttl(`ptcl:${prefix}:k`)).to.be.within(4_000, 5_000)
     })
 
     it('refuses from process memory once a key is over its limit (inMemoryBlock)', async () => {
@@ -233,7 +243,7 @@ describeWithRedis('@gatehouse/redis against a real redis-server', (server) => {
           )
         }
         expect(outcomes).to.deep.equal(['ok', 'ok', 'limited', 'limited', 'limited', 'limited'])
-        counts[String(inMemoryBlock)] = await redis.get(`gh:${prefix}:k`)
+        counts[String(inMemoryBlock)] = await redis.get(`ptcl:${prefix}:k`)
       }
       // With the block, Redis saw the first refusal only; without, every request.
       expect(counts).to.deep.equal({ true: '3', false: '6' })
@@ -316,7 +326,7 @@ describeWithRedis('@gatehouse/redis against a real redis-server', (server) => {
       const [usage] = await quotas.usage(record.id)
       expect(usage).to.include({ name, used: 6, limit: 5, remaining: 0 })
       // The counter expires at 00:00 UTC (customDuration), not 24 h after the first request.
-      const keys = await redis.keys(`gh:q:${name}:*`)
+      const keys = await redis.keys(`ptcl:q:${name}:*`)
       expect(keys).to.have.length(1)
       const endOfDay = Date.UTC(
         new Date().getUTCFullYear(),
@@ -420,7 +430,7 @@ describeWithRedis('@gatehouse/redis against a real redis-server', (server) => {
       expect(resumed.status).to.equal(200)
       expect(parseRateLimit(resumed.headers.ratelimit).r).to.equal(1)
       expect((await insured.hit()).status).to.equal(200)
-      expect(await redis.keys('gh:rl:insurance-*')).to.have.length(1)
+      expect(await redis.keys('ptcl:rl:insurance-*')).to.have.length(1)
     })
 
     it('settles every request when Redis is killed under load, then resumes', async function () {
@@ -479,7 +489,7 @@ describeWithRedis('@gatehouse/redis against a real redis-server', (server) => {
       const after = await closed.hit()
       expect(after.status).to.equal(429)
       expect(parseRateLimit(after.headers.ratelimit).r).to.equal(0)
-      expect(await redis.keys(`gh:rl:${closed.name}:*`)).to.have.length(1)
+      expect(await redis.keys(`ptcl:rl:${closed.name}:*`)).to.have.length(1)
     })
   })
 })

@@ -3,8 +3,8 @@ import { once } from 'node:events'
 import { createInterface, type Interface } from 'node:readline'
 import { expect } from 'chai'
 import { Redis } from 'ioredis'
-import { ConfigError } from '@gatehouse/core'
-import { createRedisCache } from '@gatehouse/redis'
+import { ConfigError } from '@portcullis/core'
+import { createRedisCache } from '@portcullis/redis'
 import { createRecordingMetrics } from '../helpers/recording-metrics.js'
 import { describeWithRedis } from '../helpers/redis-server.js'
 
@@ -153,8 +153,8 @@ describeWithRedis('createRedisCache (real redis-server)', (server) => {
   it('stores JSON under <prefix>:<namespace>:<key> with a PX TTL', async () => {
     const cache = createRedisCache<{ a: number[] }>({ client, namespace, ttlMs: 5000 })
     await cache.set('k', { a: [1, 2] })
-    expect(await client.get(`gh:cache:${namespace}:k`)).to.equal('{"a":[1,2]}')
-    expect(await client.pttl(`gh:cache:${namespace}:k`)).to.be.within(4000, 5000)
+    expect(await client.get(`ptcl:cache:${namespace}:k`)).to.equal('{"a":[1,2]}')
+    expect(await client.pttl(`ptcl:cache:${namespace}:k`)).to.be.within(4000, 5000)
     expect(await cache.get('k')).to.deep.equal({ a: [1, 2] })
     await cache.set('k', { a: [] }, { ttlMs: 1000 })
     const entry = await cache.getWithTtl('k')
@@ -175,9 +175,9 @@ describeWithRedis('createRedisCache (real redis-server)', (server) => {
   it('reads a value that is not JSON as a miss, deletes it and counts it', async () => {
     const metrics = createRecordingMetrics()
     const cache = createRedisCache({ client, namespace, metrics })
-    await client.set(`gh:cache:${namespace}:bad`, '{not json')
+    await client.set(`ptcl:cache:${namespace}:bad`, '{not json')
     expect(await cache.get('bad')).to.equal(undefined)
-    expect(await client.exists(`gh:cache:${namespace}:bad`)).to.equal(0)
+    expect(await client.exists(`ptcl:cache:${namespace}:bad`)).to.equal(0)
     expect(metrics.count('storeFailures', { store: 'cache' })).to.equal(1)
   })
 
@@ -187,7 +187,7 @@ describeWithRedis('createRedisCache (real redis-server)', (server) => {
     for (let i = 0; i < 1200; i++) await mine.set(`k${i}`, i)
     await other.set('k0', 'keep')
     await mine.clear()
-    expect(await client.keys(`gh:cache:${namespace}:*`)).to.deep.equal([])
+    expect(await client.keys(`ptcl:cache:${namespace}:*`)).to.deep.equal([])
     expect(await other.get('k0')).to.equal('keep')
   })
 

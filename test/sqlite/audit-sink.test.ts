@@ -8,15 +8,15 @@ import {
   createPseudonymizer,
   verifyAuditChain,
   type AuditEvent,
-} from '@gatehouse/core'
-import { createSqliteAuditSink, readSqliteAuditEvents } from '@gatehouse/sqlite'
+} from '@portcullis/core'
+import { createSqliteAuditSink, readSqliteAuditEvents } from '@portcullis/sqlite'
 
 const KEY = 'sqlite-chain-key-0123456789abcdef0123'
 
 describe('createSqliteAuditSink', () => {
   let dir: string
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'gatehouse-sqlite-audit-'))
+    dir = await mkdtemp(join(tmpdir(), 'portcullis-sqlite-audit-'))
   })
   afterEach(async () => {
     await rm(dir, { recursive: true, force: true })
@@ -45,10 +45,10 @@ describe('createSqliteAuditSink', () => {
     expect(verifyAuditChain(events, { keys: KEY }).ok).to.equal(true)
     const db = new Database(file)
     try {
-      expect(() => db.prepare("UPDATE gatehouse_audit_events SET body = '{}'").run()).to.throw(
+      expect(() => db.prepare("UPDATE portcullis_audit_events SET body = '{}'").run()).to.throw(
         /append-only/,
       )
-      expect(() => db.prepare('DELETE FROM gatehouse_audit_events').run()).to.throw(/append-only/)
+      expect(() => db.prepare('DELETE FROM portcullis_audit_events').run()).to.throw(/append-only/)
     } finally {
       db.close()
     }

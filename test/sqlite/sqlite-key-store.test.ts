@@ -15,15 +15,15 @@ import {
   type Decision,
   type Gate,
   type UserID,
-} from '@gatehouse/core'
-import { fakeRequest } from '@gatehouse/core/testing'
+} from '@portcullis/core'
+import { fakeRequest } from '@portcullis/core/testing'
 import {
   DEFAULT_SQLITE_TABLE_PREFIX,
   SQLITE_SCHEMA_VERSION,
   createSqliteKeyStore,
   migrateSqlite,
   type SqliteKeyStore,
-} from '@gatehouse/sqlite'
+} from '@portcullis/sqlite'
 import {
   buildKeyRecord,
   describeKeyStoreConformance,
@@ -32,7 +32,7 @@ import {
 } from '../helpers/key-store-conformance.js'
 
 async function tempDir(): Promise<string> {
-  return mkdtemp(join(tmpdir(), 'gatehouse-sqlite-'))
+  return mkdtemp(join(tmpdir(), 'portcullis-sqlite-'))
 }
 
 function tableNames(db: Database.Database): string[] {
@@ -117,7 +117,7 @@ describe('createSqliteKeyStore', function () {
       await second.close()
 
       const db = connect()
-      const rows = db.prepare(`SELECT version, name FROM gatehouse_migrations`).all()
+      const rows = db.prepare(`SELECT version, name FROM portcullis_migrations`).all()
       expect(rows).to.deep.equal([
         { version: 1, name: 'create api_keys' },
         { version: 2, name: 'key lifecycle fields and hash index' },
@@ -129,9 +129,9 @@ describe('createSqliteKeyStore', function () {
       const db = connect(':memory:')
       expect(migrateSqlite(db)).to.deep.equal({ applied: [1, 2], version: 2 })
       expect(tableNames(db)).to.deep.equal([
-        'gatehouse_api_key_hashes',
-        'gatehouse_api_keys',
-        'gatehouse_migrations',
+        'portcullis_api_key_hashes',
+        'portcullis_api_keys',
+        'portcullis_migrations',
       ])
       const indexes = db
         .prepare<[], string>(
@@ -140,9 +140,9 @@ describe('createSqliteKeyStore', function () {
         .pluck()
         .all()
       expect(indexes).to.deep.equal([
-        'gatehouse_api_key_hashes_key_id',
-        'gatehouse_api_keys_owner_id',
-        'gatehouse_api_keys_status',
+        'portcullis_api_key_hashes_key_id',
+        'portcullis_api_keys_owner_id',
+        'portcullis_api_keys_status',
       ])
     })
 
@@ -154,31 +154,31 @@ describe('createSqliteKeyStore', function () {
       expect(await b.get(record.id)).to.deep.equal(record)
       await b.update(record.id, { status: 'revoked', revokedAt: 1 })
       expect((await a.get(record.id))?.status).to.equal('revoked')
-      const versions = connect().prepare('SELECT COUNT(*) AS n FROM gatehouse_migrations').get()
+      const versions = connect().prepare('SELECT COUNT(*) AS n FROM portcullis_migrations').get()
       expect(versions).to.deep.equal({ n: 2 })
     })
 
     it('upgrades a version-1 database in place: defaults for new columns, hashes indexed', async function () {
       const db = connect()
-      // The schema and a row exactly as @gatehouse/sqlite 0.1.0 (migration 1) wrote them.
+      // The schema and a row exactly as @portcullis/sqlite 0.1.0 (migration 1) wrote them.
       db.exec(`
-        CREATE TABLE gatehouse_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL,
+        CREATE TABLE portcullis_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL,
           applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))) STRICT;
-        CREATE TABLE gatehouse_api_keys (id TEXT NOT NULL PRIMARY KEY, prefix TEXT NOT NULL,
+        CREATE TABLE portcullis_api_keys (id TEXT NOT NULL PRIMARY KEY, prefix TEXT NOT NULL,
           name TEXT NOT NULL, owner_id TEXT NOT NULL, scopes TEXT NOT NULL, roles TEXT NOT NULL,
           status TEXT NOT NULL CHECK (status IN ('active', 'revoked')), hashes TEXT NOT NULL,
           created_at INTEGER NOT NULL, expires_at INTEGER, revoked_at INTEGER,
           metadata TEXT NOT NULL) STRICT;
-        INSERT INTO gatehouse_migrations (version, name) VALUES (1, 'create api_keys');
+        INSERT INTO portcullis_migrations (version, name) VALUES (1, 'create api_keys');
       `)
       const record = buildKeyRecord()
       const hash = record.hashes[0]?.hash as string
       db.prepare(
-        `INSERT INTO gatehouse_api_keys VALUES (?, 'gh', 'v1 key', 'user-1', '[]', '[]', 'active',
+        `INSERT INTO portcullis_api_keys VALUES (?, 'ptcl', 'v1 key', 'user-1', '[]', '[]', 'active',
            ?, 1, NULL, NULL, '{}')`,
       ).run(record.id, JSON.stringify(record.hashes))
       db.prepare(
-        `INSERT INTO gatehouse_api_keys VALUES ('corruptcorrupt00', 'gh', 'bad', 'u', '[]', '[]',
+        `INSERT INTO portcullis_api_keys VALUES ('corruptcorrupt00', 'ptcl', 'bad', 'u', '[]', '[]',
            'active', 'not json', 1, NULL, NULL, '{}')`,
       ).run()
       expect(migrateSqlite(db)).to.deep.equal({ applied: [2], version: 2 })
@@ -201,7 +201,7 @@ describe('createSqliteKeyStore', function () {
       const db = connect()
       migrateSqlite(db)
       db.prepare(
-        `INSERT INTO gatehouse_migrations (version, name) VALUES (99, 'from the future')`,
+        `INSERT INTO portcullis_migrations (version, name) VALUES (99, 'from the future')`,
       ).run()
       const error = thrown(() => storeOn(db))
       expect(isConfigError(error)).to.equal(true)
@@ -223,14 +223,14 @@ describe('createSqliteKeyStore', function () {
   })
 
   describe('tablePrefix', function () {
-    it("defaults to 'gatehouse_'", function () {
+    it("defaults to 'portcullis_'", function () {
       const db = connect()
       storeOn(db)
-      expect(DEFAULT_SQLITE_TABLE_PREFIX).to.equal('gatehouse_')
+      expect(DEFAULT_SQLITE_TABLE_PREFIX).to.equal('portcullis_')
       expect(tableNames(db)).to.deep.equal([
-        'gatehouse_api_key_hashes',
-        'gatehouse_api_keys',
-        'gatehouse_migrations',
+        'portcullis_api_key_hashes',
+        'portcullis_api_keys',
+        'portcullis_migrations',
       ])
     })
 
@@ -253,7 +253,7 @@ describe('createSqliteKeyStore', function () {
     })
 
     for (const bad of [
-      'Gatehouse_',
+      'Portcullis_',
       '1keys_',
       'keys-',
       'x"; DROP TABLE t; --',
@@ -332,7 +332,7 @@ describe('createSqliteKeyStore', function () {
       const store = storeOn(db)
       const record = buildKeyRecord()
       await store.insert(record)
-      db.prepare('UPDATE gatehouse_api_keys SET scopes = ? WHERE id = ?').run(
+      db.prepare('UPDATE portcullis_api_keys SET scopes = ? WHERE id = ?').run(
         '["a:b", tru',
         record.id,
       )
@@ -358,7 +358,10 @@ describe('createSqliteKeyStore', function () {
         const store = storeOn(db)
         const record = buildKeyRecord()
         await store.insert(record)
-        db.prepare(`UPDATE gatehouse_api_keys SET ${column} = ? WHERE id = ?`).run(value, record.id)
+        db.prepare(`UPDATE portcullis_api_keys SET ${column} = ? WHERE id = ?`).run(
+          value,
+          record.id,
+        )
         expect((await rejection(store.get(record.id))).code).to.equal('ERR_KEYSTORE_UNAVAILABLE')
       })
     }
@@ -423,10 +426,10 @@ describe('createSqliteKeyStore', function () {
       const template = buildKeyRecord({ id: 'zzzzzzzzzzzzzzzz' as never })
       await store.insert(template)
       const copy = db.prepare<[number, string]>(
-        `INSERT INTO gatehouse_api_keys SELECT printf('%016d', ?), prefix, name, owner_id, scopes,
+        `INSERT INTO portcullis_api_keys SELECT printf('%016d', ?), prefix, name, owner_id, scopes,
            roles, status, hashes, created_at, expires_at, revoked_at, metadata, tags, purpose,
            environment, policy, rotated_at, last_used_at, usage_count
-         FROM gatehouse_api_keys WHERE id = ?`,
+         FROM portcullis_api_keys WHERE id = ?`,
       )
       db.transaction(() => {
         for (let i = 0; i < 1001; i++) copy.run(i, template.id)
@@ -548,7 +551,10 @@ describe('createSqliteKeyStore', function () {
         name: 'corrupt',
         ownerId: 'svc-ci',
       })
-      db.prepare('UPDATE gatehouse_api_keys SET hashes = ? WHERE id = ?').run('not json', record.id)
+      db.prepare('UPDATE portcullis_api_keys SET hashes = ? WHERE id = ?').run(
+        'not json',
+        record.id,
+      )
       gate = createGate({ apiKeys: { store, pepper }, audit: false })
       const refused = denial(await gate.evaluate(bearer(key), gate.compile({})))
       expect(refused.status).to.equal(503)

@@ -1,4 +1,4 @@
-// A decorated controller behind Gatehouse. The decorators are TC39 standard decorators (run here
+// A decorated controller behind Portcullis. The decorators are TC39 standard decorators (run here
 // through tsx); the same classes work with `experimentalDecorators` (NestJS-style code bases).
 //
 //   npm start               serve on PORT (default 3002) and print a key and curl lines
@@ -17,8 +17,8 @@ import {
   Public,
   RateLimit,
   SECOND,
-} from '@gatehouse/core'
-import { mountController, problemHandler } from '@gatehouse/express'
+} from '@portcullis/core'
+import { mountController, problemHandler } from '@portcullis/express'
 
 @Controller('/docs')
 @Policy('documents:read')

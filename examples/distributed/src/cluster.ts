@@ -57,10 +57,10 @@ export async function startInstance(options: InstanceOptions): Promise<Instance>
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: {
       ...process.env,
-      GATEHOUSE_INSTANCE: options.name,
+      PORTCULLIS_INSTANCE: options.name,
       DATABASE_URL: options.databaseUrl,
       REDIS_URL: options.redisUrl,
-      GATEHOUSE_PEPPER: options.pepper,
+      PORTCULLIS_PEPPER: options.pepper,
       QUOTE_LIMIT: String(options.quoteLimit ?? 5),
       PORT: '0',
     },

@@ -1,4 +1,4 @@
-// Gatehouse on several instances: starts redis-server and PostgreSQL (loopback, temp folders),
+// Portcullis on several instances: starts redis-server and PostgreSQL (loopback, temp folders),
 // then three instances of instance.ts, and shows
 //   1. a rate limit shared by the three (counters in Redis: no instance admits more than its share)
 //   2. a key revoked through one instance and refused by the other two within milliseconds,

@@ -1,4 +1,4 @@
-// One Gatehouse instance of the distributed example: an Express app whose keys live in PostgreSQL
+// One Portcullis instance of the distributed example: an Express app whose keys live in PostgreSQL
 // (behind a per-process cache), whose rate-limit counters live in Redis, and which hears key
 // revocations from the other instances over the Redis broker.
 //
@@ -6,8 +6,8 @@
 // configured through the environment:
 //
 //   DATABASE_URL, REDIS_URL   the shared PostgreSQL and Redis
-//   GATEHOUSE_PEPPER          the shared server secret keying the key hashes (>= 32 bytes)
-//   GATEHOUSE_INSTANCE        a name shown in answers (default: instance-<pid>)
+//   PORTCULLIS_PEPPER          the shared server secret keying the key hashes (>= 32 bytes)
+//   PORTCULLIS_INSTANCE        a name shown in answers (default: instance-<pid>)
 //   PORT                      HTTP port on 127.0.0.1 (default 0: a free one)
 //   QUOTE_LIMIT               requests per minute per key on GET /quote, over all instances (default 5)
 //
@@ -25,10 +25,10 @@ import {
   MINUTE,
   type ApiKeyId,
   type MetricsClient,
-} from '@gatehouse/core'
-import { authMiddleware, problemHandler, requirePolicy } from '@gatehouse/express'
-import { createPostgresKeyStore } from '@gatehouse/postgres'
-import { createRedisBackend, createRedisBroker } from '@gatehouse/redis'
+} from '@portcullis/core'
+import { authMiddleware, problemHandler, requirePolicy } from '@portcullis/express'
+import { createPostgresKeyStore } from '@portcullis/postgres'
+import { createRedisBackend, createRedisBroker } from '@portcullis/redis'
 import type { InstanceReply, InstanceRequest } from './cluster.js'
 
 function env(name: string): string {
@@ -37,8 +37,8 @@ function env(name: string): string {
   return value
 }
 
-const name = process.env.GATEHOUSE_INSTANCE ?? `instance-${process.pid}`
-const pepper = env('GATEHOUSE_PEPPER')
+const name = process.env.PORTCULLIS_INSTANCE ?? `instance-${process.pid}`
+const pepper = env('PORTCULLIS_PEPPER')
 const quoteLimit = Number(process.env.QUOTE_LIMIT ?? 5)
 
 // Fail fast while Redis is down: each limit's failure mode (closed by default: 503) then decides.

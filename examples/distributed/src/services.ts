@@ -71,7 +71,7 @@ async function stopChild(child: ChildProcess, signal: NodeJS.Signals): Promise<v
 
 /** Starts `redis-server` without persistence on a free loopback port. */
 export async function startRedis(): Promise<Service> {
-  const dir = await mkdtemp(join(tmpdir(), 'gatehouse-demo-redis-'))
+  const dir = await mkdtemp(join(tmpdir(), 'portcullis-demo-redis-'))
   try {
     const { port, child } = await startOnFreePort(
       'redis-server',
@@ -96,11 +96,11 @@ export async function startRedis(): Promise<Service> {
 const redisLog = (dir: string): Promise<string> =>
   readFile(join(dir, 'redis.log'), 'utf8').catch(() => '')
 
-/** The folder holding `initdb` and `postgres`: `$GATEHOUSE_PG_BIN`, Debian's layout, or the PATH. */
+/** The folder holding `initdb` and `postgres`: `$PORTCULLIS_PG_BIN`, Debian's layout, or the PATH. */
 function postgresBin(): string {
   const has = (dir: string): boolean =>
     ['initdb', 'postgres'].every((b) => existsSync(join(dir, b)))
-  const candidates = process.env.GATEHOUSE_PG_BIN ? [process.env.GATEHOUSE_PG_BIN] : []
+  const candidates = process.env.PORTCULLIS_PG_BIN ? [process.env.PORTCULLIS_PG_BIN] : []
   try {
     const versions = readdirSync('/usr/lib/postgresql').filter((v) => /^\d+$/.test(v))
     for (const v of versions.sort((a, b) => Number(b) - Number(a)))
@@ -129,7 +129,7 @@ function runAs(): { uid: number; gid: number } | undefined {
 export async function startPostgres(): Promise<Service> {
   const bin = postgresBin()
   const as = runAs()
-  const dir = await mkdtemp(join(tmpdir(), 'gatehouse-demo-pg-'))
+  const dir = await mkdtemp(join(tmpdir(), 'portcullis-demo-pg-'))
   if (as !== undefined) chownSync(dir, as.uid, as.gid)
   const data = join(dir, 'data')
   try {

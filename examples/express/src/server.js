@@ -1,4 +1,4 @@
-// A documents API behind the full Gatehouse gate, on embedded defaults: SQLite key store and a
+// A documents API behind the full Portcullis gate, on embedded defaults: SQLite key store and a
 // JSON-lines audit file under a local data folder, HS256 JWTs with a generated dev secret.
 //
 //   npm start               serve on PORT (default 3000) and print a key, a JWT and curl lines
@@ -16,14 +16,14 @@ import {
   createGate,
   createJsonLinesFileSink,
   createMemoryBroker,
-} from '@gatehouse/core'
-import { authMiddleware, problemHandler, requirePolicy } from '@gatehouse/express'
-import { createPrometheusMetrics } from '@gatehouse/prometheus'
-import { createSqliteKeyStore } from '@gatehouse/sqlite'
+} from '@portcullis/core'
+import { authMiddleware, problemHandler, requirePolicy } from '@portcullis/express'
+import { createPrometheusMetrics } from '@portcullis/prometheus'
+import { createSqliteKeyStore } from '@portcullis/sqlite'
 
 const smoke = process.argv.includes('--smoke')
 const here = dirname(fileURLToPath(import.meta.url))
-const dataDir = process.env.GATEHOUSE_DATA_DIR ?? join(here, '..', '.data')
+const dataDir = process.env.PORTCULLIS_DATA_DIR ?? join(here, '..', '.data')
 mkdirSync(dataDir, { recursive: true, mode: 0o700 })
 
 /** Dev secrets, generated once and kept in the data folder (never commit that folder). */
@@ -39,7 +39,7 @@ function loadSecrets() {
 }
 
 const secrets = loadSecrets()
-const issuer = 'urn:gatehouse:demo'
+const issuer = 'urn:portcullis:demo'
 const audience = 'documents-api'
 const store = createSqliteKeyStore({ database: join(dataDir, 'keys.db') })
 const broker = createMemoryBroker()
@@ -111,7 +111,7 @@ const port = smoke ? 0 : Number(process.env.PORT ?? 3000)
 const server = app.listen(port, '127.0.0.1', async () => {
   const url = `http://127.0.0.1:${server.address().port}`
   if (smoke) return runSmoke(url)
-  console.log(`Gatehouse demo listening on ${url}  (data: ${dataDir})
+  console.log(`Portcullis demo listening on ${url}  (data: ${dataDir})
 
 Demo API key (shown once): ${issued.key}
 Demo JWT (1 hour):         ${token}
@@ -122,8 +122,8 @@ Demo JWT (1 hour):         ${token}
   curl -i ${url}/docs
   # missing scope documents:write (403 insufficient_scope)
   curl -i -X POST -H "Authorization: Bearer ${token}" -H "Content-Type: application/json" -d '{"title":"x"}' ${url}/docs
-  # Prometheus metrics (gatehouse_requests_total, gatehouse_decision_duration_seconds, ...)
-  curl -s ${url}/metrics | grep ^gatehouse_requests_total
+  # Prometheus metrics (portcullis_requests_total, portcullis_decision_duration_seconds, ...)
+  curl -s ${url}/metrics | grep ^portcullis_requests_total
 `)
 })
 
@@ -146,7 +146,9 @@ async function runSmoke(url) {
   }
   // The three answers above are counted: one denial with ERR_AUTH_REQUIRED at authentication.
   const scrape = await (await fetch(`${url}/metrics`)).text()
-  const counted = /^gatehouse_requests_total\{[^}]*code="ERR_AUTH_REQUIRED"[^}]*\} 1$/m.test(scrape)
+  const counted = /^portcullis_requests_total\{[^}]*code="ERR_AUTH_REQUIRED"[^}]*\} 1$/m.test(
+    scrape,
+  )
   if (!counted) failed++
   console.log(`${counted ? 'ok  ' : 'FAIL'} metrics: the 401 is counted at /metrics`)
   await shutdown()

@@ -1,4 +1,4 @@
-// A documents API on Fastify 5 behind the Gatehouse plugin, all in memory: the key store, the
+// A documents API on Fastify 5 behind the Portcullis plugin, all in memory: the key store, the
 // pepper and the audit trail live as long as the process.
 //
 //   npm start               serve on PORT (default 3000) and print a key and curl lines
@@ -12,8 +12,8 @@ import {
   createGate,
   createMemoryAuditSink,
   createMemoryKeyStore,
-} from '@gatehouse/core'
-import { gatehousePlugin } from '@gatehouse/fastify'
+} from '@portcullis/core'
+import { portcullisPlugin } from '@portcullis/fastify'
 
 const smoke = process.argv.includes('--smoke')
 const pepper = randomBytes(32).toString('base64url')
@@ -38,13 +38,13 @@ const app = Fastify({ logger: !smoke, bodyLimit: 16 * 1024 })
 // Helmet first, so its headers are on the gate's 401 and 403 answers too.
 await app.register(helmet)
 // Awaited before the routes, so the plugin compiles each route's requirements as it is added.
-await app.register(gatehousePlugin, { gate, problemErrors: true })
+await app.register(portcullisPlugin, { gate, problemErrors: true })
 
-app.get('/health', { config: { gatehouse: { public: true } } }, async () => ({ ok: true }))
-// No config.gatehouse: any authenticated caller.
+app.get('/health', { config: { portcullis: { public: true } } }, async () => ({ ok: true }))
+// No config.portcullis: any authenticated caller.
 app.get('/me', async (request) => request.auth.principal)
-app.get('/docs', { config: { gatehouse: 'documents:read' } }, async () => [...documents.values()])
-app.get('/docs/:id', { config: { gatehouse: 'documents:read' } }, async (request, reply) => {
+app.get('/docs', { config: { portcullis: 'documents:read' } }, async () => [...documents.values()])
+app.get('/docs/:id', { config: { portcullis: 'documents:read' } }, async (request, reply) => {
   const doc = documents.get(request.params.id)
   if (doc === undefined) return reply.code(404).send({ error: 'not found' })
   return doc
@@ -70,7 +70,7 @@ await app.listen({ port, host: '127.0.0.1' })
 const url = `http://127.0.0.1:${app.server.address().port}`
 if (smoke) await runSmoke(url)
 else {
-  console.log(`Gatehouse Fastify demo listening on ${url}
+  console.log(`Portcullis Fastify demo listening on ${url}
 
 Demo API key (in memory, shown once): ${issued.key}
 

@@ -1,4 +1,4 @@
-// A documents API on Koa 3 and @koa/router behind the Gatehouse gate, all in memory: the key store
+// A documents API on Koa 3 and @koa/router behind the Portcullis gate, all in memory: the key store
 // and the pepper live as long as the process.
 //
 //   npm start               serve on PORT (default 3000) and print a key and curl lines
@@ -7,8 +7,8 @@ import { randomBytes } from 'node:crypto'
 import { bodyParser } from '@koa/bodyparser'
 import Router from '@koa/router'
 import Koa from 'koa'
-import { createApiKeyManager, createGate, createMemoryKeyStore } from '@gatehouse/core'
-import { authMiddleware, problemHandler, requirePolicy } from '@gatehouse/koa'
+import { createApiKeyManager, createGate, createMemoryKeyStore } from '@portcullis/core'
+import { authMiddleware, problemHandler, requirePolicy } from '@portcullis/koa'
 
 const smoke = process.argv.includes('--smoke')
 const pepper = randomBytes(32).toString('base64url')
@@ -67,7 +67,7 @@ const port = smoke ? 0 : Number(process.env.PORT ?? 3000)
 const server = app.listen(port, '127.0.0.1', async () => {
   const url = `http://127.0.0.1:${server.address().port}`
   if (smoke) return runSmoke(url)
-  console.log(`Gatehouse Koa demo listening on ${url}
+  console.log(`Portcullis Koa demo listening on ${url}
 
 Demo API key (in memory, shown once): ${issued.key}
 

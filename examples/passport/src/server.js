@@ -1,8 +1,8 @@
-// passport and Gatehouse, both ways, in one Express app:
+// passport and Portcullis, both ways, in one Express app:
 //
-//   /api/*       the Gatehouse gate (authMiddleware) accepts API keys AND HTTP Basic users, the
-//                latter checked by passport-http's BasicStrategy run as a Gatehouse authenticator
-//   /passport/*  a plain passport route: passport.authenticate('gatehouse') verifies API keys
+//   /api/*       the Portcullis gate (authMiddleware) accepts API keys AND HTTP Basic users, the
+//                latter checked by passport-http's BasicStrategy run as a Portcullis authenticator
+//   /passport/*  a plain passport route: passport.authenticate('portcullis') verifies API keys
 //
 //   npm start               serve on PORT (default 3000) and print credentials and curl lines
 //   npm start -- --smoke    serve on a free port, check 200/401 answers, exit 0 or 1
@@ -10,13 +10,13 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import express from 'express'
 import passport from 'passport'
 import { BasicStrategy } from 'passport-http'
-import { createApiKeyManager, createGate, createMemoryKeyStore } from '@gatehouse/core'
-import { authMiddleware, problemHandler, requirePolicy } from '@gatehouse/express'
+import { createApiKeyManager, createGate, createMemoryKeyStore } from '@portcullis/core'
+import { authMiddleware, problemHandler, requirePolicy } from '@portcullis/express'
 import {
   detectAuthorizationScheme,
-  GatehouseStrategy,
+  PortcullisStrategy,
   passportAuthenticator,
-} from '@gatehouse/passport'
+} from '@portcullis/passport'
 
 const smoke = process.argv.includes('--smoke')
 const password = process.env.DEMO_PASSWORD ?? 'correct horse battery staple'
@@ -30,7 +30,7 @@ const basic = new BasicStrategy((username, given, done) => {
   done(null, user !== undefined && timingSafeEqual(user.digest, digest(given)) ? user : false)
 })
 
-const pepper = process.env.GATEHOUSE_PEPPER ?? randomBytes(32).toString('base64url')
+const pepper = process.env.PORTCULLIS_PEPPER ?? randomBytes(32).toString('base64url')
 const store = createMemoryKeyStore()
 const gate = createGate({
   apiKeys: { store, pepper },
@@ -48,11 +48,11 @@ const { key } = await createApiKeyManager({ store, pepper }).create({
   scopes: ['reports:read'],
 })
 
-passport.use(new GatehouseStrategy({ gate }))
+passport.use(new PortcullisStrategy({ gate }))
 
 const app = express()
 app.use(passport.initialize())
-app.get('/passport/me', passport.authenticate('gatehouse', { session: false }), (req, res) =>
+app.get('/passport/me', passport.authenticate('portcullis', { session: false }), (req, res) =>
   res.json({ id: req.user.id, method: req.user.method }),
 )
 app.use('/api', authMiddleware({ gate }))
@@ -70,7 +70,7 @@ const port = smoke ? 0 : Number(process.env.PORT ?? 3000)
 const server = app.listen(port, '127.0.0.1', () => {
   const url = `http://127.0.0.1:${server.address().port}`
   if (smoke) return runSmoke(url)
-  console.log(`Gatehouse + passport demo listening on ${url}
+  console.log(`Portcullis + passport demo listening on ${url}
 
 Basic user: ada / ${password}
 API key (shown once): ${key}
@@ -92,7 +92,7 @@ async function runSmoke(url) {
     ['no credentials', 401, () => get('/api/me')],
     ['api key route', 200, () => get('/api/reports', { 'x-api-key': key })],
     ['passport strategy', 200, () => get('/passport/me', { 'x-api-key': key })],
-    ['passport bad key', 401, () => get('/passport/me', { 'x-api-key': 'gh_nope' })],
+    ['passport bad key', 401, () => get('/passport/me', { 'x-api-key': 'ptcl_nope' })],
   ]
   let failed = 0
   for (const [name, expected, send] of checks) {

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `gatehouse` executable: runs the command line and sets the exit code (0 ok, 1 failure,
+// The `portcullis` executable: runs the command line and sets the exit code (0 ok, 1 failure,
 // 2 usage error). Setting `process.exitCode` rather than calling `process.exit()` lets pending
 // output drain.
 import { runCli } from './program.js'

@@ -1,10 +1,10 @@
 /**
- * `@gatehouse/cli`: the `gatehouse` command (`gatehouse keys ...`) and its building blocks, for
+ * `@portcullis/cli`: the `portcullis` command (`portcullis keys ...`) and its building blocks, for
  * running it in-process or adding command groups.
  *
  * @example
  * ```ts
- * import { runCli } from '@gatehouse/cli'
+ * import { runCli } from '@portcullis/cli'
  * const code = await runCli(['keys', 'list', '--json', '--db', './data/keys.db'])
  * ```
  * @packageDocumentation

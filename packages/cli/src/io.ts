@@ -2,10 +2,10 @@
  * What every command shares: output (human tables by default, JSON with `--json`), error printing
  * (one clear line on stderr, a stack only with `--debug`) and the exit codes.
  *
- * Reachable from `@gatehouse/cli`.
+ * Reachable from `@portcullis/cli`.
  * @packageDocumentation
  */
-import { isAuthError } from '@gatehouse/core'
+import { isAuthError } from '@portcullis/core'
 import { CommanderError, InvalidArgumentError, type Command } from 'commander'
 
 /** The hint printed after a usage error. */
@@ -24,13 +24,13 @@ export interface CliIo {
   readonly stdout: (text: string) => void
   /** Receives errors, warnings and help shown after an error. */
   readonly stderr: (text: string) => void
-  /** Environment variables (`GATEHOUSE_DB`, `GATEHOUSE_PEPPER`, ...). */
+  /** Environment variables (`PORTCULLIS_DB`, `PORTCULLIS_PEPPER`, ...). */
   readonly env: Readonly<Record<string, string | undefined>>
   /** Working directory that relative paths are resolved against. */
   readonly cwd: string
 }
 
-/** The global flags every command sees (`gatehouse --json keys list` or `gatehouse keys list --json`). */
+/** The global flags every command sees (`portcullis --json keys list` or `portcullis keys list --json`). */
 export interface GlobalOptions {
   readonly json?: boolean
   readonly debug?: boolean
@@ -163,7 +163,7 @@ export function createCliContext(io: CliIo): CliContext {
 
 /**
  * The exit code for an error a run ended with, after printing it: commander's own (help, version,
- * usage), a {@link CliError}, a Gatehouse error (`ERR_CONFIG_INVALID` or `ERR_APIKEY_NONCOMPLIANT`
+ * usage), a {@link CliError}, a Portcullis error (`ERR_CONFIG_INVALID` or `ERR_APIKEY_NONCOMPLIANT`
  * for a value the library refused is a usage error), or anything else (a failure). Stacks are
  * printed only with `debug`.
  */

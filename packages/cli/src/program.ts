@@ -1,8 +1,8 @@
 /**
- * The `gatehouse` program: global flags, every registered command group, and {@link runCli}, which
+ * The `portcullis` program: global flags, every registered command group, and {@link runCli}, which
  * runs one command line and returns its exit code (0 ok, 1 failure, 2 usage error).
  *
- * Reachable from `@gatehouse/cli`.
+ * Reachable from `@portcullis/cli`.
  * @packageDocumentation
  */
 import { readFileSync } from 'node:fs'
@@ -34,31 +34,31 @@ function packageVersion(): string {
  */
 export function createProgram(context: CliContext): Command {
   const { io } = context
-  const program = new Command('gatehouse')
+  const program = new Command('portcullis')
   program
-    .description('Manage Gatehouse API keys, policies and audit trails.')
+    .description('Manage Portcullis API keys, policies and audit trails.')
     .version(packageVersion(), '-V, --version', 'print the version')
     .option('--json', 'print JSON for scripts instead of human tables')
     .option('--debug', 'print stack traces of unexpected errors')
     .option(
       '--db <path>',
-      'SQLite key store file (env GATEHOUSE_DB) (default: ".gatehouse/keys.db")',
+      'SQLite key store file (env PORTCULLIS_DB) (default: ".portcullis/keys.db")',
     )
     .option(
       '--postgres <url>',
-      'PostgreSQL key store instead of SQLite (env GATEHOUSE_POSTGRES_URL)',
+      'PostgreSQL key store instead of SQLite (env PORTCULLIS_POSTGRES_URL)',
     )
     .option(
       '--redis <url>',
-      'publish key changes on this Redis so running gates drop cached copies at once (env GATEHOUSE_REDIS_URL)',
+      'publish key changes on this Redis so running gates drop cached copies at once (env PORTCULLIS_REDIS_URL)',
     )
     .option(
       '--config <path>',
-      'JSON or YAML settings, e.g. keys.compliance and keys.prefix (env GATEHOUSE_CONFIG)',
+      'JSON or YAML settings, e.g. keys.compliance and keys.prefix (env PORTCULLIS_CONFIG)',
     )
     .option(
       '--pepper-file <path>',
-      'file holding the pepper that keys the hashes (env GATEHOUSE_PEPPER)',
+      'file holding the pepper that keys the hashes (env PORTCULLIS_PEPPER)',
     )
     // Settings below are copied to every subcommand created afterwards.
     .exitOverride()
@@ -86,11 +86,11 @@ export function processIo(): CliIo {
 }
 
 /**
- * Runs one `gatehouse` command line (without the `node` and script arguments) and resolves to its
+ * Runs one `portcullis` command line (without the `node` and script arguments) and resolves to its
  * exit code: 0 ok, 1 failure, 2 usage error. Never rejects and never exits the process.
  * @example
  * ```ts
- * import { runCli } from '@gatehouse/cli'
+ * import { runCli } from '@portcullis/cli'
  * process.exitCode = await runCli(['keys', 'list', '--json'])
  * ```
  */

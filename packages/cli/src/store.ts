@@ -1,21 +1,21 @@
 /**
- * The configured key store and pepper of a run: SQLite by default (`--db`, `GATEHOUSE_DB`,
- * `.gatehouse/keys.db`), PostgreSQL with `--postgres URL` (`GATEHOUSE_POSTGRES_URL`), and the pepper
- * from `--pepper-file` or `GATEHOUSE_PEPPER`.
+ * The configured key store and pepper of a run: SQLite by default (`--db`, `PORTCULLIS_DB`,
+ * `.portcullis/keys.db`), PostgreSQL with `--postgres URL` (`PORTCULLIS_POSTGRES_URL`), and the pepper
+ * from `--pepper-file` or `PORTCULLIS_PEPPER`.
  *
- * Reachable from `@gatehouse/cli`.
+ * Reachable from `@portcullis/cli`.
  * @packageDocumentation
  */
 import { mkdirSync, readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import type { KeyStore, Logger, MessageBroker, Pepper } from '@gatehouse/core'
-import { createSqliteKeyStore } from '@gatehouse/sqlite'
+import type { KeyStore, Logger, MessageBroker, Pepper } from '@portcullis/core'
+import { createSqliteKeyStore } from '@portcullis/sqlite'
 import { parse as parseYaml } from 'yaml'
 import { CliError, EXIT_FAILURE, usageError, type CliIo, type GlobalOptions } from './io.js'
 
-/** SQLite file used when neither `--db` nor `GATEHOUSE_DB` is given (relative to the cwd). */
-export const DEFAULT_CLI_DB_PATH = '.gatehouse/keys.db'
+/** SQLite file used when neither `--db` nor `PORTCULLIS_DB` is given (relative to the cwd). */
+export const DEFAULT_CLI_DB_PATH = '.portcullis/keys.db'
 
 /** An open store and how to close it. */
 export interface OpenedKeyStore {
@@ -42,20 +42,20 @@ export function resolveStoreLocation(
   if (globals.db !== undefined && globals.postgres !== undefined)
     throw usageError('--db and --postgres name two different stores; give one')
   const url =
-    globals.postgres ?? (globals.db === undefined ? io.env.GATEHOUSE_POSTGRES_URL : undefined)
+    globals.postgres ?? (globals.db === undefined ? io.env.PORTCULLIS_POSTGRES_URL : undefined)
   if (url !== undefined && url !== '') {
     if (!/^postgres(?:ql)?:\/\//.test(url))
       throw usageError(`--postgres must be a postgres:// or postgresql:// URL`)
     return { kind: 'postgres', url }
   }
-  const path = globals.db ?? (io.env.GATEHOUSE_DB || undefined) ?? DEFAULT_CLI_DB_PATH
+  const path = globals.db ?? (io.env.PORTCULLIS_DB || undefined) ?? DEFAULT_CLI_DB_PATH
   if (path === '') throw usageError('--db must not be empty')
   return { kind: 'sqlite', path: path === ':memory:' ? path : resolve(io.cwd, path) }
 }
 
 /**
  * Opens the configured store. PostgreSQL support is loaded only when asked for, so the CLI runs
- * where `@gatehouse/postgres` and `pg` are not installed.
+ * where `@portcullis/postgres` and `pg` are not installed.
  */
 export async function openKeyStore(globals: GlobalOptions, io: CliIo): Promise<OpenedKeyStore> {
   const location = resolveStoreLocation(globals, io)
@@ -66,18 +66,18 @@ export async function openKeyStore(globals: GlobalOptions, io: CliIo): Promise<O
   }
   let mod: Partial<PostgresModule>
   // A variable specifier: TypeScript and bundlers leave the optional dependency alone.
-  const specifier = '@gatehouse/postgres'
+  const specifier = '@portcullis/postgres'
   try {
     mod = (await import(specifier)) as Partial<PostgresModule>
   } catch (cause) {
     throw new CliError(
-      '--postgres needs @gatehouse/postgres and pg: npm install @gatehouse/postgres pg',
+      '--postgres needs @portcullis/postgres and pg: npm install @portcullis/postgres pg',
       EXIT_FAILURE,
       { cause },
     )
   }
   if (typeof mod.createPostgresKeyStore !== 'function')
-    throw new CliError('this @gatehouse/postgres has no createPostgresKeyStore()', EXIT_FAILURE)
+    throw new CliError('this @portcullis/postgres has no createPostgresKeyStore()', EXIT_FAILURE)
   const create = mod.createPostgresKeyStore
   const store = openOrFail(() => create({ connectionString: location.url }))
   try {
@@ -123,7 +123,7 @@ function describeUrl(url: string): string {
 
 /**
  * The pepper from `--pepper-file` (the file's text, a trailing newline dropped; or a JSON list of
- * `{ id, secret }`, current first, for pepper rotation) or `GATEHOUSE_PEPPER`; `undefined` if
+ * `{ id, secret }`, current first, for pepper rotation) or `PORTCULLIS_PEPPER`; `undefined` if
  * neither is given.
  */
 export function readPepper(globals: GlobalOptions, io: CliIo): string | Pepper[] | undefined {
@@ -148,7 +148,7 @@ export function readPepper(globals: GlobalOptions, io: CliIo): string | Pepper[]
     }
     return trimmed
   }
-  const env = io.env.GATEHOUSE_PEPPER
+  const env = io.env.PORTCULLIS_PEPPER
   return env === undefined || env === '' ? undefined : env
 }
 
@@ -157,7 +157,7 @@ export function requirePepper(globals: GlobalOptions, io: CliIo, what: string): 
   const pepper = readPepper(globals, io)
   if (pepper === undefined)
     throw usageError(
-      `${what} needs the pepper the gate uses: pass --pepper-file PATH or set GATEHOUSE_PEPPER`,
+      `${what} needs the pepper the gate uses: pass --pepper-file PATH or set PORTCULLIS_PEPPER`,
     )
   return pepper
 }
@@ -171,7 +171,7 @@ export function unusedPepper(): Pepper[] {
 }
 
 /**
- * The settings file from `--config` or `GATEHOUSE_CONFIG` (JSON or YAML; `{}` when neither is
+ * The settings file from `--config` or `PORTCULLIS_CONFIG` (JSON or YAML; `{}` when neither is
  * given). Each command group reads its own section (`keys`: `prefix`, `testPrefix`, `compliance`
  * as in `createApiKeyManager`); sections are validated by the code that uses them.
  */
@@ -179,7 +179,7 @@ export function readCliConfig(
   globals: GlobalOptions,
   io: CliIo,
 ): Readonly<Record<string, unknown>> {
-  const path = globals.config ?? io.env.GATEHOUSE_CONFIG
+  const path = globals.config ?? io.env.PORTCULLIS_CONFIG
   if (path === undefined || path === '') return {}
   let text: string
   try {
@@ -249,7 +249,7 @@ interface RedisModule {
 }
 
 /**
- * Connects to Redis (`--redis`, `GATEHOUSE_REDIS_URL`) through `@gatehouse/redis`'s broker, so
+ * Connects to Redis (`--redis`, `PORTCULLIS_REDIS_URL`) through `@portcullis/redis`'s broker, so
  * that revocations, rotations and updates reach every running gate at once instead of when their
  * cached copies expire; `undefined` when neither is given. Fails (exit 1) when Redis cannot be
  * reached within {@link CLI_REDIS_CONNECT_TIMEOUT_MS}, before anything is changed.
@@ -258,22 +258,22 @@ export async function openBroker(
   globals: GlobalOptions,
   io: CliIo,
 ): Promise<OpenedBroker | undefined> {
-  const url = globals.redis ?? io.env.GATEHOUSE_REDIS_URL
+  const url = globals.redis ?? io.env.PORTCULLIS_REDIS_URL
   if (url === undefined || url === '') return undefined
   if (!/^rediss?:\/\//.test(url)) throw usageError('--redis must be a redis:// or rediss:// URL')
   let mod: Partial<RedisModule>
-  const specifier = '@gatehouse/redis'
+  const specifier = '@portcullis/redis'
   try {
     mod = (await import(specifier)) as Partial<RedisModule>
   } catch (cause) {
     throw new CliError(
-      '--redis needs @gatehouse/redis and ioredis: npm install @gatehouse/redis ioredis',
+      '--redis needs @portcullis/redis and ioredis: npm install @portcullis/redis ioredis',
       EXIT_FAILURE,
       { cause },
     )
   }
   if (typeof mod.createRedisBroker !== 'function')
-    throw new CliError('this @gatehouse/redis has no createRedisBroker()', EXIT_FAILURE)
+    throw new CliError('this @portcullis/redis has no createRedisBroker()', EXIT_FAILURE)
   const failures: string[] = []
   const logger: Logger = {
     warn: (message) => void failures.push(message),

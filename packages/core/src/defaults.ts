@@ -1,8 +1,8 @@
 /**
- * Every default of Gatehouse, one named constant each. The TSDoc `@default` tags of the options
+ * Every default of Portcullis, one named constant each. The TSDoc `@default` tags of the options
  * repeat these values, and a test checks that they agree.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 
@@ -31,7 +31,7 @@ export const DEFAULT_JWKS_COOLDOWN_MS = 30_000
 export const DEFAULT_JWKS_TIMEOUT_MS = 5_000
 
 /** `apiKeys.prefix`. */
-export const DEFAULT_API_KEY_PREFIX = 'gh'
+export const DEFAULT_API_KEY_PREFIX = 'ptcl'
 /** `apiKeys.header`. */
 export const DEFAULT_API_KEY_HEADER = 'x-api-key'
 /** `apiKeys.cache.max`. */
@@ -50,7 +50,7 @@ export const DEFAULT_API_KEY_USAGE_MAX_BATCH = 1_000
 /** `realm` of the `WWW-Authenticate` challenge. */
 export const DEFAULT_REALM = 'api'
 /** `problemTypeBase`: prefix of RFC 9457 problem `type` URIs. */
-export const DEFAULT_PROBLEM_TYPE_BASE = 'urn:gatehouse:problem:'
+export const DEFAULT_PROBLEM_TYPE_BASE = 'urn:portcullis:problem:'
 /** `requestIdHeader`. */
 export const DEFAULT_REQUEST_ID_HEADER = 'x-request-id'
 /** `credentialsRequired`. */

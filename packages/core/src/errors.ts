@@ -1,12 +1,12 @@
 /**
  * Errors and the single table that maps error codes to HTTP answers.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 
 /**
- * Every stable error code Gatehouse produces. Codes follow `ERR_<AREA>_<REASON>` and never change
+ * Every stable error code Portcullis produces. Codes follow `ERR_<AREA>_<REASON>` and never change
  * once published: switch on `code`, never parse the message.
  */
 export type AuthErrorCode =
@@ -125,7 +125,7 @@ export const ERROR_CODE_LIST: readonly AuthErrorCode[] = Object.freeze(
   Object.keys(ERROR_CODES) as AuthErrorCode[],
 )
 
-/** Whether `code` is one of Gatehouse's error codes. */
+/** Whether `code` is one of Portcullis's error codes. */
 export function isAuthErrorCode(code: unknown): code is AuthErrorCode {
   return typeof code === 'string' && Object.hasOwn(ERROR_CODES, code)
 }
@@ -145,7 +145,7 @@ export function isExposable(code: AuthErrorCode): boolean {
   return ERROR_CODES[code].exposable
 }
 
-const ERROR_BRAND: unique symbol = Symbol.for('@gatehouse/core/error') as never
+const ERROR_BRAND: unique symbol = Symbol.for('@portcullis/core/error') as never
 
 /** Options accepted by {@link AuthError}'s constructor. */
 export interface AuthErrorOptions {
@@ -162,7 +162,7 @@ export interface AuthErrorOptions {
   readonly status?: number
 }
 
-/** The one error base of Gatehouse. Every error it throws or returns carries a stable `code`. */
+/** The one error base of Portcullis. Every error it throws or returns carries a stable `code`. */
 export class AuthError extends Error {
   /** Stable machine-readable code. */
   readonly code: AuthErrorCode
@@ -213,7 +213,7 @@ export class ConfigError extends AuthError {
 }
 
 /**
- * Whether `value` is a Gatehouse error. Checks a `Symbol.for` brand rather than `instanceof`, so it
+ * Whether `value` is a Portcullis error. Checks a `Symbol.for` brand rather than `instanceof`, so it
  * holds across duplicate installs and mixed ESM/CJS loading.
  */
 export function isAuthError(value: unknown): value is AuthError {

@@ -1,7 +1,7 @@
 /**
  * Branded identifier types, made only by checking parsers.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { ConfigError } from './errors.js'

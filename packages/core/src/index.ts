@@ -1,10 +1,10 @@
 /**
- * `@gatehouse/core`: the framework-neutral security gate. Adapters (`@gatehouse/express`, ...)
- * wrap it; stores (`@gatehouse/sqlite`, ...) implement its interfaces.
+ * `@portcullis/core`: the framework-neutral security gate. Adapters (`@portcullis/express`, ...)
+ * wrap it; stores (`@portcullis/sqlite`, ...) implement its interfaces.
  *
  * @example
  * ```ts
- * import { createGate, createMemoryKeyStore } from '@gatehouse/core'
+ * import { createGate, createMemoryKeyStore } from '@portcullis/core'
  * const gate = createGate({ apiKeys: { store: createMemoryKeyStore(), pepper: process.env.PEPPER } })
  * ```
  * @packageDocumentation

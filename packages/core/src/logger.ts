@@ -1,7 +1,7 @@
 /**
  * The logger interface core writes to. Core never calls `console` itself.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 

@@ -1,7 +1,7 @@
 /**
- * The access-control vocabulary of Gatehouse: principals, resources, levels and results.
+ * The access-control vocabulary of Portcullis: principals, resources, levels and results.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import type { AuthError, AuthErrorCode } from './errors.js'

@@ -1,10 +1,10 @@
 /**
- * `@gatehouse/express`: the Gatehouse gate for Express 5.
+ * `@portcullis/express`: the Portcullis gate for Express 5.
  *
  * @example
  * ```ts
  * import express from 'express'
- * import { authMiddleware, requirePolicy, problemHandler } from '@gatehouse/express'
+ * import { authMiddleware, requirePolicy, problemHandler } from '@portcullis/express'
  * const app = express()
  * app.use(authMiddleware({ apiKeys: { store, pepper } }))
  * app.get('/docs/:id', requirePolicy('documents:read'), (req, res) => res.json({ id: req.params.id, by: req.auth?.principal?.id }))
@@ -26,12 +26,12 @@ import {
   type Principal,
   type ProblemDetails,
   type RouteRequirements,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import { randomUUID } from 'node:crypto'
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express'
 
 /** What the gate attaches to `req.auth`. */
-export interface GatehouseAuth {
+export interface PortcullisAuth {
   /** The authenticated principal, `null` when anonymous. */
   readonly principal: Principal | null
   /** The latest decision (with its trace). */
@@ -44,8 +44,8 @@ declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace
   namespace Express {
     interface Request {
-      /** Set by Gatehouse's `authMiddleware`. */
-      auth?: GatehouseAuth
+      /** Set by Portcullis's `authMiddleware`. */
+      auth?: PortcullisAuth
     }
   }
 }
@@ -65,7 +65,7 @@ export interface AuthMiddlewareOptions extends GateOptions {
  * Express re-prototypes every request, so each property added to `req` costs a new hidden class,
  * and a WeakMap entry per request is more work for the garbage collector; `req.auth` is set anyway.
  */
-class ExpressAuth implements GatehouseAuth {
+class ExpressAuth implements PortcullisAuth {
   readonly principal: Principal | null
   readonly decision: Decision
   readonly gate: Gate
@@ -79,7 +79,7 @@ class ExpressAuth implements GatehouseAuth {
   }
 
   /** The gate request kept with an auth object of this package, if it is one. */
-  static requestOf(auth: GatehouseAuth | undefined): NodeGateRequest | undefined {
+  static requestOf(auth: PortcullisAuth | undefined): NodeGateRequest | undefined {
     return auth instanceof ExpressAuth ? auth.#request : undefined
   }
 }
@@ -125,7 +125,7 @@ function applyHeaders(res: Response, headers: HeaderBag): void {
 export function authMiddleware(options: Readonly<AuthMiddlewareOptions>): RequestHandler {
   const { gate: given, mirrorToUser = false, ...gateOptions } = options
   const gate = given ?? createGate(gateOptions)
-  return async function gatehouseAuthMiddleware(
+  return async function portcullisAuthMiddleware(
     req: Request,
     res: Response,
     next: NextFunction,
@@ -173,7 +173,7 @@ export function requirePolicy(
 ): RequestHandler {
   const compiled = compileRequirements(requirements)
   const { gate: ownGate, mirrorToUser = false } = options
-  return async function gatehouseRequirePolicy(
+  return async function portcullisRequirePolicy(
     req: Request,
     res: Response,
     next: NextFunction,
@@ -211,13 +211,13 @@ export function requirePolicy(
 }
 
 /**
- * An error handler that renders any error as an RFC 9457 problem: Gatehouse errors with their
+ * An error handler that renders any error as an RFC 9457 problem: Portcullis errors with their
  * code, body-parser failures as 400/413, everything else as a 500 that reveals nothing.
  * Mount it last.
  */
 export function problemHandler(options: { readonly gate?: Gate } = {}): ErrorRequestHandler {
   const fallback = options.gate ?? createGate({ logger: undefined, audit: false })
-  return function gatehouseProblemHandler(
+  return function portcullisProblemHandler(
     error: unknown,
     req: Request,
     res: Response,
@@ -244,7 +244,7 @@ export interface ExpressRouteTarget {
 
 /**
  * Registers a decorated controller's routes (`@Controller`, `@Get`, `@Policy`, `@Public` from
- * `@gatehouse/core`), each behind {@link requirePolicy} with its effective requirements. Handlers
+ * `@portcullis/core`), each behind {@link requirePolicy} with its effective requirements. Handlers
  * are called as `instance[method](req, res, next)`; a returned value that is not `undefined` is
  * sent with `res.json`. Pass `{ gate }` to mount it without a global {@link authMiddleware}, so
  * that `@Public()` routes serve anonymous callers.
@@ -261,7 +261,7 @@ export function mountController<TController extends object>(
     const method = (instance as Record<string | symbol, unknown>)[route.handler]
     if (typeof method !== 'function')
       throw new ConfigError(`${String(route.handler)} is not a method`)
-    const handler: RequestHandler = async function gatehouseControllerRoute(req, res, next) {
+    const handler: RequestHandler = async function portcullisControllerRoute(req, res, next) {
       const result: unknown = await method.call(instance, req, res, next)
       if (result !== undefined && !res.headersSent) res.json(result)
     }

@@ -1,8 +1,8 @@
 /**
  * `rateLimit()`: a drop-in for express-rate-limit 8 (switch by changing the import), over
- * Gatehouse's framework-neutral engine `createDropInLimiter` from `@gatehouse/core`.
+ * Portcullis's framework-neutral engine `createDropInLimiter` from `@portcullis/core`.
  *
- * Reachable from `@gatehouse/express`.
+ * Reachable from `@portcullis/express`.
  * @packageDocumentation
  */
 import {
@@ -14,7 +14,7 @@ import {
   type DropInOptionsUsed,
   type DropInRateLimitInfo,
   type DropInStore,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import type { NextFunction, Request, RequestHandler, Response } from 'express'
 
 export { ipKeyGenerator, BoundedMemoryStore as MemoryStore }
@@ -46,13 +46,13 @@ export type RateLimitRequestHandler = RequestHandler & {
  * @throws {ConfigError} for a bad option, at creation
  * @example
  * ```ts
- * import { rateLimit } from '@gatehouse/express' // was: from 'express-rate-limit'
+ * import { rateLimit } from '@portcullis/express' // was: from 'express-rate-limit'
  * app.use(rateLimit({ windowMs: 15 * 60 * 1000, limit: 100, standardHeaders: 'draft-8', legacyHeaders: false }))
  * ```
  */
 export function rateLimit(options: Readonly<RateLimitOptions> = {}): RateLimitRequestHandler {
   const limiter = createDropInLimiter<Request, Response, NextFunction>(options)
-  const middleware = async function gatehouseRateLimit(
+  const middleware = async function portcullisRateLimit(
     req: Request,
     res: Response,
     next: NextFunction,
@@ -89,7 +89,7 @@ export function rateLimit(options: Readonly<RateLimitOptions> = {}): RateLimitRe
 }
 
 /**
- * The default export of `@gatehouse/express/rate-limit`, so that switching from express-rate-limit
- * is a change of the import only: `import rateLimit from '@gatehouse/express/rate-limit'`.
+ * The default export of `@portcullis/express/rate-limit`, so that switching from express-rate-limit
+ * is a change of the import only: `import rateLimit from '@portcullis/express/rate-limit'`.
  */
 export default rateLimit

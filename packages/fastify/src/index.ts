@@ -1,13 +1,13 @@
 /**
- * `@gatehouse/fastify`: the Gatehouse gate for Fastify 5.
+ * `@portcullis/fastify`: the Portcullis gate for Fastify 5.
  *
  * @example
  * ```ts
  * import Fastify from 'fastify'
- * import { gatehousePlugin } from '@gatehouse/fastify'
+ * import { portcullisPlugin } from '@portcullis/fastify'
  * const app = Fastify()
- * await app.register(gatehousePlugin, { apiKeys: { store, pepper }, problemErrors: true })
- * app.get('/docs/:id', { config: { gatehouse: 'documents:read' } }, async (request) => ({
+ * await app.register(portcullisPlugin, { apiKeys: { store, pepper }, problemErrors: true })
+ * app.get('/docs/:id', { config: { portcullis: 'documents:read' } }, async (request) => ({
  *   by: request.auth?.principal?.id,
  * }))
  * ```
@@ -27,7 +27,7 @@ import {
   type Principal,
   type ProblemDetails,
   type RouteRequirements,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import type {
   FastifyInstance,
   FastifyPluginAsync,
@@ -40,7 +40,7 @@ import fp from 'fastify-plugin'
 import { randomUUID } from 'node:crypto'
 
 /** What the gate attaches to `request.auth`. */
-export interface GatehouseAuth {
+export interface PortcullisAuth {
   /** The authenticated principal, `null` when anonymous. */
   readonly principal: Principal | null
   /** The latest decision (with its trace). */
@@ -51,21 +51,21 @@ export interface GatehouseAuth {
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** Set by {@link gatehousePlugin} on allowed requests; `null` before (and on denied ones). */
-    auth: GatehouseAuth | null
+    /** Set by {@link portcullisPlugin} on allowed requests; `null` before (and on denied ones). */
+    auth: PortcullisAuth | null
   }
   interface FastifyContextConfig {
     /** The route's requirements: a permission (`'documents:read'`) or `{ scopes, roles, permission, public }`. */
-    gatehouse?: string | RouteRequirements
+    portcullis?: string | RouteRequirements
   }
   interface FastifyInstance {
-    /** An `onRequest` hook declaring a route's requirements; see {@link gatehousePlugin}. */
+    /** An `onRequest` hook declaring a route's requirements; see {@link portcullisPlugin}. */
     requirePolicy(requirements: string | RouteRequirements): onRequestHookHandler
   }
 }
 
-/** Options of {@link gatehousePlugin}: the gate's options, or a gate, plus Fastify specifics. */
-export interface GatehousePluginOptions extends GateOptions {
+/** Options of {@link portcullisPlugin}: the gate's options, or a gate, plus Fastify specifics. */
+export interface PortcullisPluginOptions extends GateOptions {
   /** Use this gate instead of creating one from the other options. */
   readonly gate?: Gate
   /** Also set `request.user` to the principal, for passport-style code. @default false */
@@ -74,8 +74,8 @@ export interface GatehousePluginOptions extends GateOptions {
   readonly problemErrors?: boolean
 }
 
-const COMPILED = Symbol('@gatehouse/fastify/requirements')
-type CompiledConfig = { [COMPILED]?: CompiledRequirements; gatehouse?: string | RouteRequirements }
+const COMPILED = Symbol('@portcullis/fastify/requirements')
+type CompiledConfig = { [COMPILED]?: CompiledRequirements; portcullis?: string | RouteRequirements }
 type PolicyHook = onRequestHookHandler & { readonly [COMPILED]: CompiledRequirements }
 const isPolicyHook = (hook: unknown): hook is PolicyHook =>
   typeof hook === 'function' && COMPILED in hook
@@ -116,7 +116,10 @@ function send(
   reply.code(status).headers(headers).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem))
 }
 
-async function gatehouse(fastify: FastifyInstance, options: GatehousePluginOptions): Promise<void> {
+async function portcullis(
+  fastify: FastifyInstance,
+  options: PortcullisPluginOptions,
+): Promise<void> {
   const { gate: given, mirrorToUser = false, problemErrors = false, ...gateOptions } = options
   const gate = given ?? createGate(gateOptions)
   const caseSensitive = routesCaseSensitively(fastify)
@@ -136,7 +139,7 @@ async function gatehouse(fastify: FastifyInstance, options: GatehousePluginOptio
     startedAt: number,
     pending: Promise<Decision>,
   ): void {
-    pending.then(function gatehouseDecided(decision) {
+    pending.then(function portcullisDecided(decision) {
       if (!decision.allowed) return send(reply, decision.status, decision.headers, decision.problem)
       request.auth = { principal: decision.principal, decision, gate }
       // A later step's own headers (route rate limits) are sent on success too; the same bag as
@@ -158,7 +161,7 @@ async function gatehouse(fastify: FastifyInstance, options: GatehousePluginOptio
 
   fastify.decorate('requirePolicy', function requirePolicy(requirements) {
     const compiled = gate.compile(requirements)
-    function gatehouseRequirePolicy(
+    function portcullisRequirePolicy(
       request: FastifyRequest,
       reply: FastifyReply,
       next: HookHandlerDoneFunction,
@@ -173,22 +176,22 @@ async function gatehouse(fastify: FastifyInstance, options: GatehousePluginOptio
         prior?.allowed === true ? gate.authorize(r, prior, compiled) : gate.evaluate(r, compiled)
       settle(request, reply, next, r, prior, startedAt, pending)
     }
-    return Object.assign(gatehouseRequirePolicy, { [COMPILED]: compiled })
+    return Object.assign(portcullisRequirePolicy, { [COMPILED]: compiled })
   })
 
-  fastify.addHook('onRoute', function gatehouseCompileRoute(route) {
+  fastify.addHook('onRoute', function portcullisCompileRoute(route) {
     const hooks = [route.onRequest ?? []].flat().filter(isPolicyHook)
-    const declared = route.config?.gatehouse
+    const declared = route.config?.portcullis
     if (hooks.length > 1 || (hooks.length === 1 && declared !== undefined)) {
       throw new ConfigError(
-        `${String(route.method)} ${route.url}: declare requirements once, with config.gatehouse or one requirePolicy()`,
+        `${String(route.method)} ${route.url}: declare requirements once, with config.portcullis or one requirePolicy()`,
       )
     }
     const compiled = hooks[0]?.[COMPILED] ?? gate.compile(declared)
     route.config = { ...route.config, [COMPILED]: compiled } as typeof route.config
   })
 
-  fastify.addHook('onRequest', function gatehouseOnRequest(request, reply, next) {
+  fastify.addHook('onRequest', function portcullisOnRequest(request, reply, next) {
     const startedAt = startTime()
     // Fastify builds `routeOptions` on every read: read it once.
     const route = request.routeOptions
@@ -200,28 +203,28 @@ async function gatehouse(fastify: FastifyInstance, options: GatehousePluginOptio
       return settle(request, reply, next, r, prior, startedAt, gate.authenticate(r))
     // Routes added before the plugin loaded (no `await register`) are compiled on first use.
     const config = route.config as CompiledConfig
-    const compiled = (config[COMPILED] ??= gate.compile(config.gatehouse))
+    const compiled = (config[COMPILED] ??= gate.compile(config.portcullis))
     settle(request, reply, next, r, prior, startedAt, gate.evaluate(r, compiled))
   })
 
   if (problemErrors) {
-    fastify.setErrorHandler(function gatehouseErrorHandler(error, request, reply) {
+    fastify.setErrorHandler(function portcullisErrorHandler(error, request, reply) {
       const answer = gate.errorResponse(error, request.auth?.decision.requestId ?? randomUUID())
-      if (answer.status >= 500) request.log.error({ err: error }, 'gatehouse: request failed')
+      if (answer.status >= 500) request.log.error({ err: error }, 'portcullis: request failed')
       send(reply, answer.status, answer.headers, answer.problem)
     })
   }
 }
 
 /**
- * The Gatehouse plugin (wrapped with `fastify-plugin`, so it covers the whole app). In `onRequest`,
- * every request is decided in one `gate.evaluate` against its route's `config.gatehouse`, compiled
+ * The Portcullis plugin (wrapped with `fastify-plugin`, so it covers the whole app). In `onRequest`,
+ * every request is decided in one `gate.evaluate` against its route's `config.portcullis`, compiled
  * once when the route is added (absent: an authenticated caller, nothing more); a request matching
  * no route is only authenticated (credentials required unless `credentialsRequired: false`).
  * Allowed requests continue with `request.auth` set and their access context in
  * AsyncLocalStorage; denied ones get one problem+json answer and go no further.
  *
- * `fastify.requirePolicy(r)` in a route's `onRequest` replaces `config.gatehouse` for that route:
+ * `fastify.requirePolicy(r)` in a route's `onRequest` replaces `config.portcullis` for that route:
  * it is folded in at registration, so the route is still decided in one step and
  * `requirePolicy({ public: true })` opens it. Declaring both, or two `requirePolicy`, throws.
  * Used anywhere else (another hook, a route added before the plugin loaded), it adds its
@@ -234,21 +237,21 @@ async function gatehouse(fastify: FastifyInstance, options: GatehousePluginOptio
  *   route registration)
  * @example
  * ```ts
- * await app.register(gatehousePlugin, { gate, problemErrors: true })
- * app.get('/health', { config: { gatehouse: { public: true } } }, async () => ({ ok: true }))
+ * await app.register(portcullisPlugin, { gate, problemErrors: true })
+ * app.get('/health', { config: { portcullis: { public: true } } }, async () => ({ ok: true }))
  * app.post('/docs', { onRequest: app.requirePolicy('documents:write') }, handler)
  * ```
  */
-export const gatehousePlugin: FastifyPluginAsync<GatehousePluginOptions> = fp(gatehouse, {
-  name: '@gatehouse/fastify',
+export const portcullisPlugin: FastifyPluginAsync<PortcullisPluginOptions> = fp(portcullis, {
+  name: '@portcullis/fastify',
   fastify: '5.x',
 })
 
 /**
  * Registers a decorated controller's routes (`@Controller`, `@Get`, `@Policy`, `@Public` from
- * `@gatehouse/core`) with `config.gatehouse` set to their effective requirements. Handlers are
+ * `@portcullis/core`) with `config.portcullis` set to their effective requirements. Handlers are
  * called as `instance[method](request, reply)`; what they return is sent as Fastify sends any
- * handler's result. Call it after registering {@link gatehousePlugin}.
+ * handler's result. Call it after registering {@link portcullisPlugin}.
  * @throws {ConfigError} for a class that declares no routes
  */
 export function mountController<TController extends object>(
@@ -264,8 +267,8 @@ export function mountController<TController extends object>(
     fastify.route({
       method: route.method,
       url: route.path,
-      config: { gatehouse: route.requirements.source },
-      handler: function gatehouseControllerRoute(request, reply): unknown {
+      config: { portcullis: route.requirements.source },
+      handler: function portcullisControllerRoute(request, reply): unknown {
         return method.call(instance, request, reply)
       },
     })

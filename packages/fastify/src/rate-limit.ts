@@ -1,17 +1,17 @@
 /**
  * `rateLimit()` for Fastify with express-rate-limit 8's options, over the same engine as
- * `@gatehouse/express`'s drop-in: an `onRequest` hook for one route (`onRequest: rateLimit(...)`)
+ * `@portcullis/express`'s drop-in: an `onRequest` hook for one route (`onRequest: rateLimit(...)`)
  * or for every route (`fastify.addHook('onRequest', rateLimit(...))`). Callbacks receive
  * `(request, reply)`; the info lands on `request.rateLimit` (or `requestPropertyName`).
  *
- * Reachable from `@gatehouse/fastify`.
+ * Reachable from `@portcullis/fastify`.
  * @packageDocumentation
  */
 import {
   createDropInLimiter,
   type DropInClientInfo,
   type DropInLimiterOptions,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 
 type FastifyNext = (error?: unknown) => void
@@ -43,7 +43,7 @@ export type FastifyRateLimitHook = ((
  */
 export function rateLimit(options: Readonly<FastifyRateLimitOptions> = {}): FastifyRateLimitHook {
   const limiter = createDropInLimiter<FastifyRequest, FastifyReply, FastifyNext>(options)
-  const hook = async function gatehouseRateLimit(
+  const hook = async function portcullisRateLimit(
     request: FastifyRequest,
     reply: FastifyReply,
   ): Promise<void> {

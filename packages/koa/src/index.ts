@@ -1,5 +1,5 @@
 /**
- * `@gatehouse/koa`: the Gatehouse gate for Koa 3 and `@koa/router`.
+ * `@portcullis/koa`: the Portcullis gate for Koa 3 and `@koa/router`.
  *
  * @example
  * ```ts
@@ -24,12 +24,12 @@ import {
   type GateOptions,
   type Principal,
   type RouteRequirements,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import { randomUUID } from 'node:crypto'
 import type { ParameterizedContext } from 'koa'
 
 /** What the gate attaches to `ctx.state.auth`. */
-export interface GatehouseAuth {
+export interface PortcullisAuth {
   /** The authenticated principal, `null` when anonymous. */
   readonly principal: Principal | null
   /** The latest decision (with its trace). */
@@ -40,15 +40,15 @@ export interface GatehouseAuth {
 
 declare module 'koa' {
   interface DefaultState {
-    /** Set by Gatehouse's `authMiddleware` or `requirePolicy`. */
-    auth?: GatehouseAuth
+    /** Set by Portcullis's `authMiddleware` or `requirePolicy`. */
+    auth?: PortcullisAuth
     /** The principal, when `mirrorToUser` is set. */
     user?: unknown
   }
 }
 
 /** A Koa middleware as this package returns it; usable with `app.use` and `@koa/router`. */
-export type GatehouseMiddleware = (
+export type PortcullisMiddleware = (
   ctx: ParameterizedContext,
   next: () => Promise<unknown>,
 ) => Promise<void>
@@ -64,7 +64,7 @@ export interface AuthMiddlewareOptions extends GateOptions {
 // One GateRequest per request: a route guard after the global middleware reuses it. Kept in a
 // symbol-keyed property of Node's request rather than a WeakMap: no weak entry per request for
 // the garbage collector to trace.
-const BUILT = Symbol('@gatehouse/koa/gate-request')
+const BUILT = Symbol('@portcullis/koa/gate-request')
 type WithGateRequest = ParameterizedContext['req'] & { [BUILT]?: NodeGateRequest }
 
 function toGateRequest(ctx: ParameterizedContext): NodeGateRequest {
@@ -105,10 +105,10 @@ function send(ctx: ParameterizedContext, answer: ErrorResponse): void {
  * problem+json answer with the status, challenge and headers from the gate.
  * @throws {ConfigError} for bad options, at creation
  */
-export function authMiddleware(options: Readonly<AuthMiddlewareOptions>): GatehouseMiddleware {
+export function authMiddleware(options: Readonly<AuthMiddlewareOptions>): PortcullisMiddleware {
   const { gate: given, mirrorToUser = false, ...gateOptions } = options
   const gate = given ?? createGate(gateOptions)
-  return async function gatehouseAuthMiddleware(ctx, next) {
+  return async function portcullisAuthMiddleware(ctx, next) {
     // Read only by the access context, which only `asyncContext` builds.
     const startedAt = gate.asyncContext ? gate.now() : 0
     const request = toGateRequest(ctx)
@@ -153,10 +153,10 @@ export interface RequirePolicyOptions {
 export function requirePolicy(
   requirements: string | RouteRequirements,
   options: RequirePolicyOptions = {},
-): GatehouseMiddleware {
+): PortcullisMiddleware {
   const compiled = compileRequirements(requirements)
   const { gate: ownGate, mirrorToUser = false } = options
-  return async function gatehouseRequirePolicy(ctx, next) {
+  return async function portcullisRequirePolicy(ctx, next) {
     const auth = ctx.state.auth
     const gate = auth?.gate ?? ownGate
     if (gate === undefined)
@@ -182,12 +182,12 @@ export function requirePolicy(
 }
 
 /**
- * Renders any error thrown downstream as an RFC 9457 problem: Gatehouse errors with their code,
+ * Renders any error thrown downstream as an RFC 9457 problem: Portcullis errors with their code,
  * body-parser failures as 400/413, everything else as a 500 that reveals nothing. Mount it first.
  */
-export function problemHandler(options: { readonly gate?: Gate } = {}): GatehouseMiddleware {
+export function problemHandler(options: { readonly gate?: Gate } = {}): PortcullisMiddleware {
   const fallback = options.gate ?? createGate({ logger: undefined, audit: false })
-  return async function gatehouseProblemHandler(ctx, next) {
+  return async function portcullisProblemHandler(ctx, next) {
     try {
       await next()
     } catch (error) {
@@ -202,12 +202,12 @@ export function problemHandler(options: { readonly gate?: Gate } = {}): Gatehous
 /** Something `mountController` can register routes on: a `@koa/router` router. */
 export type KoaRouteTarget = Record<
   'get' | 'post' | 'put' | 'patch' | 'delete' | 'head' | 'options',
-  (path: string, ...middleware: GatehouseMiddleware[]) => unknown
+  (path: string, ...middleware: PortcullisMiddleware[]) => unknown
 >
 
 /**
  * Registers a decorated controller's routes (`@Controller`, `@Get`, `@Policy`, `@Public` from
- * `@gatehouse/core`) on a router, each behind {@link requirePolicy} with its effective
+ * `@portcullis/core`) on a router, each behind {@link requirePolicy} with its effective
  * requirements. Handlers are called as `instance[method](ctx, next)`; a returned value that is not
  * `undefined` becomes `ctx.body`. Pass `{ gate }` to mount it without a global
  * {@link authMiddleware}, so that `@Public()` routes serve anonymous callers.
@@ -224,7 +224,7 @@ export function mountController<TController extends object>(
     const method = (instance as Record<string | symbol, unknown>)[route.handler]
     if (typeof method !== 'function')
       throw new ConfigError(`${String(route.handler)} is not a method`)
-    const handler: GatehouseMiddleware = async function gatehouseControllerRoute(ctx, next) {
+    const handler: PortcullisMiddleware = async function portcullisControllerRoute(ctx, next) {
       const result: unknown = await method.call(instance, ctx, next)
       if (result !== undefined) ctx.body = result
     }

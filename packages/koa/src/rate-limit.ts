@@ -1,9 +1,9 @@
 /**
  * `rateLimit()` for Koa with express-rate-limit 8's options, over the same engine as
- * `@gatehouse/express`'s drop-in. Callbacks (`keyGenerator`, `skip`, `handler`, ...) receive
+ * `@portcullis/express`'s drop-in. Callbacks (`keyGenerator`, `skip`, `handler`, ...) receive
  * `(ctx, ctx.res)`; the info lands on `ctx.rateLimit` (or `requestPropertyName`).
  *
- * Reachable from `@gatehouse/koa`.
+ * Reachable from `@portcullis/koa`.
  * @packageDocumentation
  */
 import type { ServerResponse } from 'node:http'
@@ -11,7 +11,7 @@ import {
   createDropInLimiter,
   type DropInClientInfo,
   type DropInLimiterOptions,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import type { Context, Next } from 'koa'
 
 /** express-rate-limit 8's options for Koa: callbacks get `(ctx, ctx.res)`. */
@@ -35,7 +35,7 @@ export type KoaRateLimitMiddleware = ((ctx: Context, next: Next) => Promise<void
  */
 export function rateLimit(options: Readonly<KoaRateLimitOptions> = {}): KoaRateLimitMiddleware {
   const limiter = createDropInLimiter<Context, ServerResponse, Next>(options)
-  const middleware = async function gatehouseRateLimit(ctx: Context, next: Next): Promise<void> {
+  const middleware = async function portcullisRateLimit(ctx: Context, next: Next): Promise<void> {
     const result = await limiter.hit(ctx, ctx.res)
     if (!result.counted) return next()
     for (const h of result.headers) {

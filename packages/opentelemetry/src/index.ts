@@ -1,14 +1,14 @@
 /**
- * `@gatehouse/opentelemetry`: Gatehouse metrics and spans on `@opentelemetry/api` alone. Metrics:
- * every entry of {@link GATEHOUSE_METRICS} as an OpenTelemetry instrument (counters without the
+ * `@portcullis/opentelemetry`: Portcullis metrics and spans on `@opentelemetry/api` alone. Metrics:
+ * every entry of {@link PORTCULLIS_METRICS} as an OpenTelemetry instrument (counters without the
  * Prometheus `_total` suffix, UCUM units, the catalogue's buckets as advice). Spans: one per gate
- * stage (`gatehouse.authenticate`, `gatehouse.ratelimit`, `gatehouse.quota`,
- * `gatehouse.authorize`), children of the active span (your HTTP server span).
+ * stage (`portcullis.authenticate`, `portcullis.ratelimit`, `portcullis.quota`,
+ * `portcullis.authorize`), children of the active span (your HTTP server span).
  *
  * @example
  * ```ts
- * import { createGate } from '@gatehouse/core'
- * import { createOpenTelemetryMetrics, createOpenTelemetryTracer } from '@gatehouse/opentelemetry'
+ * import { createGate } from '@portcullis/core'
+ * import { createOpenTelemetryMetrics, createOpenTelemetryTracer } from '@portcullis/opentelemetry'
  *
  * const gate = createGate({
  *   apiKeys,
@@ -19,16 +19,16 @@
  * @packageDocumentation
  */
 import {
-  GATEHOUSE_METRICS,
+  PORTCULLIS_METRICS,
   TypeValidator,
-  type GatehouseMetric,
+  type PortcullisMetric,
   type GateRequest,
   type GateTracer,
   type MetricDefinition,
   type MetricLabels,
   type MetricsClient,
   type TraceEntry,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import {
   metrics as otelMetrics,
   trace,
@@ -43,17 +43,17 @@ import {
 } from '@opentelemetry/api'
 
 /** The instrumentation scope name used for the default meter and tracer. */
-export const INSTRUMENTATION_SCOPE = '@gatehouse/opentelemetry'
+export const INSTRUMENTATION_SCOPE = '@portcullis/opentelemetry'
 
 /** Options of {@link createOpenTelemetryMetrics}. */
 export interface OpenTelemetryMetricsOptions {
-  /** Where instruments are created. @default metrics.getMeter('@gatehouse/opentelemetry') */
+  /** Where instruments are created. @default metrics.getMeter('@portcullis/opentelemetry') */
   readonly meter?: Meter
 }
 
 /** Options of {@link createOpenTelemetryTracer}. */
 export interface OpenTelemetryTracerOptions {
-  /** Where spans are started. @default trace.getTracer('@gatehouse/opentelemetry') */
+  /** Where spans are started. @default trace.getTracer('@portcullis/opentelemetry') */
   readonly tracer?: Tracer
 }
 
@@ -112,9 +112,9 @@ export function createOpenTelemetryMetrics(
   const m = onlyOption(options, 'meter', 'createCounter', 'an OpenTelemetry Meter', () =>
     otelMetrics.getMeter(INSTRUMENTATION_SCOPE),
   )
-  const instruments = {} as Record<GatehouseMetric, Instrument>
-  for (const [key, def] of Object.entries(GATEHOUSE_METRICS) as [
-    GatehouseMetric,
+  const instruments = {} as Record<PortcullisMetric, Instrument>
+  for (const [key, def] of Object.entries(PORTCULLIS_METRICS) as [
+    PortcullisMetric,
     MetricDefinition,
   ][]) {
     const opts = { description: def.help, unit: openTelemetryUnit(def.unit) }
@@ -133,13 +133,13 @@ export function createOpenTelemetryMetrics(
 }
 
 class OtelMetrics implements MetricsClient {
-  readonly #i: Readonly<Record<GatehouseMetric, Instrument>>
+  readonly #i: Readonly<Record<PortcullisMetric, Instrument>>
 
-  constructor(instruments: Readonly<Record<GatehouseMetric, Instrument>>) {
+  constructor(instruments: Readonly<Record<PortcullisMetric, Instrument>>) {
     this.#i = instruments
   }
 
-  increment(metric: GatehouseMetric, labels?: MetricLabels, value = 1): void {
+  increment(metric: PortcullisMetric, labels?: MetricLabels, value = 1): void {
     try {
       ;(this.#i[metric] as Counter | undefined)?.add?.(value, labels)
     } catch {
@@ -147,7 +147,7 @@ class OtelMetrics implements MetricsClient {
     }
   }
 
-  set(metric: GatehouseMetric, value: number, labels?: MetricLabels): void {
+  set(metric: PortcullisMetric, value: number, labels?: MetricLabels): void {
     try {
       ;(this.#i[metric] as Gauge | undefined)?.record?.(value, labels)
     } catch {
@@ -155,7 +155,7 @@ class OtelMetrics implements MetricsClient {
     }
   }
 
-  observe(metric: GatehouseMetric, value: number, labels?: MetricLabels): void {
+  observe(metric: PortcullisMetric, value: number, labels?: MetricLabels): void {
     try {
       ;(this.#i[metric] as Histogram | undefined)?.record?.(value, labels)
     } catch {
@@ -165,9 +165,9 @@ class OtelMetrics implements MetricsClient {
 }
 
 /**
- * Creates the {@link GateTracer} on OpenTelemetry: a span `gatehouse.<stage>` per stage, child of
- * the active span, with attributes `gatehouse.stage`, `gatehouse.outcome`, `gatehouse.by` and
- * (on denial) `gatehouse.code`; a stage that failed with a 5xx (store down) sets status ERROR.
+ * Creates the {@link GateTracer} on OpenTelemetry: a span `portcullis.<stage>` per stage, child of
+ * the active span, with attributes `portcullis.stage`, `portcullis.outcome`, `portcullis.by` and
+ * (on denial) `portcullis.code`; a stage that failed with a 5xx (store down) sets status ERROR.
  * Denials are not errors of the service: their status stays UNSET.
  * @throws {ConfigError} for a bad option
  * @example
@@ -197,13 +197,13 @@ class OtelTracer implements GateTracer {
   startStage(stage: string, request: GateRequest): Span {
     let name = this.#names.get(stage)
     if (name === undefined) {
-      name = `gatehouse.${stage}`
+      name = `portcullis.${stage}`
       if (this.#names.size < 256) this.#names.set(stage, name)
     }
     return this.#tracer.startSpan(name, {
       kind: SpanKind.INTERNAL,
       attributes: {
-        'gatehouse.stage': stage,
+        'portcullis.stage': stage,
         'http.request.method': request.method,
         ...(request.route === undefined ? {} : { 'http.route': request.route }),
       },
@@ -213,10 +213,10 @@ class OtelTracer implements GateTracer {
   endStage(span: unknown, entry: TraceEntry): void {
     const s = span as Span | undefined
     if (s === undefined) return
-    s.setAttribute('gatehouse.outcome', entry.outcome)
-    if (entry.by !== undefined) s.setAttribute('gatehouse.by', entry.by)
-    if (entry.code !== undefined) s.setAttribute('gatehouse.code', entry.code)
-    if (entry.riskScore !== undefined) s.setAttribute('gatehouse.risk_score', entry.riskScore)
+    s.setAttribute('portcullis.outcome', entry.outcome)
+    if (entry.by !== undefined) s.setAttribute('portcullis.by', entry.by)
+    if (entry.code !== undefined) s.setAttribute('portcullis.code', entry.code)
+    if (entry.riskScore !== undefined) s.setAttribute('portcullis.risk_score', entry.riskScore)
     if (entry.outcome === 'error') s.setStatus({ code: SpanStatusCode.ERROR, message: entry.code })
     s.end()
   }

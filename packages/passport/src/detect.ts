@@ -1,10 +1,10 @@
 /**
  * Cheap, synchronous credential detectors for {@link passportAuthenticator}'s `detect` option.
  *
- * Reachable from `@gatehouse/passport`.
+ * Reachable from `@portcullis/passport`.
  * @packageDocumentation
  */
-import { ConfigError, describeValue, type GateRequest } from '@gatehouse/core'
+import { ConfigError, describeValue, type GateRequest } from '@portcullis/core'
 
 /** Says whether a request carries the kind of credential an authenticator verifies. */
 export type DetectCredential = (request: GateRequest) => boolean

@@ -1,16 +1,16 @@
 /**
- * `@gatehouse/passport`: passport and Gatehouse, both ways.
+ * `@portcullis/passport`: passport and Portcullis, both ways.
  *
- * - {@link passportAuthenticator} makes any passport strategy a Gatehouse authenticator, usable
- *   through `@gatehouse/express`, `@gatehouse/koa` and `@gatehouse/fastify`, without sessions.
- * - {@link GatehouseStrategy} makes Gatehouse's API-key and JWT verification a passport strategy
+ * - {@link passportAuthenticator} makes any passport strategy a Portcullis authenticator, usable
+ *   through `@portcullis/express`, `@portcullis/koa` and `@portcullis/fastify`, without sessions.
+ * - {@link PortcullisStrategy} makes Portcullis's API-key and JWT verification a passport strategy
  *   for existing passport apps.
  *
  * @example
  * ```ts
  * import { BasicStrategy } from 'passport-http'
- * import { createGate } from '@gatehouse/core'
- * import { detectAuthorizationScheme, passportAuthenticator } from '@gatehouse/passport'
+ * import { createGate } from '@portcullis/core'
+ * import { detectAuthorizationScheme, passportAuthenticator } from '@portcullis/passport'
  *
  * const gate = createGate({
  *   authenticators: [
@@ -27,4 +27,4 @@ export * from './defaults.js'
 export * from './detect.js'
 export * from './passport-request.js'
 export * from './passport-authenticator.js'
-export * from './gatehouse-strategy.js'
+export * from './portcullis-strategy.js'

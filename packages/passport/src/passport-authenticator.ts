@@ -1,8 +1,8 @@
 /**
- * Any passport strategy as a Gatehouse {@link Authenticator}: the gate runs the strategy on a
+ * Any passport strategy as a Portcullis {@link Authenticator}: the gate runs the strategy on a
  * minimal request, without sessions, on Express, Koa and Fastify alike.
  *
- * Reachable from `@gatehouse/passport`.
+ * Reachable from `@portcullis/passport`.
  * @packageDocumentation
  */
 import {
@@ -20,7 +20,7 @@ import {
   type Logger,
   type Principal,
   type RoleID,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import { DEFAULT_STRATEGY_TIMEOUT_MS } from './defaults.js'
 import { detectAuthorizationScheme, type DetectCredential } from './detect.js'
 import { createPassportRequest, createRedactor } from './internal/passport-request.js'
@@ -147,7 +147,7 @@ export function resolvePassportAuthenticatorOptions(
 }
 
 /**
- * Wraps a passport strategy as a Gatehouse authenticator. Each request runs the strategy on a
+ * Wraps a passport strategy as a Portcullis authenticator. Each request runs the strategy on a
  * fresh `Object.create(strategy)` with the gate's own `success/fail/error/pass/redirect`:
  * `success` → the principal from `toPrincipal`; `fail` → 401 `ERR_AUTH_INVALID` (400
  * `ERR_AUTH_MALFORMED` for a 400 failure); `pass`/`redirect` → 401 `ERR_AUTH_REQUIRED`; `error`,
@@ -256,7 +256,7 @@ async function runStrategy(
     }
     case 'fail': {
       const { challenge, status } = outcome
-      // A strategy written for Gatehouse may fail with a Gatehouse error: keep its code.
+      // A strategy written for Portcullis may fail with a Portcullis error: keep its code.
       if (isAuthError(challenge) && challenge.status < 500) return { ok: false, error: challenge }
       const reason = `${name}: ${redact(describeChallenge(challenge))}${status === undefined ? '' : ` (status ${status})`}`
       return status === 400

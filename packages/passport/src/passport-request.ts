@@ -1,7 +1,7 @@
 /**
  * The request object a passport strategy receives when the gate runs it.
  *
- * Reachable from `@gatehouse/passport`.
+ * Reachable from `@portcullis/passport`.
  * @packageDocumentation
  */
 

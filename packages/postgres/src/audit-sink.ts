@@ -4,7 +4,7 @@
  * NOTHING`), in arrival order (`seq`), as the RFC 8785 canonical JSON text of the event, so the
  * bytes the hash chain covers are the bytes stored.
  *
- * Reachable from `@gatehouse/postgres`.
+ * Reachable from `@portcullis/postgres`.
  * @packageDocumentation
  */
 import {
@@ -16,7 +16,7 @@ import {
   type AuditEvent,
   type AuditSink,
   type Logger,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import type pg from 'pg'
 import { DEFAULT_POSTGRES_AUDIT_TABLE, POSTGRES_AUDIT_READ_PAGE } from './defaults.js'
 import {
@@ -45,7 +45,7 @@ export interface PostgresAuditSinkOptions {
   readonly schema?: string
   /**
    * The events table; its migrations are recorded in `<table>_migrations`.
-   * @default 'gatehouse_audit_events'
+   * @default 'portcullis_audit_events'
    */
   readonly table?: string
   /**
@@ -98,7 +98,7 @@ export interface PostgresAuditReaderOptions extends PostgresAuditReadOptions {
   readonly connectionString?: string
   /** Schema of the table; absent: the `search_path`. */
   readonly schema?: string
-  /** @default 'gatehouse_audit_events' */
+  /** @default 'portcullis_audit_events' */
   readonly table?: string
 }
 
@@ -148,7 +148,7 @@ const MIGRATIONS: readonly Migration<AuditNames>[] = [
       CREATE INDEX ${t.chainIndex} ON ${t.table} (chain_id, chain_seq);
       CREATE FUNCTION ${t.guard}() RETURNS trigger LANGUAGE plpgsql AS $guard$
       BEGIN
-        RAISE EXCEPTION 'gatehouse audit events are append-only: % refused on %', TG_OP, TG_TABLE_NAME;
+        RAISE EXCEPTION 'portcullis audit events are append-only: % refused on %', TG_OP, TG_TABLE_NAME;
       END
       $guard$;
       CREATE TRIGGER ${t.rowTrigger} BEFORE UPDATE OR DELETE ON ${t.table}
@@ -167,7 +167,7 @@ function auditMigrations(names: AuditNames): MigrationTarget<AuditNames> {
     schema: names.schema,
     table: names.migrations,
     component: 'audit',
-    what: '@gatehouse/postgres audit sink',
+    what: '@portcullis/postgres audit sink',
     migrations: MIGRATIONS,
     names,
   }
@@ -186,8 +186,8 @@ const WHAT = 'PostgreSQL audit sink'
  * @throws {ConfigError} for a bad option
  * @example
  * ```ts
- * import { createAuditTrail } from '@gatehouse/core'
- * import { createPostgresAuditSink } from '@gatehouse/postgres'
+ * import { createAuditTrail } from '@portcullis/core'
+ * import { createPostgresAuditSink } from '@portcullis/postgres'
  * const sink = createPostgresAuditSink({ connectionString: process.env.DATABASE_URL })
  * const audit = createAuditTrail({ sinks: [sink] })
  * ```
@@ -376,7 +376,7 @@ function parseBody(seq: number, body: string): AuditEvent {
 }
 
 /**
- * Reads stored audit events with their `seq`, in `seq` order (for `gatehouse audit verify` and
+ * Reads stored audit events with their `seq`, in `seq` order (for `portcullis audit verify` and
  * export). Does not create or migrate anything.
  * @throws {ConfigError} (rejects) for a bad option
  * @throws {AuthError} (rejects) `ERR_AUDIT_UNAVAILABLE` when the database or table cannot be read
@@ -409,14 +409,14 @@ export async function readPostgresAuditRows(
 }
 
 /**
- * Reads stored audit events in `seq` order (arrival order), for `gatehouse audit verify` and
+ * Reads stored audit events in `seq` order (arrival order), for `portcullis audit verify` and
  * export: {@link readPostgresAuditRows} without the positions.
  * @throws {ConfigError} (rejects) for a bad option
  * @throws {AuthError} (rejects) `ERR_AUDIT_UNAVAILABLE` when the database or table cannot be read
  * @example
  * ```ts
- * import { verifyAuditChain } from '@gatehouse/core'
- * import { readPostgresAuditEvents } from '@gatehouse/postgres'
+ * import { verifyAuditChain } from '@portcullis/core'
+ * import { readPostgresAuditEvents } from '@portcullis/postgres'
  * const events = await readPostgresAuditEvents({ connectionString: process.env.DATABASE_URL })
  * ```
  */

@@ -1,16 +1,16 @@
 /**
- * Every default of `@gatehouse/postgres`, one named constant each. The TSDoc `@default` tags of
+ * Every default of `@portcullis/postgres`, one named constant each. The TSDoc `@default` tags of
  * the options repeat these values.
  *
- * Reachable from `@gatehouse/postgres`.
+ * Reachable from `@portcullis/postgres`.
  * @packageDocumentation
  */
 
 /** `tablePrefix` of the key store: prefix of every table, index and trigger it creates. */
-export const DEFAULT_POSTGRES_TABLE_PREFIX = 'gatehouse_'
+export const DEFAULT_POSTGRES_TABLE_PREFIX = 'portcullis_'
 
 /** `table` of the audit sink. */
-export const DEFAULT_POSTGRES_AUDIT_TABLE = 'gatehouse_audit_events'
+export const DEFAULT_POSTGRES_AUDIT_TABLE = 'portcullis_audit_events'
 
 /**
  * What `schema`, `tablePrefix` and `table` must match: a lower-case SQL identifier, safe to splice

@@ -1,18 +1,18 @@
 /**
- * `@gatehouse/postgres`: Gatehouse's key store and audit sink on PostgreSQL through pg, for
+ * `@portcullis/postgres`: Portcullis's key store and audit sink on PostgreSQL through pg, for
  * deployments where several instances share keys and one audit trail. Implements core's
  * `KeyStore` and `AuditSink`; versioned schema migrations run on first use (or at deploy time
  * with {@link migratePostgres}).
  *
  * @example
  * ```ts
- * import { createGate, createAuditTrail } from '@gatehouse/core'
- * import { createPostgresAuditSink, createPostgresKeyStore } from '@gatehouse/postgres'
+ * import { createGate, createAuditTrail } from '@portcullis/core'
+ * import { createPostgresAuditSink, createPostgresKeyStore } from '@portcullis/postgres'
  * const store = createPostgresKeyStore({ connectionString: process.env.DATABASE_URL })
  * const audit = createAuditTrail({
  *   sinks: [createPostgresAuditSink({ connectionString: process.env.DATABASE_URL })],
  * })
- * const gate = createGate({ apiKeys: { store, pepper: process.env.GATEHOUSE_PEPPER as string } })
+ * const gate = createGate({ apiKeys: { store, pepper: process.env.PORTCULLIS_PEPPER as string } })
  * ```
  * @packageDocumentation
  */

@@ -4,10 +4,10 @@
  * a failure leaves the old schema and several processes starting at once apply each migration
  * exactly once.
  *
- * Reachable from `@gatehouse/postgres`.
+ * Reachable from `@portcullis/postgres`.
  * @packageDocumentation
  */
-import { TypeValidator } from '@gatehouse/core'
+import { TypeValidator } from '@portcullis/core'
 import type pg from 'pg'
 import { DEFAULT_POSTGRES_TABLE_PREFIX, MAX_POSTGRES_TABLE_PREFIX_LENGTH } from './defaults.js'
 import {
@@ -19,7 +19,7 @@ import {
 } from './internal/connection.js'
 import { migrate, type Migration, type MigrationTarget } from './internal/migrator.js'
 import { keyStoreNames, type KeyStoreNames } from './internal/table-names.js'
-import { silentLogger } from '@gatehouse/core'
+import { silentLogger } from '@portcullis/core'
 
 /** Options of {@link migratePostgres}. */
 export interface PostgresMigrationOptions {
@@ -34,7 +34,7 @@ export interface PostgresMigrationOptions {
   readonly schema?: string
   /**
    * Prefix of every table and index name: lower-case letters, digits and `_`, at most 40.
-   * @default 'gatehouse_'
+   * @default 'portcullis_'
    */
   readonly tablePrefix?: string
 }
@@ -85,7 +85,7 @@ const MIGRATIONS: readonly Migration<KeyStoreNames>[] = [
   },
 ]
 
-/** The key-store schema version this release of `@gatehouse/postgres` creates and expects. */
+/** The key-store schema version this release of `@portcullis/postgres` creates and expects. */
 export const POSTGRES_SCHEMA_VERSION: number = MIGRATIONS.length
 
 /** The migration target of the key store for already-resolved names. @internal */
@@ -94,7 +94,7 @@ export function keyStoreMigrations(names: KeyStoreNames): MigrationTarget<KeySto
     schema: names.schema,
     table: names.migrations,
     component: 'keys',
-    what: '@gatehouse/postgres key store',
+    what: '@portcullis/postgres key store',
     migrations: MIGRATIONS,
     names,
   }
@@ -111,7 +111,7 @@ export function keyStoreMigrations(names: KeyStoreNames): MigrationTarget<KeySto
  *   the role may not create the tables
  * @example
  * ```ts
- * import { migratePostgres } from '@gatehouse/postgres'
+ * import { migratePostgres } from '@portcullis/postgres'
  * const { applied } = await migratePostgres({ connectionString: process.env.DATABASE_URL })
  * ```
  */

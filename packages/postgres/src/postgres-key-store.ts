@@ -2,7 +2,7 @@
  * The PostgreSQL key store: core's `KeyStore` on a pg pool, for deployments where several
  * instances share their keys.
  *
- * Reachable from `@gatehouse/postgres`.
+ * Reachable from `@portcullis/postgres`.
  * @packageDocumentation
  */
 import {
@@ -25,7 +25,7 @@ import {
   type KeyStore,
   type Logger,
   type StoredApiKeyCodec,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import type pg from 'pg'
 import {
   DEFAULT_POSTGRES_LIST_LIMIT,
@@ -72,7 +72,7 @@ export interface PostgresKeyStoreOptions {
   /**
    * Prefix of every table and index name: lower-case letters, digits and `_`, at most 40
    * characters, not starting with `pg_`.
-   * @default 'gatehouse_'
+   * @default 'portcullis_'
    */
   readonly tablePrefix?: string
   /**
@@ -125,12 +125,12 @@ const WHAT = 'PostgreSQL key store'
  * @throws {ConfigError} for a bad option
  * @example
  * ```ts
- * import { createApiKeyManager, createGate } from '@gatehouse/core'
- * import { createPostgresKeyStore } from '@gatehouse/postgres'
+ * import { createApiKeyManager, createGate } from '@portcullis/core'
+ * import { createPostgresKeyStore } from '@portcullis/postgres'
  *
  * const store = createPostgresKeyStore({ connectionString: process.env.DATABASE_URL })
  * await store.ready() // optional: fail fast at start-up
- * const pepper = process.env.GATEHOUSE_PEPPER as string
+ * const pepper = process.env.PORTCULLIS_PEPPER as string
  * const keys = createApiKeyManager({ store, pepper })
  * const gate = createGate({ apiKeys: { store, pepper } })
  * const { key } = await keys.create({ name: 'ci', ownerId: 'svc-ci', scopes: ['documents:read'] })

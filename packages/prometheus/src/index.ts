@@ -1,14 +1,14 @@
 /**
- * `@gatehouse/prometheus`: Gatehouse's {@link MetricsClient} on prom-client. Every metric of
- * {@link GATEHOUSE_METRICS} is registered up front on your `Registry` (so a scrape shows it at
+ * `@portcullis/prometheus`: Portcullis's {@link MetricsClient} on prom-client. Every metric of
+ * {@link PORTCULLIS_METRICS} is registered up front on your `Registry` (so a scrape shows it at
  * zero), counters end in `_total`, values are in base units (seconds, bytes), histograms use the
  * catalogue's buckets, and labels are the catalogue's low-cardinality ones only.
  *
  * @example
  * ```ts
  * import { Registry } from 'prom-client'
- * import { createGate } from '@gatehouse/core'
- * import { createPrometheusMetrics } from '@gatehouse/prometheus'
+ * import { createGate } from '@portcullis/core'
+ * import { createPrometheusMetrics } from '@portcullis/prometheus'
  *
  * const registry = new Registry()
  * const gate = createGate({ apiKeys, metrics: createPrometheusMetrics({ registry }) })
@@ -19,13 +19,13 @@
  * @packageDocumentation
  */
 import {
-  GATEHOUSE_METRICS,
+  PORTCULLIS_METRICS,
   TypeValidator,
-  type GatehouseMetric,
+  type PortcullisMetric,
   type MetricDefinition,
   type MetricLabels,
   type MetricsClient,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import { Counter, Gauge, Histogram, register as globalRegistry, type Registry } from 'prom-client'
 
 /** Options of {@link createPrometheusMetrics}. */
@@ -33,12 +33,12 @@ export interface PrometheusMetricsOptions {
   /** Where the metrics are registered. @default prom-client's global registry */
   readonly registry?: Registry
   /**
-   * Prepended to every name (`myapp_` gives `myapp_gatehouse_requests_total`); must match
+   * Prepended to every name (`myapp_` gives `myapp_portcullis_requests_total`); must match
    * `[a-zA-Z_:][a-zA-Z0-9_:]*`. @default ''
    */
   readonly prefix?: string
   /** Histogram buckets (in seconds) by metric key, replacing the catalogue's. @default the catalogue's */
-  readonly buckets?: Readonly<Partial<Record<GatehouseMetric, readonly number[]>>>
+  readonly buckets?: Readonly<Partial<Record<PortcullisMetric, readonly number[]>>>
 }
 
 /** The client, with the prom-client metrics it reports to. */
@@ -46,7 +46,7 @@ export interface PrometheusMetrics extends MetricsClient {
   /** The registry the metrics live in. */
   readonly registry: Registry
   /** The prom-client metric behind each key (e.g. for `.reset()` in tests). */
-  readonly metrics: Readonly<Record<GatehouseMetric, Counter | Gauge | Histogram>>
+  readonly metrics: Readonly<Record<PortcullisMetric, Counter | Gauge | Histogram>>
 }
 
 const OPTION_NAMES = ['registry', 'prefix', 'buckets']
@@ -89,9 +89,9 @@ export function createPrometheusMetrics(
     const b = v.object('buckets', options.buckets) ?? {}
     const bv = v.child('buckets')
     for (const [key, list] of Object.entries(b)) {
-      const def = (GATEHOUSE_METRICS as Record<string, MetricDefinition | undefined>)[key]
+      const def = (PORTCULLIS_METRICS as Record<string, MetricDefinition | undefined>)[key]
       if (def?.kind !== 'histogram') {
-        bv.fail(key, 'is not a Gatehouse histogram')
+        bv.fail(key, 'is not a Portcullis histogram')
         continue
       }
       const values = bv.array(key, list, (iv, i, x) => iv.number(i, x, { min: 0 }), {
@@ -102,9 +102,9 @@ export function createPrometheusMetrics(
   }
   v.assert()
   const target = registry as Registry
-  const metrics = {} as Record<GatehouseMetric, PromMetric>
-  for (const [key, def] of Object.entries(GATEHOUSE_METRICS) as [
-    GatehouseMetric,
+  const metrics = {} as Record<PortcullisMetric, PromMetric>
+  for (const [key, def] of Object.entries(PORTCULLIS_METRICS) as [
+    PortcullisMetric,
     MetricDefinition,
   ][]) {
     const name = `${prefix}${def.name}`
@@ -139,21 +139,21 @@ function make(
 
 class PromClient implements PrometheusMetrics {
   readonly registry: Registry
-  readonly metrics: Readonly<Record<GatehouseMetric, PromMetric>>
+  readonly metrics: Readonly<Record<PortcullisMetric, PromMetric>>
   /**
    * Label children by metric and by the label object itself: core passes label objects it built
    * once, so after the first report a lookup is one WeakMap get and nothing is allocated.
    */
   readonly #children: Record<string, WeakMap<MetricLabels, Child>>
 
-  constructor(registry: Registry, metrics: Readonly<Record<GatehouseMetric, PromMetric>>) {
+  constructor(registry: Registry, metrics: Readonly<Record<PortcullisMetric, PromMetric>>) {
     this.registry = registry
     this.metrics = metrics
     this.#children = {}
     for (const key of Object.keys(metrics)) this.#children[key] = new WeakMap()
   }
 
-  #child(metric: GatehouseMetric, labels: MetricLabels | undefined): Child | undefined {
+  #child(metric: PortcullisMetric, labels: MetricLabels | undefined): Child | undefined {
     const m = this.metrics[metric] as PromMetric | undefined
     if (m === undefined) return undefined
     if (labels === undefined) return m as unknown as Child
@@ -166,7 +166,7 @@ class PromClient implements PrometheusMetrics {
     return child
   }
 
-  increment(metric: GatehouseMetric, labels?: MetricLabels, value = 1): void {
+  increment(metric: PortcullisMetric, labels?: MetricLabels, value = 1): void {
     try {
       this.#child(metric, labels)?.inc?.(value)
     } catch {
@@ -174,7 +174,7 @@ class PromClient implements PrometheusMetrics {
     }
   }
 
-  set(metric: GatehouseMetric, value: number, labels?: MetricLabels): void {
+  set(metric: PortcullisMetric, value: number, labels?: MetricLabels): void {
     try {
       this.#child(metric, labels)?.set?.(value)
     } catch {
@@ -182,7 +182,7 @@ class PromClient implements PrometheusMetrics {
     }
   }
 
-  observe(metric: GatehouseMetric, value: number, labels?: MetricLabels): void {
+  observe(metric: PortcullisMetric, value: number, labels?: MetricLabels): void {
     try {
       this.#child(metric, labels)?.observe?.(value)
     } catch {

@@ -3,7 +3,7 @@
  * `XADD`, and a consumer-group reader for the services (SIEM shippers, alerting) that consume it.
  * Delivery is at least once: consumer groups redeliver what was not acknowledged.
  *
- * Reachable from `@gatehouse/redis`.
+ * Reachable from `@portcullis/redis`.
  * @packageDocumentation
  */
 import { createHash, randomUUID } from 'node:crypto'
@@ -13,7 +13,7 @@ import {
   type AuditEvent,
   type AuditSink,
   type Logger,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import type { Redis } from 'ioredis'
 import { isIoredisClient } from './internal/ioredis.js'
 
@@ -21,7 +21,7 @@ import { isIoredisClient } from './internal/ioredis.js'
 export interface RedisStreamAuditSinkOptions {
   /** Your ioredis client (close it yourself). */
   readonly client: Redis
-  /** The stream's key. With Redis Cluster, use a hash tag (`{gh}:audit`). @default 'gh:audit' */
+  /** The stream's key. With Redis Cluster, use a hash tag (`{ptcl}:audit`). @default 'ptcl:audit' */
   readonly stream?: string
   /**
    * Trim the stream to about this many entries (`XADD MAXLEN ~`); 0 keeps every entry. Trimming
@@ -103,7 +103,7 @@ export function createRedisStreamAuditSink(
     v.fail('client', 'must be an ioredis client (new Redis(...) from ioredis 5)')
   const stream =
     options.stream === undefined
-      ? 'gh:audit'
+      ? 'ptcl:audit'
       : v.string('stream', options.stream, { pattern: STREAM_PATTERN })
   const maxLen = v.integerOr('maxLen', options.maxLen, 0, { min: 0 })
   const producerTtlMs = v.integerOr('producerTtlMs', options.producerTtlMs, 86_400_000, {
@@ -145,7 +145,7 @@ export interface RedisStreamAuditReaderOptions {
    * its own (`client.duplicate()`) when you use `blockMs`.
    */
   readonly client: Redis
-  /** The stream's key. @default 'gh:audit' */
+  /** The stream's key. @default 'ptcl:audit' */
   readonly stream?: string
   /** The consumer group (created, with the stream, when missing). */
   readonly group: string
@@ -224,7 +224,7 @@ export async function createRedisStreamAuditReader(
     v.fail('client', 'must be an ioredis client (new Redis(...) from ioredis 5)')
   const stream =
     options.stream === undefined
-      ? 'gh:audit'
+      ? 'ptcl:audit'
       : v.string('stream', options.stream, { pattern: STREAM_PATTERN })
   const group = v.string('group', options.group, { pattern: /^[A-Za-z0-9_.:-]{1,64}$/ })
   const consumer = v.string('consumer', options.consumer, { pattern: /^[A-Za-z0-9_.:-]{1,64}$/ })

@@ -4,7 +4,7 @@
  * (`{"v":1,"src":"<instance>","msg":{...}}`); malformed or foreign messages on the channels are
  * ignored, counted and logged, never delivered.
  *
- * Reachable from `@gatehouse/redis`.
+ * Reachable from `@portcullis/redis`.
  * @packageDocumentation
  */
 import { once } from 'node:events'
@@ -22,7 +22,7 @@ import {
   type Logger,
   type MessageBroker,
   type MetricsClient,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import { Redis } from 'ioredis'
 import { closeOwned, errorMessage, isIoredisClient } from './internal/ioredis.js'
 
@@ -38,7 +38,7 @@ export interface RedisBrokerOptions {
    * mode can run no other command), or a URL to connect to. @default publisher.duplicate()
    */
   readonly subscriber?: Redis | string
-  /** Prefix of the channel names: a topic `key.revoked` travels on `<prefix>key.revoked`. @default 'gh:broker:' */
+  /** Prefix of the channel names: a topic `key.revoked` travels on `<prefix>key.revoked`. @default 'ptcl:broker:' */
   readonly channelPrefix?: string
   /** This instance's id in the envelope; messages carrying it are not delivered twice. @default a random UUID */
   readonly instanceId?: string
@@ -72,7 +72,7 @@ export interface RedisBroker extends MessageBroker {
 
 /** The envelope format version. */
 export const REDIS_BROKER_ENVELOPE_VERSION = 1
-const DEFAULT_CHANNEL_PREFIX = 'gh:broker:'
+const DEFAULT_CHANNEL_PREFIX = 'ptcl:broker:'
 const DEFAULT_MAX_MESSAGE_BYTES = 65_536
 const DEFAULT_PING_INTERVAL_MS = 10_000
 const OPTION_NAMES = [
@@ -374,7 +374,7 @@ class Broker implements RedisBroker {
       return this.#guard.reject(topic, 'not JSON')
     }
     if (typeof envelope !== 'object' || envelope === null || Array.isArray(envelope))
-      return this.#guard.reject(topic, 'not a gatehouse envelope')
+      return this.#guard.reject(topic, 'not a portcullis envelope')
     if (envelope.v !== REDIS_BROKER_ENVELOPE_VERSION)
       return this.#guard.reject(topic, 'unsupported envelope version', {
         version: typeof envelope.v === 'number' ? envelope.v : typeof envelope.v,

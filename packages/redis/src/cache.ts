@@ -2,7 +2,7 @@
  * The {@link CacheClient} on Redis: JSON values under namespaced keys, each with a `PX` TTL. The
  * shared tier of `createTieredCache`, or a cache on its own.
  *
- * Reachable from `@gatehouse/redis`.
+ * Reachable from `@portcullis/redis`.
  * @packageDocumentation
  */
 import {
@@ -16,7 +16,7 @@ import {
   type CacheSetOptions,
   type Logger,
   type MetricsClient,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import type { Redis } from 'ioredis'
 import { isIoredisClient } from './internal/ioredis.js'
 
@@ -26,7 +26,7 @@ export interface RedisCacheOptions {
   readonly client: Redis
   /** Separates caches sharing one Redis: keys read `<prefix>:<namespace>:<key>`. */
   readonly namespace: string
-  /** First segment of every key. @default 'gh:cache' */
+  /** First segment of every key. @default 'ptcl:cache' */
   readonly prefix?: string
   /** Time to live of an entry set without its own `ttlMs`. @default 60000 */
   readonly ttlMs?: number
@@ -85,7 +85,7 @@ export function createRedisCache<TValue = unknown>(
   const namespace = v.string('namespace', options.namespace, { pattern: CACHE_NAMESPACE_PATTERN })
   const prefix =
     options.prefix === undefined
-      ? 'gh:cache'
+      ? 'ptcl:cache'
       : v.string('prefix', options.prefix, { pattern: /^[A-Za-z0-9_:.{}-]{1,64}$/ })
   const ttlMs = v.integerOr('ttlMs', options.ttlMs, DEFAULT_CACHE_TTL_MS, { min: 1 })
   const maxValueBytes = v.integerOr('maxValueBytes', options.maxValueBytes, 1_048_576, { min: 1 })

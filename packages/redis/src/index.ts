@@ -1,17 +1,17 @@
 /**
- * `@gatehouse/redis`: rate-limit and quota counters in Redis, shared by every instance, through
+ * `@portcullis/redis`: rate-limit and quota counters in Redis, shared by every instance, through
  * rate-limiter-flexible's `RateLimiterRedis` (one atomic Lua call per consume: no over-admission
  * across processes). Also the pub/sub {@link createRedisBroker}, the cache tier
  * {@link createRedisCache} and the Streams audit sink {@link createRedisStreamAuditSink}.
  *
- * Reachable from `@gatehouse/redis`.
+ * Reachable from `@portcullis/redis`.
  *
  * @example
  * ```ts
  * import { once } from 'node:events'
  * import { Redis } from 'ioredis'
- * import { createRateLimitStage } from '@gatehouse/core'
- * import { createRedisBackend } from '@gatehouse/redis'
+ * import { createRateLimitStage } from '@portcullis/core'
+ * import { createRedisBackend } from '@portcullis/redis'
  * const client = new Redis({ enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 500 })
  * client.on('error', () => {}) // ioredis wants a listener; the limits' failure modes report outages
  * await once(client, 'ready')
@@ -32,7 +32,7 @@ import {
   type Logger,
   type RateLimitBackend,
   type RateLimiterLike,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import type { Redis } from 'ioredis'
 import { RateLimiterRedis, type RateLimiterCompatibleAbstract } from 'rate-limiter-flexible'
 
@@ -45,7 +45,7 @@ export interface RedisBackendOptions {
    * applies, and wait for its `ready` event before serving: until then every consume fails.
    */
   readonly client: Redis
-  /** First segment of every key, in place of core's `gh` (`<prefix>:rl:<limit>:...`). @default 'gh' */
+  /** First segment of every key, in place of core's `ptcl` (`<prefix>:rl:<limit>:...`). @default 'ptcl' */
   readonly prefix?: string
   /**
    * Give each limiter an in-memory insurance limiter with the same limit (core's bounded memory
@@ -68,7 +68,7 @@ export interface RedisBackendOptions {
   readonly logger?: Logger
 }
 
-const DEFAULT_PREFIX = 'gh'
+const DEFAULT_PREFIX = 'ptcl'
 const OPTION_NAMES = ['client', 'prefix', 'insurance', 'inMemoryBlock', 'now', 'logger']
 
 interface ResolvedRedisBackendOptions {
@@ -196,11 +196,11 @@ export function createRedisBackend(options: Readonly<RedisBackendOptions>): Rate
 }
 
 /**
- * Core names its limiters `gh:rl:...` and `gh:q:...`; `prefix` takes the place of that `gh`, so
- * default keys read `gh:rl:...` (not `gh:gh:rl:...`) and `prefix: 'api'` gives `api:rl:...`.
+ * Core names its limiters `ptcl:rl:...` and `ptcl:q:...`; `prefix` takes the place of that `ptcl`, so
+ * default keys read `ptcl:rl:...` (not `ptcl:ptcl:rl:...`) and `prefix: 'api'` gives `api:rl:...`.
  */
 function prefixed(prefix: string, keyPrefix: string): string {
-  return keyPrefix.startsWith('gh:') ? prefix + keyPrefix.slice(2) : `${prefix}:${keyPrefix}`
+  return keyPrefix.startsWith('ptcl:') ? prefix + keyPrefix.slice(4) : `${prefix}:${keyPrefix}`
 }
 
 /**

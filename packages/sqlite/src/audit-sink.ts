@@ -3,7 +3,7 @@
  * each event's JSON exactly as the trail chained it, once per event id (a replayed batch is
  * ignored row by row), in arrival order. Also a persistent {@link PseudonymStore} for GDPR erasure.
  *
- * Reachable from `@gatehouse/sqlite`.
+ * Reachable from `@portcullis/sqlite`.
  * @packageDocumentation
  */
 import {
@@ -12,7 +12,7 @@ import {
   type AuditSink,
   type PseudonymRecord,
   type PseudonymStore,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import Database from 'better-sqlite3'
 import { DEFAULT_SQLITE_BUSY_TIMEOUT_MS } from './defaults.js'
 
@@ -20,7 +20,7 @@ import { DEFAULT_SQLITE_BUSY_TIMEOUT_MS } from './defaults.js'
 export interface SqliteAuditSinkOptions {
   /** A better-sqlite3 `Database` you own, or a file path the sink opens (WAL) and closes. */
   readonly database: Database.Database | string
-  /** Table name prefix (`/^[a-z_][a-z0-9_]*$/`). @default 'gatehouse_' */
+  /** Table name prefix (`/^[a-z_][a-z0-9_]*$/`). @default 'portcullis_' */
   readonly tablePrefix?: string
   /** Sink name. @default 'sqlite' */
   readonly name?: string
@@ -79,8 +79,8 @@ function createTables(db: Database.Database, prefix: string): string {
  * @throws {ConfigError} for a bad option
  * @example
  * ```ts
- * import { createAuditTrail } from '@gatehouse/core'
- * import { createSqliteAuditSink } from '@gatehouse/sqlite'
+ * import { createAuditTrail } from '@portcullis/core'
+ * import { createSqliteAuditSink } from '@portcullis/sqlite'
  * const audit = createAuditTrail({ sinks: [createSqliteAuditSink({ database: 'data/audit.db' })] })
  * ```
  */
@@ -89,7 +89,7 @@ export function createSqliteAuditSink(options: Readonly<SqliteAuditSinkOptions>)
   v.knownKeys(options as Record<string, unknown>, ['database', 'tablePrefix', 'name'])
   const prefix =
     options.tablePrefix === undefined
-      ? 'gatehouse_'
+      ? 'portcullis_'
       : v.string('tablePrefix', options.tablePrefix, { pattern: PREFIX })
   if (typeof options.database !== 'string' && typeof options.database?.prepare !== 'function')
     v.fail('database', 'must be a file path or a better-sqlite3 Database')
@@ -146,12 +146,12 @@ export function createSqliteAuditSink(options: Readonly<SqliteAuditSinkOptions>)
   }
 }
 
-/** Reads every audit event of a SQLite file, in stored order (for `gatehouse audit verify`). */
+/** Reads every audit event of a SQLite file, in stored order (for `portcullis audit verify`). */
 export function readSqliteAuditEvents(
   database: Database.Database | string,
   options: { readonly tablePrefix?: string } = {},
 ): AuditEvent[] {
-  const prefix = options.tablePrefix ?? 'gatehouse_'
+  const prefix = options.tablePrefix ?? 'portcullis_'
   if (!PREFIX.test(prefix)) throw new TypeError(`tablePrefix must match ${PREFIX}`)
   const { db, owned } =
     typeof database === 'string'

@@ -1,13 +1,13 @@
 /**
- * Every default of `@gatehouse/sqlite`, one named constant each. The TSDoc `@default` tags of the
+ * Every default of `@portcullis/sqlite`, one named constant each. The TSDoc `@default` tags of the
  * options repeat these values.
  *
- * Reachable from `@gatehouse/sqlite`.
+ * Reachable from `@portcullis/sqlite`.
  * @packageDocumentation
  */
 
 /** `tablePrefix`: prefix of every table and index the store creates. */
-export const DEFAULT_SQLITE_TABLE_PREFIX = 'gatehouse_'
+export const DEFAULT_SQLITE_TABLE_PREFIX = 'portcullis_'
 
 /** What `tablePrefix` must match: a lower-case SQL identifier, safe to splice into DDL. */
 export const SQLITE_TABLE_PREFIX_PATTERN: RegExp = /^[a-z_][a-z0-9_]*$/

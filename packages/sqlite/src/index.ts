@@ -1,13 +1,13 @@
 /**
- * `@gatehouse/sqlite`: the embedded default key store of Gatehouse, on SQLite through
+ * `@portcullis/sqlite`: the embedded default key store of Portcullis, on SQLite through
  * better-sqlite3. Implements core's `KeyStore`; versioned schema migrations run at creation.
  *
  * @example
  * ```ts
- * import { createGate } from '@gatehouse/core'
- * import { createSqliteKeyStore } from '@gatehouse/sqlite'
+ * import { createGate } from '@portcullis/core'
+ * import { createSqliteKeyStore } from '@portcullis/sqlite'
  * const store = createSqliteKeyStore({ database: './data/keys.db' })
- * const gate = createGate({ apiKeys: { store, pepper: process.env.GATEHOUSE_PEPPER as string } })
+ * const gate = createGate({ apiKeys: { store, pepper: process.env.PORTCULLIS_PEPPER as string } })
  * ```
  * @packageDocumentation
  */

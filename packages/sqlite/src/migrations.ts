@@ -4,10 +4,10 @@
  * the old schema or the new one, and several processes opening the same file at once apply each
  * migration exactly once.
  *
- * Reachable from `@gatehouse/sqlite`.
+ * Reachable from `@portcullis/sqlite`.
  * @packageDocumentation
  */
-import { ConfigError, TypeValidator } from '@gatehouse/core'
+import { ConfigError, TypeValidator } from '@portcullis/core'
 import type BetterSqlite3 from 'better-sqlite3'
 import { resolveTablePrefix, tableNames, type TableNames } from './internal/table-names.js'
 
@@ -16,7 +16,7 @@ export interface SqliteMigrationOptions {
   /**
    * Prefix of every table and index name; lower-case letters, digits and `_`, not starting with a
    * digit or with `sqlite_`.
-   * @default 'gatehouse_'
+   * @default 'portcullis_'
    */
   readonly tablePrefix?: string
 }
@@ -90,7 +90,7 @@ const MIGRATIONS: readonly Migration[] = [
   },
 ]
 
-/** The schema version this release of `@gatehouse/sqlite` creates and expects. */
+/** The schema version this release of `@portcullis/sqlite` creates and expects. */
 export const SQLITE_SCHEMA_VERSION: number = MIGRATIONS.length
 
 /**
@@ -103,7 +103,7 @@ export const SQLITE_SCHEMA_VERSION: number = MIGRATIONS.length
  * @example
  * ```ts
  * import Database from 'better-sqlite3'
- * import { migrateSqlite } from '@gatehouse/sqlite'
+ * import { migrateSqlite } from '@portcullis/sqlite'
  * const { applied } = migrateSqlite(new Database('keys.db'))
  * ```
  */
@@ -137,8 +137,8 @@ export function applyMigrations(db: BetterSqlite3.Database, t: TableNames): Sqli
     const newest = Math.max(0, ...done)
     if (newest > SQLITE_SCHEMA_VERSION) {
       throw new ConfigError(
-        `database: key-store schema version ${newest} is newer than this @gatehouse/sqlite supports ` +
-          `(${SQLITE_SCHEMA_VERSION}); upgrade @gatehouse/sqlite`,
+        `database: key-store schema version ${newest} is newer than this @portcullis/sqlite supports ` +
+          `(${SQLITE_SCHEMA_VERSION}); upgrade @portcullis/sqlite`,
       )
     }
     const record = db.prepare<[number, string]>(

@@ -2,7 +2,7 @@
  * The SQLite key store: core's `KeyStore` on a better-sqlite3 database, for single-machine
  * deployments that want keys to survive restarts without running a database server.
  *
- * Reachable from `@gatehouse/sqlite`.
+ * Reachable from `@portcullis/sqlite`.
  * @packageDocumentation
  */
 import {
@@ -25,7 +25,7 @@ import {
   type KeyStore,
   type Logger,
   type StoredApiKeyCodec,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import Database from 'better-sqlite3'
 import {
   DEFAULT_SQLITE_BUSY_TIMEOUT_MS,
@@ -47,7 +47,7 @@ export interface SqliteKeyStoreOptions {
   /**
    * Prefix of every table and index name: lower-case letters, digits and `_`, matching
    * `/^[a-z_][a-z0-9_]*$/` and not starting with `sqlite_`.
-   * @default 'gatehouse_'
+   * @default 'portcullis_'
    */
   readonly tablePrefix?: string
   /**
@@ -83,11 +83,11 @@ const LIST_LIMITS = { defaultLimit: DEFAULT_SQLITE_LIST_LIMIT, maxLimit: MAX_SQL
  * @throws the driver's `SqliteError` when the migrations cannot be written
  * @example
  * ```ts
- * import { createApiKeyManager, createGate } from '@gatehouse/core'
- * import { createSqliteKeyStore } from '@gatehouse/sqlite'
+ * import { createApiKeyManager, createGate } from '@portcullis/core'
+ * import { createSqliteKeyStore } from '@portcullis/sqlite'
  *
  * const store = createSqliteKeyStore({ database: './data/keys.db' })
- * const pepper = process.env.GATEHOUSE_PEPPER as string
+ * const pepper = process.env.PORTCULLIS_PEPPER as string
  * const keys = createApiKeyManager({ store, pepper })
  * const gate = createGate({ apiKeys: { store, pepper } })
  * const { key } = await keys.create({ name: 'ci', ownerId: 'svc-ci', scopes: ['documents:read'] })

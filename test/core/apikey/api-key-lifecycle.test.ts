@@ -14,8 +14,8 @@ import {
   sha256Hex,
   type ApiKeyManagerOptions,
   type ApiKeyRecord,
-} from '@gatehouse/core'
-import { createFakeClock, createMemoryAuditSink } from '@gatehouse/core/testing'
+} from '@portcullis/core'
+import { createFakeClock, createMemoryAuditSink } from '@portcullis/core/testing'
 
 const PEPPER = 'p'.repeat(32)
 const DAY = 86_400_000
@@ -32,7 +32,7 @@ function setup(extra: Partial<ApiKeyManagerOptions> = {}) {
   const keys = createApiKeyManager({ store, pepper: PEPPER, broker, audit, now: clock, ...extra })
   const verifier = (options: { importedKeys?: boolean } = {}) =>
     createApiKeyVerifier(
-      { store, pepper: PEPPER, broker, prefixes: ['gh', 'gh_test'], ...options },
+      { store, pepper: PEPPER, broker, prefixes: ['ptcl', 'ptcl_test'], ...options },
       { now: clock },
     )
   return { clock, store, broker, sink, audit, published, keys, verifier }
@@ -78,10 +78,10 @@ describe('ApiKeyManager lifecycle', () => {
     it('maps the environment to the key prefix, and a _test prefix to the test environment', async () => {
       const { keys } = setup()
       const test = await keys.create({ name: 't', ownerId: 'u', environment: 'test' })
-      expect(test.key.startsWith('gh_test_')).to.equal(true)
-      expect(test.record).to.include({ prefix: 'gh_test', environment: 'test' })
+      expect(test.key.startsWith('ptcl_test_')).to.equal(true)
+      expect(test.record).to.include({ prefix: 'ptcl_test', environment: 'test' })
       const live = await keys.create({ name: 'l', ownerId: 'u' })
-      expect(live.record).to.include({ prefix: 'gh', environment: 'live' })
+      expect(live.record).to.include({ prefix: 'ptcl', environment: 'live' })
       const custom = await keys.create({ name: 'c', ownerId: 'u', prefix: 'acme_test' })
       expect(custom.record).to.include({ prefix: 'acme_test', environment: 'test' })
     })
@@ -220,7 +220,7 @@ describe('ApiKeyManager lifecycle', () => {
       if (!r.ok) expect(r.error.reason).to.equal('expired')
       await audit.flush()
       expect(sink.events.at(-1)).to.deep.include({ type: 'key.updated', action: 'key.expire' })
-      expect(await keys.expire(generateApiKey({ prefix: 'gh' }).id)).to.equal(undefined)
+      expect(await keys.expire(generateApiKey({ prefix: 'ptcl' }).id)).to.equal(undefined)
     })
 
     it('sets rotatedAt on rotation', async () => {
@@ -318,11 +318,11 @@ describe('ApiKeyManager lifecycle', () => {
       })
     })
 
-    it('keeps the id of a key already in Gatehouse format, so it verifies on the fast path', async () => {
+    it('keeps the id of a key already in Portcullis format, so it verifies on the fast path', async () => {
       const { keys, verifier } = setup()
-      const generated = generateApiKey({ prefix: 'gh' })
+      const generated = generateApiKey({ prefix: 'ptcl' })
       const record = await keys.import({ key: generated.key, name: 'k', ownerId: 'u' })
-      expect(record).to.include({ id: generated.id, prefix: 'gh' })
+      expect(record).to.include({ id: generated.id, prefix: 'ptcl' })
       expect((await verifier().verify(generated.key)).ok).to.equal(true)
     })
 
@@ -388,11 +388,11 @@ describe('ApiKeyManager lifecycle', () => {
     ])
   })
 
-  it('rotates an imported key into the Gatehouse format under the same id', async () => {
+  it('rotates an imported key into the Portcullis format under the same id', async () => {
     const { keys, verifier } = setup()
     const imported = await keys.import({ key: 'legacy-key-2', name: 'k', ownerId: 'u' })
     const rotated = await keys.rotate(imported.id, { grace: '1h' })
-    expect(rotated?.key.startsWith('gh_')).to.equal(true)
+    expect(rotated?.key.startsWith('ptcl_')).to.equal(true)
     const v = verifier({ importedKeys: true })
     expect((await v.verify(rotated?.key as string)).ok).to.equal(true)
     expect((await v.verify('legacy-key-2')).ok).to.equal(true)

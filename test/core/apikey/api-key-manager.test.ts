@@ -4,8 +4,8 @@ import {
   createAuditTrail,
   createMemoryBroker,
   createMemoryKeyStore,
-} from '@gatehouse/core'
-import { createMemoryAuditSink } from '@gatehouse/core/testing'
+} from '@portcullis/core'
+import { createMemoryAuditSink } from '@portcullis/core/testing'
 
 const PEPPER = 'p'.repeat(32)
 

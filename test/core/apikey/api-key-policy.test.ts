@@ -17,8 +17,8 @@ import {
   type ApiKeyUsage,
   type KeyStore,
   type Logger,
-} from '@gatehouse/core'
-import { createFakeClock, fakeRequest } from '@gatehouse/core/testing'
+} from '@portcullis/core'
+import { createFakeClock, fakeRequest } from '@portcullis/core/testing'
 
 const PEPPER = 'p'.repeat(32)
 
@@ -50,12 +50,12 @@ describe('API-key verification: reasons, policies and usage', () => {
   describe('refusals before any store read', () => {
     it('refuses malformed, truncated, wrong-prefix and wrong-checksum keys without reading the store', async () => {
       const store = countingStore()
-      const good = generateApiKey({ prefix: 'gh' }).key
+      const good = generateApiKey({ prefix: 'ptcl' }).key
       const flipped = good.slice(0, -1) + (good.endsWith('A') ? 'B' : 'A')
       const cases: Array<[string, string]> = [
         ['', 'malformed: length'],
         [good.slice(0, -3), 'malformed: length'],
-        [`gh_${'a'.repeat(10)}`, 'malformed: length'],
+        [`ptcl_${'a'.repeat(10)}`, 'malformed: length'],
         [generateApiKey({ prefix: 'other' }).key, 'malformed: prefix'],
         [good.slice(0, -8) + '!!' + good.slice(-6), 'malformed: charset'],
         [flipped, 'bad_checksum'],
@@ -63,7 +63,7 @@ describe('API-key verification: reasons, policies and usage', () => {
       // importedKeys on: tokens that start like our keys are still never looked up.
       for (const importedKeys of [false, true]) {
         const v = createApiKeyVerifier(
-          { store, pepper: PEPPER, importedKeys, prefixes: ['gh'] },
+          { store, pepper: PEPPER, importedKeys, prefixes: ['ptcl'] },
           { now: Date.now },
         )
         for (const [key, reason] of cases) {
@@ -90,10 +90,10 @@ describe('API-key verification: reasons, policies and usage', () => {
       const gate = createGate({ apiKeys: { store, pepper: PEPPER }, audit: false, now: clock })
       const answers = []
       for (const [key, reason] of [
-        [generateApiKey({ prefix: 'gh' }).key, 'unknown'],
+        [generateApiKey({ prefix: 'ptcl' }).key, 'unknown'],
         [revoked.key, 'revoked'],
         [expired.key, 'expired'],
-        [generateApiKey({ prefix: 'gh', id: live.record.id }).key, 'wrong_secret'],
+        [generateApiKey({ prefix: 'ptcl', id: live.record.id }).key, 'wrong_secret'],
       ] as const) {
         const d = denied(
           await gate.evaluate(fakeRequest({ headers: { 'x-api-key': key } }), gate.compile({})),
@@ -131,10 +131,10 @@ describe('API-key verification: reasons, policies and usage', () => {
     const work: Array<[number, number]> = []
     try {
       for (const key of [
-        generateApiKey({ prefix: 'gh' }).key,
+        generateApiKey({ prefix: 'ptcl' }).key,
         revoked.key,
         expired.key,
-        generateApiKey({ prefix: 'gh', id: live.record.id }).key,
+        generateApiKey({ prefix: 'ptcl', id: live.record.id }).key,
       ]) {
         hmac.resetHistory()
         compare.resetHistory()
@@ -215,14 +215,14 @@ describe('API-key verification: reasons, policies and usage', () => {
     it('accepts only the configured environments', async () => {
       const { store, key } = await keyWith({}, 'test')
       const liveOnly = createApiKeyVerifier(
-        { store, pepper: PEPPER, prefixes: ['gh', 'gh_test'], environments: ['live'] },
+        { store, pepper: PEPPER, prefixes: ['ptcl', 'ptcl_test'], environments: ['live'] },
         { now: Date.now },
       )
       const r = await liveOnly.verify(key)
       expect(r.ok).to.equal(false)
       if (!r.ok) expect(r.error.reason).to.equal('environment_not_allowed')
       const both = createApiKeyVerifier(
-        { store, pepper: PEPPER, prefixes: ['gh', 'gh_test'] },
+        { store, pepper: PEPPER, prefixes: ['ptcl', 'ptcl_test'] },
         { now: Date.now },
       )
       expect((await both.verify(key)).ok).to.equal(true)

@@ -7,8 +7,8 @@ import {
   createMemoryKeyStore,
   generateApiKey,
   type KeyStore,
-} from '@gatehouse/core'
-import { createFakeClock } from '@gatehouse/core/testing'
+} from '@portcullis/core'
+import { createFakeClock } from '@portcullis/core/testing'
 
 const PEPPER = 'p'.repeat(32)
 
@@ -44,7 +44,7 @@ describe('createApiKeyVerifier', () => {
   it('refuses malformed keys without touching the store', async () => {
     const store = spyStore(createMemoryKeyStore())
     const verifier = createApiKeyVerifier({ store, pepper: PEPPER }, { now: Date.now })
-    for (const k of ['', 'gh_short', 'x'.repeat(500), generateApiKey({ prefix: 'other' }).key]) {
+    for (const k of ['', 'ptcl_short', 'x'.repeat(500), generateApiKey({ prefix: 'other' }).key]) {
       const r = await verifier.verify(k)
       expect(r.ok).to.equal(false)
       if (!r.ok) expect(r.error.code).to.equal('ERR_APIKEY_MALFORMED')
@@ -55,7 +55,7 @@ describe('createApiKeyVerifier', () => {
   it('caches unknown key ids so guessing floods do not reach the store', async () => {
     const store = spyStore(createMemoryKeyStore())
     const verifier = createApiKeyVerifier({ store, pepper: PEPPER }, { now: Date.now })
-    const guess = generateApiKey({ prefix: 'gh' }).key
+    const guess = generateApiKey({ prefix: 'ptcl' }).key
     for (let i = 0; i < 5; i++) {
       const r = await verifier.verify(guess)
       if (!r.ok) expect(r.error.code).to.equal('ERR_APIKEY_INVALID')
@@ -73,10 +73,10 @@ describe('createApiKeyVerifier', () => {
     const live = await keys.create({ name: 'l', ownerId: 'u' })
     clock.advance(61_000)
     const verifier = createApiKeyVerifier({ store, pepper: PEPPER }, { now: clock })
-    const wrongSecret = generateApiKey({ prefix: 'gh', id: live.record.id }).key
+    const wrongSecret = generateApiKey({ prefix: 'ptcl', id: live.record.id }).key
     const reasons: string[] = []
     for (const k of [
-      generateApiKey({ prefix: 'gh' }).key,
+      generateApiKey({ prefix: 'ptcl' }).key,
       wrongSecret,
       revoked.key,
       expiring.key,
@@ -182,7 +182,7 @@ describe('createApiKeyVerifier', () => {
     const store = createMemoryKeyStore()
     sandbox.stub(store, 'get').rejects(new Error('connection refused'))
     const verifier = createApiKeyVerifier({ store, pepper: PEPPER }, { now: Date.now })
-    const r = await verifier.verify(generateApiKey({ prefix: 'gh' }).key)
+    const r = await verifier.verify(generateApiKey({ prefix: 'ptcl' }).key)
     expect(r.ok).to.equal(false)
     if (!r.ok) expect(r.error.code).to.equal('ERR_KEYSTORE_UNAVAILABLE')
   })

@@ -14,8 +14,8 @@ import {
   type ApiKeyId,
   type ApiKeyRecord,
   type KeyStore,
-} from '@gatehouse/core'
-import { createFakeClock, fakeRequest } from '@gatehouse/core/testing'
+} from '@portcullis/core'
+import { createFakeClock, fakeRequest } from '@portcullis/core/testing'
 import { createRecordingMetrics } from '../../helpers/recording-metrics.js'
 
 const PEPPER = 'p'.repeat(32)
@@ -51,7 +51,7 @@ function outageStore() {
   return { store, state }
 }
 
-const unknownId = (): ApiKeyId => generateApiKey({ prefix: 'gh' }).id
+const unknownId = (): ApiKeyId => generateApiKey({ prefix: 'ptcl' }).id
 
 describe('createCachedKeyStore', () => {
   const sandbox = sinon.createSandbox()

@@ -6,13 +6,13 @@ import {
   parseApiKey,
   parseApiKeyId,
   randomBase62,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 
-const prefixes = new Set(['gh', 'acme_live'])
+const prefixes = new Set(['ptcl', 'acme_live'])
 
 describe('API key format', () => {
   it('generates keys that parse back to their id and prefix', () => {
-    for (const prefix of ['gh', 'acme_live']) {
+    for (const prefix of ['ptcl', 'acme_live']) {
       const g = generateApiKey({ prefix })
       expect(g.key).to.match(new RegExp(`^${prefix}_[0-9A-Za-z]{54}$`))
       expect(parseApiKey(g.key, prefixes)).to.deep.equal({ prefix, id: g.id })
@@ -22,18 +22,18 @@ describe('API key format', () => {
   it('carries at least 128 bits of secret', () => {
     // 32 base62 characters: 32 * log2(62) ≈ 190 bits.
     expect(32 * Math.log2(62)).to.be.greaterThan(128)
-    const a = generateApiKey({ prefix: 'gh' })
-    const b = generateApiKey({ prefix: 'gh' })
+    const a = generateApiKey({ prefix: 'ptcl' })
+    const b = generateApiKey({ prefix: 'ptcl' })
     expect(a.key).to.not.equal(b.key)
     expect(a.id).to.not.equal(b.id)
   })
 
   it('rejects any single-character change through the checksum', () => {
-    const { key } = generateApiKey({ prefix: 'gh' })
+    const { key } = generateApiKey({ prefix: 'ptcl' })
     const alphabet = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'
     fc.assert(
       fc.property(
-        fc.integer({ min: 3, max: key.length - 1 }),
+        fc.integer({ min: 'ptcl_'.length, max: key.length - 1 }),
         fc.constantFrom(...alphabet.split('')),
         (i, c) => {
           fc.pre(key[i] !== c)
@@ -46,7 +46,7 @@ describe('API key format', () => {
   })
 
   it('names why a string is not a key', () => {
-    const { key } = generateApiKey({ prefix: 'gh' })
+    const { key } = generateApiKey({ prefix: 'ptcl' })
     expect(parseApiKey(key.slice(0, -1), prefixes)).to.equal('length')
     expect(parseApiKey(`xx${key.slice(2)}`, prefixes)).to.equal('prefix')
     expect(parseApiKey(`${key.slice(0, 10)}!${key.slice(11)}`, prefixes)).to.equal('charset')
@@ -64,7 +64,7 @@ describe('API key format', () => {
   })
 
   it('hashes with the pepper, so the same key under another pepper differs', () => {
-    const { key } = generateApiKey({ prefix: 'gh' })
+    const { key } = generateApiKey({ prefix: 'ptcl' })
     const a = hashApiKey(key, { id: 'p1', secret: 'a'.repeat(32) })
     const b = hashApiKey(key, { id: 'p2', secret: 'b'.repeat(32) })
     expect(a).to.match(/^[A-Za-z0-9_-]{43}$/)

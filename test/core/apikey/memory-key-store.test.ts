@@ -1,4 +1,4 @@
-import { createMemoryKeyStore } from '@gatehouse/core'
+import { createMemoryKeyStore } from '@portcullis/core'
 import { describeKeyStoreConformance } from '../../helpers/key-store-conformance.js'
 
 describeKeyStoreConformance('createMemoryKeyStore', async () => ({

@@ -13,7 +13,7 @@ import {
   type ApiKeyRecord,
   type StoredApiKeyCodec,
   type UncheckedApiKeyColumns,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import { buildKeyRecord, thrown } from '../../helpers/key-store-conformance.js'
 
 type Row = Record<string, unknown>

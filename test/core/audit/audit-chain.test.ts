@@ -5,8 +5,8 @@ import {
   verifyAuditChain,
   type AuditCheckpoint,
   type AuditEvent,
-} from '@gatehouse/core'
-import { createMemoryAuditSink } from '@gatehouse/core/testing'
+} from '@portcullis/core'
+import { createMemoryAuditSink } from '@portcullis/core/testing'
 
 const KEY = 'chain-key-0123456789abcdef0123456789'
 

@@ -9,8 +9,8 @@ import {
   type AuditEvent,
   type AuditSink,
   type RequestID,
-} from '@gatehouse/core'
-import { createMemoryAuditSink } from '@gatehouse/core/testing'
+} from '@portcullis/core'
+import { createMemoryAuditSink } from '@portcullis/core/testing'
 
 const event = (i: number) => ({
   type: 'authn.failure' as const,
@@ -171,7 +171,7 @@ describe('createAuditTrail', () => {
   })
 
   it('appends JSON lines that control characters cannot break', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'gatehouse-audit-'))
+    const dir = await mkdtemp(join(tmpdir(), 'portcullis-audit-'))
     try {
       const path = join(dir, 'nested', 'audit.jsonl')
       const trail = createAuditTrail({ sinks: [createJsonLinesFileSink({ path })] })

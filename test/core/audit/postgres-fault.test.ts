@@ -12,14 +12,14 @@ import {
   verifyAuditChain,
   type AuditEventInput,
   type AuditTrail,
-} from '@gatehouse/core'
-import { createPostgresAuditSink, readPostgresAuditEvents } from '@gatehouse/postgres'
+} from '@portcullis/core'
+import { createPostgresAuditSink, readPostgresAuditEvents } from '@portcullis/postgres'
 import { describeWithPostgres } from '../../helpers/postgres-server.js'
 
 const KEY = 'pg-fault-chain-key-0123456789abcdef'
 // PostgreSQL stays down for 30 s under load (the length the audit issue asks for: longer than every
-// backoff step and the write timeout). GATEHOUSE_AUDIT_OUTAGE_MS shortens it for local iteration.
-const OUTAGE_MS = Number(process.env.GATEHOUSE_AUDIT_OUTAGE_MS ?? 30_000)
+// backoff step and the write timeout). PORTCULLIS_AUDIT_OUTAGE_MS shortens it for local iteration.
+const OUTAGE_MS = Number(process.env.PORTCULLIS_AUDIT_OUTAGE_MS ?? 30_000)
 
 const ev = (who: string, i: number): AuditEventInput => ({
   type: i % 3 === 0 ? 'authn.failure' : 'authz.allow',
@@ -32,7 +32,7 @@ describeWithPostgres('audit on PostgreSQL: outage under load', function (postgre
   this.timeout(OUTAGE_MS + 90_000)
   let dir: string
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'gatehouse-pg-fault-'))
+    dir = await mkdtemp(join(tmpdir(), 'portcullis-pg-fault-'))
   })
   afterEach(async () => {
     await rm(dir, { recursive: true, force: true })
@@ -102,7 +102,7 @@ describeWithPostgres('audit on PostgreSQL: outage under load', function (postgre
     const cli = spawnSync(
       process.execPath,
       [resolve('packages/cli/dist/bin.js'), 'audit', 'verify', '--postgres', url],
-      { encoding: 'utf8', env: { ...process.env, GATEHOUSE_AUDIT_KEY: KEY } },
+      { encoding: 'utf8', env: { ...process.env, PORTCULLIS_AUDIT_KEY: KEY } },
     )
     expect(cli.status, cli.stderr).to.equal(0)
     expect(cli.stdout).to.match(/^ok: \d+ events in 2 chain\(s\)/)

@@ -15,11 +15,11 @@ import {
   type AuditRedactionOptions,
   type ComplianceProfileName,
   type Pseudonymizer,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 
 const JWT =
   'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEiLCJzY29wZSI6ImRvY3M6cmVhZCJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ'
-const API_KEY = `gh_live_${'A1b2C3d4E5'.repeat(5)}Zz9Y`
+const API_KEY = `ptcl_live_${'A1b2C3d4E5'.repeat(5)}Zz9Y`
 
 /**
  * The trail's preparation as documented: a copy of the input with id, time, level and compliance

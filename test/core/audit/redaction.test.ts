@@ -9,13 +9,13 @@ import {
   type AuditEvent,
   type AuditEventInput,
   type AuditOptions,
-} from '@gatehouse/core'
-import { createMemoryAuditSink } from '@gatehouse/core/testing'
+} from '@portcullis/core'
+import { createMemoryAuditSink } from '@portcullis/core/testing'
 
 const KEY = 'chain-key-0123456789abcdef0123456789'
 const JWT =
   'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6OTk5OTk5OTk5OX0.c2lnbmF0dXJlLWJ5dGVz'
-const API_KEY = `gh_${'A1b2C3d4E5'.repeat(5)}x9Z8`
+const API_KEY = `ptcl_${'A1b2C3d4E5'.repeat(5)}x9Z8`
 
 const base: AuditEventInput = {
   type: 'authz.deny',

@@ -16,7 +16,7 @@ import {
   verifyAuditChain,
   type AuditEvent,
   type AuditEventInput,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 
 const KEY = 'sinks-chain-key-0123456789abcdef0123'
 
@@ -85,7 +85,7 @@ describe('audit sinks', function () {
   let dir: string
   let collector: Collector
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'gatehouse-sinks-'))
+    dir = await mkdtemp(join(tmpdir(), 'portcullis-sinks-'))
     collector = new Collector()
   })
   afterEach(async () => {

@@ -13,10 +13,10 @@ import {
   type AuditEvent,
   type AuditEventInput,
   type AuditSink,
-  type GatehouseMetric,
+  type PortcullisMetric,
   type MetricsClient,
-} from '@gatehouse/core'
-import { createMemoryAuditSink, fakeRequest } from '@gatehouse/core/testing'
+} from '@portcullis/core'
+import { createMemoryAuditSink, fakeRequest } from '@portcullis/core/testing'
 
 const KEY = 'spool-chain-key-0123456789abcdef0123'
 
@@ -57,7 +57,7 @@ function recordingMetrics(): MetricsClient & {
 } {
   const gauges = new Map<string, number>()
   const counts = new Map<string, number>()
-  const key = (m: GatehouseMetric, l?: Readonly<Record<string, string>>): string =>
+  const key = (m: PortcullisMetric, l?: Readonly<Record<string, string>>): string =>
     `${m}{${l?.sink ?? ''}}`
   return {
     gauges,
@@ -76,7 +76,7 @@ describe('audit disk spool', function () {
   this.timeout(30_000)
   let dir: string
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'gatehouse-spool-'))
+    dir = await mkdtemp(join(tmpdir(), 'portcullis-spool-'))
   })
   afterEach(async () => {
     await rm(dir, { recursive: true, force: true })

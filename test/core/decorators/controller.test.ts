@@ -11,7 +11,7 @@ import {
   Post,
   Public,
   RateLimit,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 
 const run = promisify(execFile)
 
@@ -112,7 +112,7 @@ describe('controller decorators', () => {
       // one module graph, as in an application.
       await writeFile(
         join(out, 'read.js'),
-        `import { describeController } from '@gatehouse/core'
+        `import { describeController } from '@portcullis/core'
 import { LegacyController } from './legacy-controller.js'
 console.log(JSON.stringify(describeController(LegacyController).routes.map((r) => ({
   method: r.method, path: r.path, handler: String(r.handler), requirements: { ...r.requirements.source, rateLimits: undefined },

@@ -12,8 +12,8 @@ import {
   permissionCovers,
   type GateStage,
   type StageResult,
-} from '@gatehouse/core'
-import { createMemoryAuditSink, fakeRequest } from '@gatehouse/core/testing'
+} from '@portcullis/core'
+import { createMemoryAuditSink, fakeRequest } from '@portcullis/core/testing'
 
 const PEPPER = 'p'.repeat(32)
 
@@ -63,7 +63,7 @@ describe('createGate', () => {
   it('still verifies credentials sent to a public route', async () => {
     const { gate } = await withKey()
     const d = await gate.evaluate(
-      fakeRequest({ headers: { 'x-api-key': 'gh_nonsense' } }),
+      fakeRequest({ headers: { 'x-api-key': 'ptcl_nonsense' } }),
       gate.compile({ public: true }),
     )
     expect(d.allowed).to.equal(false)

@@ -14,8 +14,8 @@ import {
   type PolicySetInput,
   type Principal,
   type StageResult,
-} from '@gatehouse/core'
-import { fakeRequest } from '@gatehouse/core/testing'
+} from '@portcullis/core'
+import { fakeRequest } from '@portcullis/core/testing'
 import { seconds, signHmac } from '../../helpers/jwt.js'
 
 // The hot path answers synchronously where nothing waits, matches route parameters only when a
@@ -68,11 +68,11 @@ describe('gate hot path', () => {
     it('still tells keys from JWTs when a JWT contains underscores', async () => {
       const { store } = await cachedKey()
       const verifier = createApiKeyVerifier({ store, pepper: PEPPER }, { now: Date.now })
-      expect(verifier.looksLikeKey('gh_abc')).to.equal(true)
-      expect(verifier.looksLikeKey('gh_test_abc')).to.equal(false)
+      expect(verifier.looksLikeKey('ptcl_abc')).to.equal(true)
+      expect(verifier.looksLikeKey('ptcl_test_abc')).to.equal(false)
       expect(verifier.looksLikeKey('eyJh_bGc.eyJz_dWI.c2ln_')).to.equal(false)
       expect(verifier.looksLikeKey('_abc')).to.equal(false)
-      expect(verifier.looksLikeKey('gh')).to.equal(false)
+      expect(verifier.looksLikeKey('ptcl')).to.equal(false)
     })
   })
 

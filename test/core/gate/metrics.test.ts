@@ -6,17 +6,17 @@ import {
   createQuotaStage,
   createRateLimitStage,
   type GateOptions,
-  type GatehouseMetric,
+  type PortcullisMetric,
   type MetricLabels,
   type MetricsClient,
   type TraceEntry,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import {
   createFailingBackend,
   createMemoryAuditSink,
   createMemoryMetrics,
   fakeRequest,
-} from '@gatehouse/core/testing'
+} from '@portcullis/core/testing'
 import { signHmac, seconds } from '../../helpers/jwt.js'
 
 const PEPPER = 'p'.repeat(32)
@@ -130,7 +130,7 @@ describe('gate metrics', () => {
       }),
     ).to.equal(1)
     const everyLabel = JSON.stringify(
-      (['requests', 'rateLimitRejections', 'stageDuration'] as GatehouseMetric[]).flatMap((m) =>
+      (['requests', 'rateLimitRejections', 'stageDuration'] as PortcullisMetric[]).flatMap((m) =>
         metrics.labelSets(m),
       ),
     )

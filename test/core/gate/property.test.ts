@@ -1,7 +1,7 @@
 import { expect } from 'chai'
 import fc from 'fast-check'
-import { createApiKeyManager, createGate, createMemoryKeyStore, type Gate } from '@gatehouse/core'
-import { createMemoryAuditSink, fakeRequest } from '@gatehouse/core/testing'
+import { createApiKeyManager, createGate, createMemoryKeyStore, type Gate } from '@portcullis/core'
+import { createMemoryAuditSink, fakeRequest } from '@portcullis/core/testing'
 import { b64u, signHmac } from '../../helpers/jwt.js'
 
 const PEPPER = 'pepper-for-property-tests-0123456789'

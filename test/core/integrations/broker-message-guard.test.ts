@@ -5,10 +5,10 @@ import {
   createBrokerMessageGuard,
   generateApiKey,
   isBrokerTopic,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import { createRecordingMetrics } from '../../helpers/recording-metrics.js'
 
-const KEY_ID = generateApiKey({ prefix: 'gh' }).id
+const KEY_ID = generateApiKey({ prefix: 'ptcl' }).id
 
 describe('checkBrokerMessage', () => {
   it('accepts a key message with a key id and keeps only the known fields', () => {

@@ -1,6 +1,6 @@
 import { expect } from 'chai'
-import { ConfigError, createLruCache } from '@gatehouse/core'
-import { createFakeClock } from '@gatehouse/core/testing'
+import { ConfigError, createLruCache } from '@portcullis/core'
+import { createFakeClock } from '@portcullis/core/testing'
 
 describe('createLruCache', () => {
   it('answers get, set and delete synchronously', () => {

@@ -6,8 +6,8 @@ import {
   createTieredCache,
   type CacheClient,
   type CacheSetOptions,
-} from '@gatehouse/core'
-import { createFakeClock } from '@gatehouse/core/testing'
+} from '@portcullis/core'
+import { createFakeClock } from '@portcullis/core/testing'
 import { createRecordingMetrics } from '../../helpers/recording-metrics.js'
 
 /** A shared remote tier in memory: asynchronous like Redis, counting reads, able to fail. */

@@ -3,7 +3,7 @@
  * test is never checked against itself.
  */
 import { constants, createHmac, generateKeyPairSync, sign, type KeyObject } from 'node:crypto'
-import type { JwsAlgorithm } from '@gatehouse/core'
+import type { JwsAlgorithm } from '@portcullis/core'
 
 /** A segment as the tests want to write it: an object (JSON), a JSON text, or raw bytes. */
 export type Segment = Readonly<Record<string, unknown>> | string | Uint8Array

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net'
 import type { KeyObject } from 'node:crypto'
 import { expect } from 'chai'
 import sinon from 'sinon'
-import { createJwtVerifier, type JwtOptions, type JwtVerifier } from '@gatehouse/core'
+import { createJwtVerifier, type JwtOptions, type JwtVerifier } from '@portcullis/core'
 import { manualClock, signJwt, testKeys } from './helpers.js'
 
 const NOW_MS = 1_700_000_000_000

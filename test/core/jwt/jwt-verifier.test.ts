@@ -13,7 +13,7 @@ import {
   type JwtOptions,
   type JwtVerifier,
   type Principal,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import {
   b64url,
   encodeSegment,
@@ -31,7 +31,7 @@ import {
 const NOW_MS = 1_700_000_000_000
 const NOW = NOW_MS / 1000
 /** 36 bytes: long enough for HS256. */
-const SECRET = 'gatehouse-test-secret-0123456789abcd'
+const SECRET = 'portcullis-test-secret-0123456789abcd'
 const OTHER_SECRET = 'another-test-secret-0123456789abcdef'
 
 const claims = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({

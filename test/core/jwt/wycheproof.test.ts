@@ -1,6 +1,6 @@
 /**
  * Wycheproof vectors (test/fixtures/wycheproof, see its README.md) against the JWS layer and the
- * signature primitives of @gatehouse/core.
+ * signature primitives of @portcullis/core.
  */
 import { createHmac, createPublicKey, createSecretKey, type KeyObject } from 'node:crypto'
 import { readFileSync } from 'node:fs'
@@ -15,7 +15,7 @@ import {
   type JwsAlgorithm,
   type JwsResult,
   type JwsVerifyOptions,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import { testKeys } from './helpers.js'
 
 const FIXTURES = new URL('../../fixtures/wycheproof/', import.meta.url)

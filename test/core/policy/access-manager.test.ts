@@ -1,7 +1,7 @@
 import { expect } from 'chai'
 import fc from 'fast-check'
-import { createAccessManager, type PolicySetInput } from '@gatehouse/core'
-import { createFakeClock } from '@gatehouse/core/testing'
+import { createAccessManager, type PolicySetInput } from '@portcullis/core'
+import { createFakeClock } from '@portcullis/core/testing'
 import { principal, TUESDAY_MORNING } from './helpers.js'
 
 const BASE: PolicySetInput = {

@@ -5,7 +5,7 @@ import {
   isConfigError,
   lintPolicySet,
   type PolicyDiagnostic,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 
 function errorsOf(input: unknown): string[] {
   try {

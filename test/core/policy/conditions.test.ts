@@ -3,7 +3,7 @@ import {
   createAccessManager,
   type ConditionInput,
   type PolicyRequestAttributes,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import { principal, TUESDAY_MORNING } from './helpers.js'
 
 /** Whether an allow rule with `when` lets `p` do `x:y`, and whether the same deny rule fires. */

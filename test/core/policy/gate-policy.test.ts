@@ -5,8 +5,8 @@ import {
   createPolicyStore,
   matchRouteParams,
   type PolicySetInput,
-} from '@gatehouse/core'
-import { createFakeClock, createMemoryAuditSink, fakeRequest } from '@gatehouse/core/testing'
+} from '@portcullis/core'
+import { createFakeClock, createMemoryAuditSink, fakeRequest } from '@portcullis/core/testing'
 import { seconds, signHmac } from '../../helpers/jwt.js'
 
 const SECRET = 'gate-policy-secret-0123456789abcdef'
@@ -162,7 +162,7 @@ describe('gate with a policy', () => {
     expect(r.error.code).to.equal('ERR_AUTHZ_STEP_UP_REQUIRED')
     expect(r.problem).to.include({
       code: 'ERR_AUTHZ_STEP_UP_REQUIRED',
-      type: 'urn:gatehouse:problem:step-up-required',
+      type: 'urn:portcullis:problem:step-up-required',
     })
     expect(r.headers['www-authenticate']).to.match(
       /^Bearer realm="api", error="insufficient_user_authentication"/,

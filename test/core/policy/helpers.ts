@@ -1,4 +1,4 @@
-import type { Principal } from '@gatehouse/core'
+import type { Principal } from '@portcullis/core'
 
 /** A principal as an authenticator would build it. */
 export function principal(

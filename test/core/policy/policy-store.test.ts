@@ -8,8 +8,8 @@ import {
   isConfigError,
   type Logger,
   type PolicySetInput,
-} from '@gatehouse/core'
-import { createMemoryBroker } from '@gatehouse/core/testing'
+} from '@portcullis/core'
+import { createMemoryBroker } from '@portcullis/core/testing'
 import { principal } from './helpers.js'
 
 const V1: PolicySetInput = { roles: { viewer: { permissions: ['documents:read'] } } }
@@ -26,7 +26,7 @@ function recordingLogger(): Logger & { errors: unknown[][] } {
 describe('PolicyStore', () => {
   let dir: string
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'gatehouse-policy-'))
+    dir = mkdtempSync(join(tmpdir(), 'portcullis-policy-'))
   })
   afterEach(() => rmSync(dir, { recursive: true, force: true }))
 

@@ -17,8 +17,8 @@ import {
   type DropInLimiterOptions,
   type DropInResult,
   type DropInStore,
-} from '@gatehouse/core'
-import { createFakeClock } from '@gatehouse/core/testing'
+} from '@portcullis/core'
+import { createFakeClock } from '@portcullis/core/testing'
 
 interface FakeRequest {
   ip?: string | undefined

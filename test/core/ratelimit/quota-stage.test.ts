@@ -7,14 +7,14 @@ import {
   createQuotaStage,
   periodBounds,
   type QuotaStageOptions,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import {
   createFailingBackend,
   createFakeClock,
   createMemoryAuditSink,
   createMemoryMetrics,
   fakeRequest,
-} from '@gatehouse/core/testing'
+} from '@portcullis/core/testing'
 
 const PEPPER = 'p'.repeat(32)
 

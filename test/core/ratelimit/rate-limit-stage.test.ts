@@ -7,13 +7,13 @@ import {
   createMemoryKeyStore,
   createRateLimitStage,
   type RateLimitStageOptions,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import {
   createFailingBackend,
   createFakeClock,
   createMemoryAuditSink,
   fakeRequest,
-} from '@gatehouse/core/testing'
+} from '@portcullis/core/testing'
 
 const PEPPER = 'p'.repeat(32)
 

@@ -9,7 +9,7 @@ import {
   singleHeaderValue,
   toHeaderSeconds,
   toQuotedHeaderText,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 
 describe('TypeConverter', () => {
   it('converts durations with units', () => {

@@ -1,6 +1,6 @@
 import { expect } from 'chai'
 import fc from 'fast-check'
-import { canonicalHash, canonicalize } from '@gatehouse/core'
+import { canonicalHash, canonicalize } from '@portcullis/core'
 
 describe('TypeSerializer (RFC 8785)', () => {
   it('sorts keys by UTF-16 code units (RFC 8785 §3.2.3 example)', () => {

@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import { ConfigError, suggest, TypeValidator } from '@gatehouse/core'
+import { ConfigError, suggest, TypeValidator } from '@portcullis/core'
 
 describe('TypeValidator', () => {
   it('reports every issue with a precise path', () => {

@@ -1,9 +1,9 @@
 /**
- * `gatehouse audit verify|tail|export|report`: check an audit trail's hash chain (a JSON-lines
+ * `portcullis audit verify|tail|export|report`: check an audit trail's hash chain (a JSON-lines
  * file and its rotated predecessors, a SQLite database or PostgreSQL), read it, and report which
  * compliance controls a configuration covers.
  *
- * Reachable from `@gatehouse/cli`.
+ * Reachable from `@portcullis/cli`.
  * @packageDocumentation
  */
 import { readFileSync } from 'node:fs'
@@ -19,8 +19,8 @@ import {
   type AuditIpMode,
   type AuditLevel,
   type ComplianceProfileName,
-} from '@gatehouse/core'
-import { readSqliteAuditEvents } from '@gatehouse/sqlite'
+} from '@portcullis/core'
+import { readSqliteAuditEvents } from '@portcullis/sqlite'
 import type { Command } from 'commander'
 import { parse as parseYaml } from 'yaml'
 import {
@@ -79,14 +79,14 @@ async function readSource(
     throw usageError('--postgres must be a postgres:// or postgresql:// URL')
   let mod: PostgresAuditModule
   try {
-    mod = (await import('@gatehouse/postgres' as string)) as PostgresAuditModule
+    mod = (await import('@portcullis/postgres' as string)) as PostgresAuditModule
   } catch (error) {
-    throw new CliError('--postgres needs @gatehouse/postgres and pg installed', EXIT_FAILURE, {
+    throw new CliError('--postgres needs @portcullis/postgres and pg installed', EXIT_FAILURE, {
       cause: error,
     })
   }
   if (typeof mod.readPostgresAuditEvents !== 'function')
-    throw new CliError('this @gatehouse/postgres has no audit reader', EXIT_FAILURE)
+    throw new CliError('this @portcullis/postgres has no audit reader', EXIT_FAILURE)
   const result = mod.readPostgresAuditEvents({ connectionString: url })
   if (Symbol.asyncIterator in Object(result)) {
     const out: AuditEvent[] = []
@@ -104,9 +104,9 @@ function readKey(context: CliContext, keyFile: string | undefined): string {
       throw new CliError(`cannot read the key file ${keyFile}`, EXIT_FAILURE, { cause: error })
     }
   }
-  const env = context.io.env.GATEHOUSE_AUDIT_KEY
+  const env = context.io.env.PORTCULLIS_AUDIT_KEY
   if (env === undefined || env === '')
-    throw usageError('give the chain key with --key-file <path> or GATEHOUSE_AUDIT_KEY')
+    throw usageError('give the chain key with --key-file <path> or PORTCULLIS_AUDIT_KEY')
   return env
 }
 
@@ -141,7 +141,7 @@ function sourceOptions(command: Command): Command {
   return command
     .argument('[file]', 'JSON-lines audit file (its rotated files are read first)')
     .option('--sqlite <file>', 'a SQLite audit database')
-    .option('--table-prefix <prefix>', 'table prefix of the SQLite trail (default: gatehouse_)')
+    .option('--table-prefix <prefix>', 'table prefix of the SQLite trail (default: portcullis_)')
 }
 
 function oneLine(e: AuditEvent): string {
@@ -150,7 +150,7 @@ function oneLine(e: AuditEvent): string {
   return `${e.time} ${e.type}${e.customType === undefined ? '' : `(${e.customType})`} ${e.outcome} actor=${actor} ${e.action}${seq}`
 }
 
-/** Registers `gatehouse audit`. */
+/** Registers `portcullis audit`. */
 export function register(program: Command, context: CliContext): void {
   const audit = program.command('audit').description('verify, read and report on audit trails')
 
@@ -159,7 +159,7 @@ export function register(program: Command, context: CliContext): void {
       .command('verify')
       .description('check the hash chain; names the first broken link and exits 1'),
   )
-    .option('--key-file <path>', 'file holding the chain HMAC key (env GATEHOUSE_AUDIT_KEY)')
+    .option('--key-file <path>', 'file holding the chain HMAC key (env PORTCULLIS_AUDIT_KEY)')
     .option('--public-key <pem>', 'Ed25519 public key (PEM file) of signed checkpoints')
     .option('--anchor <file...>', 'published checkpoints (JSON lines) that reveal truncation')
     .option('--partial', 'accept a trail whose beginning was purged or rotated away')
@@ -253,8 +253,8 @@ export function register(program: Command, context: CliContext): void {
     .option('--fail-open', 'the gate serves requests it could not audit')
     .action((opts: Record<string, unknown>, command: Command) => {
       let file: Record<string, unknown> = {}
-      // The global --config (GATEHOUSE_CONFIG): its `audit` section holds the audit options.
-      const configPath = context.globals(command).config ?? context.io.env.GATEHOUSE_CONFIG
+      // The global --config (PORTCULLIS_CONFIG): its `audit` section holds the audit options.
+      const configPath = context.globals(command).config ?? context.io.env.PORTCULLIS_CONFIG
       if (configPath !== undefined && configPath !== '') {
         const path = resolve(context.io.cwd, configPath)
         let text: string

@@ -1,5 +1,5 @@
 /**
- * The registration point of every `gatehouse` command group.
+ * The registration point of every `portcullis` command group.
  *
  * Contract: each command module (`src/commands/<name>.ts`) exports
  *
@@ -19,7 +19,7 @@
  * To add a command group, add ONE line below: `export * as <name> from './<name>.js'`. The program
  * registers the modules in the order of their names.
  *
- * Reachable from `@gatehouse/cli`.
+ * Reachable from `@portcullis/cli`.
  * @packageDocumentation
  */
 export * as audit from './audit.js'

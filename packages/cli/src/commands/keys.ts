@@ -1,8 +1,8 @@
 /**
- * `gatehouse keys create|list|show|update|rotate|revoke|import|due`: the API-key lifecycle of core's
+ * `portcullis keys create|list|show|update|rotate|revoke|import|due`: the API-key lifecycle of core's
  * `createApiKeyManager`, against the configured store.
  *
- * Reachable from `@gatehouse/cli`.
+ * Reachable from `@portcullis/cli`.
  * @packageDocumentation
  */
 import { readFileSync } from 'node:fs'
@@ -21,7 +21,7 @@ import {
   type ApiKeyStoredStatus,
   type ApiKeyUsagePolicyInput,
   type UserID,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import { InvalidArgumentError, Option, type Command } from 'commander'
 import {
   CliError,
@@ -53,7 +53,7 @@ const MAX_LIST_LIMIT = 1000
 
 const keyIdArg = argParser<ApiKeyId>(
   parseApiKeyId,
-  'must be a key id: the 16 letters and digits after the prefix (see `gatehouse keys list`)',
+  'must be a key id: the 16 letters and digits after the prefix (see `portcullis keys list`)',
 )
 const ownerArg = argParser<UserID>(
   parseUserId,
@@ -250,7 +250,8 @@ function listRows(items: readonly ApiKeyRecord[], now: number): string[][] {
 
 const LIST_HEADERS = ['ID', 'NAME', 'OWNER', 'STATE', 'SCOPES', 'EXPIRES']
 
-const SHOWN_ONCE = 'Store this key now: it is shown only once, and Gatehouse keeps only its hash.\n'
+const SHOWN_ONCE =
+  'Store this key now: it is shown only once, and Portcullis keeps only its hash.\n'
 
 /** Prints a newly issued key (create, rotate): the plaintext once, then the record. */
 function printIssued(
@@ -375,11 +376,11 @@ function fieldOptions(command: Command, what: 'create' | 'update' | 'import'): C
 function environmentOption(): Option {
   return new Option(
     '--environment <env>',
-    'live or test: picks the prefix (gh or gh_test)',
+    'live or test: picks the prefix (ptcl or ptcl_test)',
   ).choices(['live', 'test'])
 }
 
-/** Registers `gatehouse keys …` (see `src/commands/index.ts` for the contract). */
+/** Registers `portcullis keys …` (see `src/commands/index.ts` for the contract). */
 export function register(program: Command, context: CliContext): void {
   const keys = program
     .command('keys')
@@ -567,7 +568,7 @@ export function register(program: Command, context: CliContext): void {
   fieldOptions(
     keys
       .command('import')
-      .description('bring an existing key under Gatehouse: its plaintext, or only its SHA-256'),
+      .description('bring an existing key under Portcullis: its plaintext, or only its SHA-256'),
     'import',
   )
     .addOption(

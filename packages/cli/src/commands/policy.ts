@@ -1,9 +1,9 @@
 /**
- * `gatehouse policy lint|explain|test`: check a policy file, explain one decision, and run
+ * `portcullis policy lint|explain|test`: check a policy file, explain one decision, and run
  * table-driven cases with a rule-coverage report. A shell over core's `lintPolicySet`,
  * `explainPolicy` and `runPolicyTests`; files are YAML or JSON (YAML is a superset of JSON).
  *
- * Reachable from `@gatehouse/cli`.
+ * Reachable from `@portcullis/cli`.
  * @packageDocumentation
  */
 import { readFileSync } from 'node:fs'
@@ -17,7 +17,7 @@ import {
   principalFromInput,
   runPolicyTests,
   type PolicyDiagnostic,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import type { Command } from 'commander'
 import YAML from 'yaml'
 import { CliError, EXIT_FAILURE, argParser, usageError, type CliContext } from '../io.js'

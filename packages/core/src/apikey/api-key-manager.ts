@@ -4,7 +4,7 @@
  * enforced at create, update and import. Every action is audited and published on the broker, so
  * that every instance drops its cached copy.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { createHash } from 'node:crypto'
@@ -78,9 +78,9 @@ export interface ApiKeyManagerOptions {
   readonly store: KeyStore
   /** Same value as the gate's `apiKeys.pepper`; new hashes use the first (current) pepper. */
   readonly pepper: string | Uint8Array | readonly Pepper[]
-  /** Prefix of new `live` keys. @default 'gh' */
+  /** Prefix of new `live` keys. @default 'ptcl' */
   readonly prefix?: string
-  /** Prefix of new `test` keys. @default `${prefix}_test` (`gh_test`) */
+  /** Prefix of new `test` keys. @default `${prefix}_test` (`ptcl_test`) */
   readonly testPrefix?: string
   /** Compliance rules. @default {} (none) */
   readonly compliance?: ApiKeyComplianceOptions
@@ -104,7 +104,7 @@ export interface CreateApiKeyInput {
   /** Why the key exists. */
   readonly purpose?: string
   /**
-   * `live` or `test`: picks the prefix (`gh` or `gh_test` by default). Without it, a `prefix`
+   * `live` or `test`: picks the prefix (`ptcl` or `ptcl_test` by default). Without it, a `prefix`
    * ending in `_test` (or equal to the manager's `testPrefix`) makes a test key. @default 'live'
    */
   readonly environment?: ApiKeyEnvironment
@@ -115,7 +115,7 @@ export interface CreateApiKeyInput {
 }
 
 /**
- * An existing key to bring under Gatehouse (migration): exactly one of `key` (its plaintext, in any
+ * An existing key to bring under Portcullis (migration): exactly one of `key` (its plaintext, in any
  * format: stored as an HMAC under the current pepper) or `sha256` (only its SHA-256, hex: stored
  * as such and re-hashed under the current pepper at its first successful use).
  */
@@ -504,12 +504,12 @@ export function createApiKeyManager(options: Readonly<ApiKeyManagerOptions>): Ap
         iv.assert()
         enforce(rules, fields)
         let id = randomBase62(API_KEY_ID_LENGTH) as ApiKeyId
-        // Keys imported from another system carry no Gatehouse prefix; `''` says so.
+        // Keys imported from another system carry no Portcullis prefix; `''` says so.
         let keyPrefix = ''
         let hash: ApiKeySecretHash
         if (hasKey) {
           const key = input.key as string
-          // A key already in Gatehouse's format keeps its id, so it verifies on the fast path.
+          // A key already in Portcullis's format keeps its id, so it verifies on the fast path.
           const candidate = key.slice(0, key.length - API_KEY_BODY_LENGTH - 1)
           const parsed = API_KEY_PREFIX_PATTERN.test(candidate)
             ? parseApiKey(key, new Set([candidate]))
@@ -616,7 +616,7 @@ export function createApiKeyManager(options: Readonly<ApiKeyManagerOptions>): Ap
         throw new ConfigError(
           `grace: must be a duration, received ${JSON.stringify(rotateOptions.grace)}`,
         )
-      // An imported key without a Gatehouse prefix gets one of its environment from now on.
+      // An imported key without a Portcullis prefix gets one of its environment from now on.
       const generated = generateApiKey({
         prefix: existing.prefix === '' ? prefixOf(existing.environment ?? 'live') : existing.prefix,
         id: existing.id,

@@ -7,7 +7,7 @@
  * batches off the request path; keys under an older pepper, or imported as a bare SHA-256, are
  * re-hashed under the current pepper after their first successful use.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { hash, timingSafeEqual } from 'node:crypto'
@@ -60,7 +60,7 @@ export interface ApiKeyOptions {
    * under an older pepper is re-hashed under the current one, once, off the request path).
    */
   readonly pepper: string | Uint8Array | readonly Pepper[]
-  /** Key prefixes accepted (add `gh_test` to accept test keys). @default ['gh'] */
+  /** Key prefixes accepted (add `ptcl_test` to accept test keys). @default ['ptcl'] */
   readonly prefixes?: readonly string[]
   /** Cache of verified keys; `false` disables it. */
   readonly cache?:
@@ -83,8 +83,8 @@ export interface ApiKeyOptions {
   readonly environments?: readonly ApiKeyEnvironment[]
   /**
    * Also accept keys imported from another system (`ApiKeyManager.import`) whose format is not
-   * Gatehouse's: such a token is looked up by its hash (`KeyStore.findByHash`). Tokens that start
-   * with one of `prefixes` are never looked up this way, so a mistyped Gatehouse key is still
+   * Portcullis's: such a token is looked up by its hash (`KeyStore.findByHash`). Tokens that start
+   * with one of `prefixes` are never looked up this way, so a mistyped Portcullis key is still
    * refused before any store read. @default false
    */
   readonly importedKeys?: boolean

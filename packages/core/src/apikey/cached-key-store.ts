@@ -3,7 +3,7 @@
  * unknown key ids are remembered (bounded) so key-guessing floods never reach the database, and
  * broker messages about changed keys drop the cached copies on every instance.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { LRUCache } from 'lru-cache'

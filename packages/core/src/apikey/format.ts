@@ -3,7 +3,7 @@
  * id (one indexed store read), a 32-character secret (~190 bits) and a 6-character CRC32 checksum
  * that rejects mistyped or truncated keys before any store read (as GitHub's token format does).
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { createHmac, randomBytes } from 'node:crypto'
@@ -26,7 +26,7 @@ export const API_KEY_CHECKSUM_LENGTH = 6
 export const API_KEY_BODY_LENGTH: number =
   API_KEY_ID_LENGTH + API_KEY_SECRET_LENGTH + API_KEY_CHECKSUM_LENGTH
 const BODY_LENGTH = API_KEY_BODY_LENGTH
-/** Allowed prefixes: lower-case words joined by `_`, e.g. `gh`, `acme_live`. */
+/** Allowed prefixes: lower-case words joined by `_`, e.g. `ptcl`, `acme_live`. */
 export const API_KEY_PREFIX_PATTERN: RegExp = /^[a-z][a-z0-9]{0,15}(?:_[a-z0-9]{1,16}){0,2}$/
 const BODY_PATTERN = /^[0-9A-Za-z]+$/
 /** Longest key accepted by {@link parseApiKey}. */
@@ -65,7 +65,7 @@ export interface GeneratedApiKey {
   readonly prefix: string
 }
 
-/** Generates a new key under `prefix` (default `gh`), optionally with a given id (for rotation). */
+/** Generates a new key under `prefix` (default `ptcl`), optionally with a given id (for rotation). */
 export function generateApiKey(options: {
   readonly prefix: string
   readonly id?: ApiKeyId

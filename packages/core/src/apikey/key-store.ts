@@ -1,8 +1,8 @@
 /**
- * The key store contract: what Gatehouse keeps about each API key, and the interface every store
+ * The key store contract: what Portcullis keeps about each API key, and the interface every store
  * (memory, SQLite, PostgreSQL) implements.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import type { UserID } from '../ids.js'
@@ -17,7 +17,7 @@ export interface ApiKeySecretHash {
   /** After this instant (epoch ms) the hash no longer verifies; `null`: no end. */
   readonly notAfter: number | null
   /**
-   * How `hash` was made: `hmac-sha256` under the pepper `pepperId` (every key Gatehouse issues),
+   * How `hash` was made: `hmac-sha256` under the pepper `pepperId` (every key Portcullis issues),
    * or `sha256` for a key imported as its bare SHA-256 hash (re-hashed under the current pepper at
    * its first successful use). @default 'hmac-sha256'
    */
@@ -27,7 +27,7 @@ export interface ApiKeySecretHash {
 /** How a stored secret hash was made. */
 export type ApiKeyHashAlgorithm = 'hmac-sha256' | 'sha256'
 
-/** A key's environment, from its prefix (`gh_live_…`, `gh_test_…`). */
+/** A key's environment, from its prefix (`ptcl_live_…`, `ptcl_test_…`). */
 export type ApiKeyEnvironment = 'live' | 'test'
 
 /** Per-key usage policy, enforced by the gate on every request made with the key. */
@@ -166,7 +166,7 @@ export interface KeyStore {
   list(query?: ApiKeyListQuery): Promise<ApiKeyPage>
   /**
    * The key holding this exact stored hash (any entry of `hashes`), or `undefined`: how imported
-   * keys whose plaintext carries no Gatehouse key id are found. Stores index it.
+   * keys whose plaintext carries no Portcullis key id are found. Stores index it.
    */
   findByHash?(hash: ApiKeyHash): Promise<ApiKeyRecord | undefined>
   /** Adds batched usage (`usageCount += count`, `lastUsedAt = max(...)`); unknown ids are ignored. */

@@ -2,7 +2,7 @@
  * The in-memory key store: the reference implementation of {@link KeyStore}, for tests and
  * single-process use.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import type { ApiKeyHash, ApiKeyId } from './format.js'

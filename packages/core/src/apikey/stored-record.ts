@@ -1,12 +1,12 @@
 /**
  * For key store implementers: the driver-independent half of storing an {@link ApiKeyRecord} in
- * a table with one column per field (the layout of `@gatehouse/sqlite` and `@gatehouse/postgres`).
+ * a table with one column per field (the layout of `@portcullis/sqlite` and `@portcullis/postgres`).
  * A store turns its driver's row into plain column values (parses JSON text, converts 64-bit
  * integers); the codec checks those values and builds the frozen record, or fails closed on a row
  * that does not decode. On the way in it checks what `insert` and `update` are given, so a record
  * that could not be read back is never written.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { AuthError, ConfigError } from '../errors.js'
@@ -475,10 +475,10 @@ function columnsOf(r: ApiKeyRecord): StoredApiKeyColumns {
  * @throws {ConfigError} for a bad or unknown option (there is no logger to warn through)
  * @example
  * ```ts
- * import { createStoredApiKeyCodec, parseJsonColumn } from '@gatehouse/core'
+ * import { createStoredApiKeyCodec, parseJsonColumn } from '@portcullis/core'
  *
  * const codec = createStoredApiKeyCodec<Row>({
- *   table: 'gatehouse_api_keys',
+ *   table: 'portcullis_api_keys',
  *   decodeRow: (row) => ({ ...row, scopes: parseJsonColumn('scopes', row.scopes), ... }),
  * })
  * const record = codec.read(row) // throws ERR_KEYSTORE_UNAVAILABLE for a corrupt row

@@ -2,7 +2,7 @@
  * Per-key usage policies: validation of what a manager is given, and the compiled form the
  * verifier checks on every request (an IP `BlockList` and origin matchers, built once per record).
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { BlockList, isIP } from 'node:net'

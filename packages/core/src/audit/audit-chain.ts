@@ -6,7 +6,7 @@
  * (Ed25519, or HMAC) over `{ chain, seq, head, time }`; published checkpoints (anchors) reveal
  * truncation. {@link verifyAuditChain} names the first broken link.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import {

@@ -1,7 +1,7 @@
 /**
  * The audit event schema.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import type { AuthErrorCode } from '../errors.js'

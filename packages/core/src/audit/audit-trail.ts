@@ -6,7 +6,7 @@
  * to an fsync'd local file and are replayed in order when the sink answers again. `flush()` and
  * `close()` wait until every sink has everything.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { randomUUID } from 'node:crypto'

@@ -3,9 +3,9 @@
  * derives the events and fields that must be written, a minimum retention and the redaction that
  * applies. Profiles combine: the union of controls, events and fields, the longest retention and the
  * strictest redaction. {@link auditComplianceReport} says what a configuration covers and what is
- * missing (`gatehouse audit report`).
+ * missing (`portcullis audit report`).
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import type { AuditEventType, AuditLevel } from './audit-event.js'

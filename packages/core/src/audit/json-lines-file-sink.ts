@@ -4,7 +4,7 @@
  * in the file (by id: the recent ones, including those found at the end of the file at open) are
  * not written twice, so a replayed spool does not duplicate them.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { createReadStream } from 'node:fs'
@@ -35,7 +35,7 @@ export interface JsonLinesFileSinkOptions {
 /**
  * Creates a JSON-lines file sink. The file opens on the first write. A rotated file is renamed to
  * `<path>.<ISO time>` (names sort in time order); pass all of them, oldest first, to
- * `gatehouse audit verify`.
+ * `portcullis audit verify`.
  */
 export function createJsonLinesFileSink(options: Readonly<JsonLinesFileSinkOptions>): AuditSink {
   const fsync = options.fsync ?? true

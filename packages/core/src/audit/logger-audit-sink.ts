@@ -2,7 +2,7 @@
  * An audit sink for development: each event goes to a pino-like logger (`logger.info(obj, msg)`),
  * or, without one, to standard output as one JSON line.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { auditEventJson, type AuditEvent, type AuditSink } from './audit-event.js'

@@ -1,7 +1,7 @@
 /**
  * An audit sink that keeps events in memory: for tests and development.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import type { AuditEvent, AuditSink } from './audit-event.js'

@@ -5,7 +5,7 @@
  * still verifies after erasure, while the deleted salt makes the pseudonym unlinkable even to
  * whoever holds the key.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { createHmac, randomBytes } from 'node:crypto'
@@ -20,7 +20,7 @@ export interface PseudonymRecord {
 
 /**
  * The mapping table. Synchronous, because pseudonyms are assigned while a batch is prepared
- * (off the request path); `@gatehouse/sqlite` ships a persistent one.
+ * (off the request path); `@portcullis/sqlite` ships a persistent one.
  */
 export interface PseudonymStore {
   get(subjectId: string): PseudonymRecord | undefined

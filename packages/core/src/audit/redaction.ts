@@ -4,7 +4,7 @@
  * strings), credentials removed everywhere (by field name and by shape: JWTs, bearer tokens, API
  * keys), configured PII fields masked at any depth, and client IPs truncated or keyed-hashed.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { createHmac, createSecretKey } from 'node:crypto'
@@ -66,7 +66,7 @@ const CREDENTIAL_FIELDS = new Set([
 
 // JWS compact serialization: the protected header is base64url JSON, so it starts with `eyJ` (`{"`).
 const JWT_PATTERN = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g
-// Gatehouse API keys: `<prefix>_<54 base62>` (apikey/format.ts); also any long token after a scheme.
+// Portcullis API keys: `<prefix>_<54 base62>` (apikey/format.ts); also any long token after a scheme.
 const API_KEY_PATTERN = /\b[a-z][a-z0-9]{0,15}(?:_[a-z0-9]{1,16}){0,2}_[0-9A-Za-z]{54}\b/g
 const SCHEME_PATTERN = /\b(Bearer|Basic|Digest|Token|ApiKey)\s+[A-Za-z0-9._~+/=-]{4,}/gi
 const QUERY_SECRET_PATTERN =

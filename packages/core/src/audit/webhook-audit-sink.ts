@@ -4,7 +4,7 @@
  * so a retried or replayed batch carries the same key; retries use exponential backoff with full
  * jitter and honour `Retry-After`. Receivers should also drop events by id.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { createHash } from 'node:crypto'

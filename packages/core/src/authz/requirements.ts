@@ -2,7 +2,7 @@
  * First-cut authorization: a route's scopes, roles and permission checked against the principal.
  * Requirements are compiled once, when the route is declared.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { AuthError, ConfigError } from '../errors.js'

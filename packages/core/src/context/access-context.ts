@@ -2,7 +2,7 @@
  * The request's {@link AccessContext} in AsyncLocalStorage: adapters run the rest of the request
  * inside it, so audit events raised anywhere in a handler carry request id, principal and route.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { AsyncLocalStorage } from 'node:async_hooks'

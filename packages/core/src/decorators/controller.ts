@@ -4,7 +4,7 @@
  * as legacy `experimentalDecorators` (NestJS-style code bases), without reflect-metadata. Each
  * adapter's `mountController` reads {@link describeController} and registers the routes.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { compileRequirements, type CompiledRequirements } from '../authz/requirements.js'
@@ -49,7 +49,7 @@ interface ClassMeta {
   members: Map<string | symbol, MemberMeta>
 }
 
-const KEY = Symbol.for('@gatehouse/core/controller')
+const KEY = Symbol.for('@portcullis/core/controller')
 // Legacy decorators have no metadata object: keep theirs by constructor.
 const legacy = new WeakMap<object, ClassMeta>()
 
@@ -113,7 +113,7 @@ function decorator(
       const bag = contextOrKey.metadata
       if (bag === undefined)
         throw new ConfigError(
-          `@${name}: context.metadata is missing; import @gatehouse/core before defining decorated classes`,
+          `@${name}: context.metadata is missing; import @portcullis/core before defining decorated classes`,
         )
       const meta = metaOf(bag)
       if (contextOrKey.kind === 'class' && onClass !== null) return onClass(meta)

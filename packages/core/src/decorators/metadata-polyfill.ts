@@ -1,7 +1,7 @@
 /**
  * Node 20 has no `Symbol.metadata`; TypeScript's standard-decorator output only creates
  * `context.metadata` objects when it exists, so define it (as the proposal's polyfills do) before
- * any decorated class is evaluated. Importing `@gatehouse/core` is enough.
+ * any decorated class is evaluated. Importing `@portcullis/core` is enough.
  * @internal
  */
 const symbols = Symbol as unknown as { metadata?: symbol }

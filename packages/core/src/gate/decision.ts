@@ -1,7 +1,7 @@
 /**
  * The gate's answer: a value, never an exception.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import type { AuthError } from '../errors.js'

@@ -1,7 +1,7 @@
 /**
  * The framework-neutral request the gate evaluates. Adapters build one per request.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 

@@ -2,7 +2,7 @@
  * The gate: authenticate → (rate limit → quota: pluggable stages) → authorize → audit, returning a
  * {@link Decision} value. Framework adapters call it; it names no framework.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { randomUUID } from 'node:crypto'
@@ -147,7 +147,7 @@ export interface GateOptions {
   readonly apiKeyHeader?: string | false
   /** `realm` of challenges. @default 'api' */
   readonly realm?: string
-  /** Prefix of problem `type` URIs. @default 'urn:gatehouse:problem:' */
+  /** Prefix of problem `type` URIs. @default 'urn:portcullis:problem:' */
   readonly problemTypeBase?: string
   /** Header whose well-formed value becomes the request id; `false` always generates. @default 'x-request-id' */
   readonly requestIdHeader?: string | false
@@ -181,11 +181,11 @@ export interface GateOptions {
   readonly broker?: MessageBroker
   /**
    * Where the gate reports its metrics (decisions, latency, rejections, cache lookups, store
-   * failures; and the audit trail's, when the gate builds it). `@gatehouse/prometheus` and
-   * `@gatehouse/opentelemetry` implement it. @default noopMetrics
+   * failures; and the audit trail's, when the gate builds it). `@portcullis/prometheus` and
+   * `@portcullis/opentelemetry` implement it. @default noopMetrics
    */
   readonly metrics?: MetricsClient
-  /** Opens a span around each stage (`@gatehouse/opentelemetry`). @default none */
+  /** Opens a span around each stage (`@portcullis/opentelemetry`). @default none */
   readonly tracer?: GateTracer
   /** Clock, epoch ms. @default Date.now */
   readonly now?: Clock
@@ -226,7 +226,7 @@ export interface Gate {
   ): TResult
   /** Whether {@link Gate.proceed} propagates the access context. */
   readonly asyncContext: boolean
-  /** The full answer for any error (a Gatehouse error, a body parser's 400, a bug's 500). */
+  /** The full answer for any error (a Portcullis error, a body parser's 400, a bug's 500). */
   errorResponse(error: unknown, requestId: string): ErrorResponse
   /** The audit trail. */
   readonly audit: AuditTrail
@@ -281,7 +281,7 @@ function isAuditTrail(value: unknown): value is AuditTrail {
  * @example
  * ```ts
  * const gate = createGate({
- *   apiKeys: { store: createMemoryKeyStore(), pepper: process.env.GATEHOUSE_PEPPER },
+ *   apiKeys: { store: createMemoryKeyStore(), pepper: process.env.PORTCULLIS_PEPPER },
  *   jwt: { secret: process.env.JWT_SECRET, issuer: 'https://id.example', audience: 'api' },
  * })
  * const decision = await gate.evaluate(request, gate.compile('documents:read'))

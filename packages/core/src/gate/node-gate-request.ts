@@ -3,7 +3,7 @@
  * Express, Koa and Fastify all sit on Node's HTTP server, so their adapters share this class and
  * differ only in where the URL, route pattern and trusted client IP come from.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { normalizePath, type GateRequest } from './gate-request.js'

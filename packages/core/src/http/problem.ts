@@ -1,7 +1,7 @@
 /**
  * RFC 9457 problem details and RFC 6750 `WWW-Authenticate` challenges for denials.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import {
@@ -13,9 +13,9 @@ import {
 } from '../errors.js'
 import { toQuotedHeaderText } from '../validation/type-converter.js'
 
-/** An RFC 9457 problem document as Gatehouse sends it. */
+/** An RFC 9457 problem document as Portcullis sends it. */
 export interface ProblemDetails {
-  /** URI naming the problem type, e.g. `urn:gatehouse:problem:invalid-token`. */
+  /** URI naming the problem type, e.g. `urn:portcullis:problem:invalid-token`. */
   readonly type: string
   /** Short summary, stable per type. */
   readonly title: string
@@ -23,7 +23,7 @@ export interface ProblemDetails {
   readonly status: number
   /** Explanation for this occurrence (omitted for 5xx). */
   readonly detail?: string
-  /** Stable Gatehouse error code (extension member). */
+  /** Stable Portcullis error code (extension member). */
   readonly code: AuthErrorCode
   /** The request id, for support (extension member). */
   readonly requestId: string
@@ -104,7 +104,7 @@ export interface ErrorResponse {
 }
 
 /**
- * Maps any error to an answer. Gatehouse errors keep their code; other errors that carry a 4xx
+ * Maps any error to an answer. Portcullis errors keep their code; other errors that carry a 4xx
  * `status`/`statusCode` (a body parser's "invalid JSON", "payload too large") become
  * `ERR_REQUEST_MALFORMED` / `ERR_REQUEST_TOO_LARGE`; everything else is a 500 whose message is
  * never sent.

@@ -1,10 +1,10 @@
 /**
  * Checks of broker messages against their topic's shape. A remote broker (Redis pub/sub) receives
  * whatever anyone publishes on its channels: these checks let it drop malformed or foreign
- * messages, count them (`gatehouse_broker_messages_rejected_total`) and warn, so a bad message
+ * messages, count them (`portcullis_broker_messages_rejected_total`) and warn, so a bad message
  * never crashes a subscriber nor poisons a cache.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { parseApiKeyId } from '../apikey/format.js'

@@ -1,9 +1,9 @@
 /**
  * The cache client interface: what the key store cache, the token cache and other lookups use to
- * remember answers. Implementations: an in-memory LRU (core), Redis (`@gatehouse/redis`) and a
+ * remember answers. Implementations: an in-memory LRU (core), Redis (`@portcullis/redis`) and a
  * two-tier cache (LRU in front of Redis, invalidated through the {@link MessageBroker}).
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 

@@ -2,7 +2,7 @@
  * The in-memory {@link CacheClient}: a bounded LRU with per-entry TTL on lru-cache. It answers
  * synchronously, so the hot path awaits nothing.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { LRUCache } from 'lru-cache'

@@ -1,8 +1,8 @@
 /**
  * The message broker through which instances tell each other about revoked keys and changed
- * policies. In-process by default; `@gatehouse/redis` spreads it across machines.
+ * policies. In-process by default; `@portcullis/redis` spreads it across machines.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 

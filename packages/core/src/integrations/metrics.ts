@@ -1,13 +1,13 @@
 /**
  * The metrics client: what the gate counts and times, and the small interface a metrics system
- * (prom-client in `@gatehouse/prometheus`, OpenTelemetry in `@gatehouse/opentelemetry`) implements.
+ * (prom-client in `@portcullis/prometheus`, OpenTelemetry in `@portcullis/opentelemetry`) implements.
  *
- * Every metric Gatehouse reports is declared once in {@link GATEHOUSE_METRICS}: its name, kind,
+ * Every metric Portcullis reports is declared once in {@link PORTCULLIS_METRICS}: its name, kind,
  * unit, help text and the only label names it carries. Labels are low-cardinality by
  * construction (outcome, stage, framework-neutral error codes, sink and store names), never key
  * ids, principals or raw paths.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 
@@ -16,7 +16,7 @@ export type MetricKind = 'counter' | 'gauge' | 'histogram'
 
 /** The declaration of one metric. */
 export interface MetricDefinition {
-  /** `gatehouse_*`, base units, `_total` for counters (Prometheus naming). */
+  /** `portcullis_*`, base units, `_total` for counters (Prometheus naming). */
   readonly name: string
   readonly kind: MetricKind
   /** Unit in words (`seconds`, `events`, `1` for ratios and counts). */
@@ -38,8 +38,8 @@ function define(definition: MetricDefinition): MetricDefinition {
   return Object.freeze({ ...definition, labels: Object.freeze([...definition.labels]) })
 }
 
-/** The short keys of {@link GATEHOUSE_METRICS}. */
-export type GatehouseMetric =
+/** The short keys of {@link PORTCULLIS_METRICS}. */
+export type PortcullisMetric =
   | 'requests'
   | 'decisionDuration'
   | 'stageDuration'
@@ -55,20 +55,20 @@ export type GatehouseMetric =
   | 'brokerMessagesRejected'
 
 /**
- * Every metric Gatehouse reports, by a short key. Implementations register these up front
+ * Every metric Portcullis reports, by a short key. Implementations register these up front
  * (so a scrape shows them at zero) and may rely on the label names listed here.
  */
-export const GATEHOUSE_METRICS: Readonly<Record<GatehouseMetric, MetricDefinition>> = Object.freeze(
-  {
+export const PORTCULLIS_METRICS: Readonly<Record<PortcullisMetric, MetricDefinition>> =
+  Object.freeze({
     requests: define({
-      name: 'gatehouse_requests_total',
+      name: 'portcullis_requests_total',
       kind: 'counter',
       unit: 'requests',
       help: 'Gate decisions by step (authenticate, authorize), outcome (allow, deny, error), the stage that decided and the error code (none when allowed).',
       labels: ['step', 'outcome', 'stage', 'code'],
     }),
     decisionDuration: define({
-      name: 'gatehouse_decision_duration_seconds',
+      name: 'portcullis_decision_duration_seconds',
       kind: 'histogram',
       unit: 'seconds',
       help: 'Time the gate took to decide one step of a request (authenticate: credentials, limits, quotas; authorize: route limits, policy).',
@@ -76,7 +76,7 @@ export const GATEHOUSE_METRICS: Readonly<Record<GatehouseMetric, MetricDefinitio
       buckets: DECISION_BUCKETS,
     }),
     stageDuration: define({
-      name: 'gatehouse_stage_duration_seconds',
+      name: 'portcullis_stage_duration_seconds',
       kind: 'histogram',
       unit: 'seconds',
       help: 'Time spent in one stage of the gate.',
@@ -84,77 +84,76 @@ export const GATEHOUSE_METRICS: Readonly<Record<GatehouseMetric, MetricDefinitio
       buckets: DECISION_BUCKETS,
     }),
     rateLimitRejections: define({
-      name: 'gatehouse_ratelimit_rejections_total',
+      name: 'portcullis_ratelimit_rejections_total',
       kind: 'counter',
       unit: 'requests',
       help: 'Requests refused by a named rate limit.',
       labels: ['limit'],
     }),
     quotaRejections: define({
-      name: 'gatehouse_quota_rejections_total',
+      name: 'portcullis_quota_rejections_total',
       kind: 'counter',
       unit: 'requests',
       help: 'Requests refused because a quota was used up.',
       labels: ['quota'],
     }),
     keyCacheLookups: define({
-      name: 'gatehouse_key_cache_lookups_total',
+      name: 'portcullis_key_cache_lookups_total',
       kind: 'counter',
       unit: 'lookups',
       help: 'Credential cache lookups by cache (apikey, jwt, keystore) and result (hit, miss, negative_hit).',
       labels: ['cache', 'result'],
     }),
     auditQueueDepth: define({
-      name: 'gatehouse_audit_queue_depth',
+      name: 'portcullis_audit_queue_depth',
       kind: 'gauge',
       unit: 'events',
       help: 'Audit events queued in memory and not yet acknowledged, per sink.',
       labels: ['sink'],
     }),
     auditSpoolBytes: define({
-      name: 'gatehouse_audit_spool_bytes',
+      name: 'portcullis_audit_spool_bytes',
       kind: 'gauge',
       unit: 'bytes',
       help: 'Size of the local disk spool holding audit events for a sink that is down, per sink.',
       labels: ['sink'],
     }),
     auditEvents: define({
-      name: 'gatehouse_audit_events_total',
+      name: 'portcullis_audit_events_total',
       kind: 'counter',
       unit: 'events',
       help: 'Audit events written, per sink.',
       labels: ['sink'],
     }),
     auditSinkErrors: define({
-      name: 'gatehouse_audit_sink_errors_total',
+      name: 'portcullis_audit_sink_errors_total',
       kind: 'counter',
       unit: 'errors',
       help: 'Failed audit sink writes (each retried), per sink.',
       labels: ['sink'],
     }),
     storeFailures: define({
-      name: 'gatehouse_store_failures_total',
+      name: 'portcullis_store_failures_total',
       kind: 'counter',
       unit: 'errors',
       help: 'Failed calls to a backing store (keystore, ratelimit, quota, cache, broker).',
       labels: ['store'],
     }),
     failureModeActivations: define({
-      name: 'gatehouse_failure_mode_activations_total',
+      name: 'portcullis_failure_mode_activations_total',
       kind: 'counter',
       unit: 'activations',
       help: 'Times a failure mode decided a request while its store was down (open, closed, insurance).',
       labels: ['store', 'mode'],
     }),
     brokerMessagesRejected: define({
-      name: 'gatehouse_broker_messages_rejected_total',
+      name: 'portcullis_broker_messages_rejected_total',
       kind: 'counter',
       unit: 'messages',
       help: 'Malformed or foreign messages ignored on a broker channel.',
       labels: ['topic'],
     }),
-  },
-)
+  })
 
 /** Label values by label name. Only the names declared for the metric are used. */
 export type MetricLabels = Readonly<Record<string, string>>
@@ -165,11 +164,11 @@ export type MetricLabels = Readonly<Record<string, string>>
  */
 export interface MetricsClient {
   /** Adds `value` (default 1) to a counter. */
-  increment(metric: GatehouseMetric, labels?: MetricLabels, value?: number): void
+  increment(metric: PortcullisMetric, labels?: MetricLabels, value?: number): void
   /** Sets a gauge. */
-  set(metric: GatehouseMetric, value: number, labels?: MetricLabels): void
+  set(metric: PortcullisMetric, value: number, labels?: MetricLabels): void
   /** Records one observation of a histogram, in the metric's unit. */
-  observe(metric: GatehouseMetric, value: number, labels?: MetricLabels): void
+  observe(metric: PortcullisMetric, value: number, labels?: MetricLabels): void
 }
 
 /** The metrics client that records nothing: the default. */

@@ -3,7 +3,7 @@
  * kept coherent through the {@link MessageBroker}: every `set` and `delete` tells the other
  * instances, on the `cache.invalidated` topic, to drop their local copy.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { randomUUID } from 'node:crypto'
@@ -18,7 +18,7 @@ import { noopMetrics, type MetricsClient } from './metrics.js'
 export interface TieredCacheOptions<TValue = unknown> {
   /** The local tier, usually `createLruCache()`; its own TTL bounds how long a local copy lives. */
   readonly local: CacheClient<TValue>
-  /** The shared tier, e.g. `createRedisCache()` from `@gatehouse/redis`. */
+  /** The shared tier, e.g. `createRedisCache()` from `@portcullis/redis`. */
   readonly remote: CacheClient<TValue>
   /** Carries invalidations between instances. */
   readonly broker: MessageBroker

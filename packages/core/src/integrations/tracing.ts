@@ -1,10 +1,10 @@
 /**
  * The tracing hook: the gate calls it around each of its stages (authenticate, each pluggable
  * stage such as `ratelimit` and `quota`, authorize) so a tracing system can open one span per
- * stage. `@gatehouse/opentelemetry` implements it on `@opentelemetry/api`. Absent by default: the
+ * stage. `@portcullis/opentelemetry` implements it on `@opentelemetry/api`. Absent by default: the
  * gate then only checks that the option is unset.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import type { GateRequest } from '../gate/gate-request.js'

@@ -1,12 +1,12 @@
 /**
- * The JWS algorithms Gatehouse verifies (RFC 7518, RFC 8037) and what each demands of its key.
+ * The JWS algorithms Portcullis verifies (RFC 7518, RFC 8037) and what each demands of its key.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { constants, createHmac, timingSafeEqual, verify, type KeyObject } from 'node:crypto'
 
-/** A JWS algorithm Gatehouse can verify. `none` is deliberately absent. */
+/** A JWS algorithm Portcullis can verify. `none` is deliberately absent. */
 export type JwsAlgorithm =
   | 'HS256'
   | 'HS384'

@@ -2,7 +2,7 @@
  * Strict verification of compact JWS (RFC 7515 §7.1) with the RFC 8725 checks in front of the
  * signature: canonical base64url, strict JSON, an algorithm allow-list, no `crit`, no header keys.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { parseStrictJsonBytes, StrictJsonError } from '../internal/strict-json.js'

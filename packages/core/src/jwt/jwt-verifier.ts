@@ -2,7 +2,7 @@
  * JWT verification: strict JWS, then registered-claim checks (RFC 7519 §4.1, RFC 8725), then the
  * claims → principal mapping, with a bounded cache of verified tokens.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { hash } from 'node:crypto'

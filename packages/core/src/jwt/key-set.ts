@@ -2,7 +2,7 @@
  * Verification keys for JWTs: static secrets, PEM and JWK keys bound to one algorithm each, and
  * remote JWK Sets fetched through jose with caching and a refetch cooldown.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { createPublicKey, createSecretKey, KeyObject, type webcrypto } from 'node:crypto'

@@ -4,7 +4,7 @@
  * answer is deny. Risk assessment runs before the rules (rules may read `environment.riskScore`)
  * and can deny or demand step-up authentication after an allow.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { AuthError } from '../errors.js'
@@ -81,7 +81,7 @@ export interface AccessManager {
   readonly shadow: boolean
 }
 
-const MANAGER: unique symbol = Symbol.for('@gatehouse/core/access-manager') as never
+const MANAGER: unique symbol = Symbol.for('@portcullis/core/access-manager') as never
 
 /** Whether `value` is an {@link AccessManager} made by {@link createAccessManager}. */
 export function isAccessManager(value: unknown): value is AccessManager {

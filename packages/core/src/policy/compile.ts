@@ -3,7 +3,7 @@
  * unknown operators and attributes refused, role cycles refused) and turned into closures and
  * indexes, so that evaluating a request costs microseconds.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { ConfigError } from '../errors.js'
@@ -84,7 +84,7 @@ export interface ActionPlan {
   readonly shared: Map<CompiledRule | null, unknown>
 }
 
-const COMPILED: unique symbol = Symbol.for('@gatehouse/core/policy-set') as never
+const COMPILED: unique symbol = Symbol.for('@portcullis/core/policy-set') as never
 
 /** A validated, indexed, immutable policy set. Build with {@link compilePolicySet}. */
 export interface CompiledPolicySet {

@@ -3,7 +3,7 @@
  * evaluated, its `resource` is loaded (by the route's own loader or the gate's loader for that
  * type) and handed to resource policies; `scopes` and `roles` on the route still apply.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { checkRequirements, type CompiledRequirements } from '../authz/requirements.js'
@@ -169,7 +169,7 @@ export function createPolicyAuthorizer(
         ...(options.now === undefined ? {} : { now: options.now }),
       })
   const loaders = new Map<string, ResourceLoader>(Object.entries(options.loaders ?? {}))
-  const hook = function gatehousePolicyAuthorize(
+  const hook = function portcullisPolicyAuthorize(
     principal: Principal,
     requirements: CompiledRequirements,
     request: GateRequest,

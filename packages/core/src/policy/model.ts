@@ -2,7 +2,7 @@
  * The policy language: what a policy set looks like as data (JSON, YAML or TypeScript), and what
  * evaluating one returns.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import type { AccessLevel, AccessResult, Principal, ResourceType } from '../types.js'

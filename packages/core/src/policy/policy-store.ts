@@ -5,7 +5,7 @@
  * one, never a mix; a set that does not compile is refused, the old one keeps running and the
  * reasons are logged.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { readFileSync, watch, type FSWatcher } from 'node:fs'

@@ -1,9 +1,9 @@
 /**
  * Table-driven policy tests: cases of principal + request → expected decision, run against a
- * compiled set, with a rule-coverage report (which rules no case exercises). `gatehouse policy
+ * compiled set, with a rule-coverage report (which rules no case exercises). `portcullis policy
  * test` is a shell over this; it works the same from a project's own test suite.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { ConfigError } from '../errors.js'

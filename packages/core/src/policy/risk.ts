@@ -1,7 +1,7 @@
 /**
  * Risk assessment: pluggable signals, each worth 0-1 of its weight, add up to a score 0-100.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { LRUCache } from 'lru-cache'

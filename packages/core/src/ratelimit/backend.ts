@@ -1,8 +1,8 @@
 /**
  * Where limit counters live. A backend makes rate-limiter-flexible-compatible limiters; the
- * memory backend ships here, the Redis backend in `@gatehouse/redis`.
+ * memory backend ships here, the Redis backend in `@portcullis/redis`.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import type { RateLimiterRes } from 'rate-limiter-flexible'

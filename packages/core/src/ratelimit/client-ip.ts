@@ -3,7 +3,7 @@
  * (default /56, as express-rate-limit 8 does), because one IPv6 client usually owns a whole /64
  * or larger and could otherwise rotate addresses to escape a per-address limit.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { isIPv4, isIPv6 } from 'node:net'

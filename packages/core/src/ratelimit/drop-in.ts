@@ -1,10 +1,10 @@
 /**
  * express-rate-limit 8 as a framework-neutral engine: its options (resolved and validated once),
  * its `Store` contract, its `req.rateLimit` info and the exact bytes of its headers, counted by
- * default in Gatehouse's bounded memory limiter. `@gatehouse/express` wraps it as a drop-in
+ * default in Portcullis's bounded memory limiter. `@portcullis/express` wraps it as a drop-in
  * `rateLimit()`; a Koa or Fastify adapter wraps the same engine.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { Buffer } from 'node:buffer'

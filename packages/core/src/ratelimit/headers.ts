@@ -3,7 +3,7 @@
  * lists (draft-ietf-httpapi-ratelimit-headers-08 onward, named policies), and the older draft-7
  * and draft-6 forms and `X-RateLimit-*` legacy headers, selectable as in express-rate-limit.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { toHeaderSeconds } from '../validation/type-converter.js'

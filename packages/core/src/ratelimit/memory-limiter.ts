@@ -7,7 +7,7 @@
  * the window ends, so a flood of distinct client IPs grows the heap without bound. This one keeps
  * at most `maxKeys` windows in an LRU and reads time from the injected clock.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { LRUCache } from 'lru-cache'

@@ -3,7 +3,7 @@
  * with reset times and remaining counts in the RateLimit headers, a 429 `quota-exceeded` problem,
  * usage readable and resettable per key (for billing and dashboards).
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { RateLimiterRes } from 'rate-limiter-flexible'
@@ -291,7 +291,7 @@ class Quotas implements QuotaStage {
       // The window is the calendar period: the key carries the period id and each consume sets the
       // duration to the period's end, so counters roll over at 00:00 UTC (or the 1st), not 24 h after first use.
       l = this.backend.create({
-        keyPrefix: `gh:q:${q.name}:${points}`,
+        keyPrefix: `ptcl:q:${q.name}:${points}`,
         points,
         durationMs: q.period === 'day' ? 86_400_000 : 31 * 86_400_000,
         blockDurationMs: 0,

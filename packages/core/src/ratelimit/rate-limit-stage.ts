@@ -2,9 +2,9 @@
  * The limits stage of the gate: named limits, several per request (e.g. a burst limit AND a daily
  * one), each keyed by client IP, principal, API key, route or a function; limits and windows may
  * be functions of the principal (per-plan, per-key). Counters come from a backend (memory here,
- * Redis in `@gatehouse/redis`); every answer carries IETF RateLimit headers.
+ * Redis in `@portcullis/redis`); every answer carries IETF RateLimit headers.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { LRUCache } from 'lru-cache'
@@ -443,7 +443,7 @@ class Stage implements RateLimitStage {
     if (limiter === undefined) {
       const make = (p: number, w: number, suffix: string): RateLimiterLike =>
         this.backend.create({
-          keyPrefix: `gh:rl:${l.name}:${p}:${w}${suffix}`,
+          keyPrefix: `ptcl:rl:${l.name}:${p}:${w}${suffix}`,
           points: p,
           durationMs: w,
           blockDurationMs: l.blockDurationMs,

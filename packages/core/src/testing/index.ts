@@ -1,10 +1,10 @@
 /**
- * `@gatehouse/core/testing`: helpers for users' own tests: a fake request, a controllable clock,
+ * `@portcullis/core/testing`: helpers for users' own tests: a fake request, a controllable clock,
  * and the in-memory stores.
  *
  * @example
  * ```ts
- * import { fakeRequest } from '@gatehouse/core/testing'
+ * import { fakeRequest } from '@portcullis/core/testing'
  * const decision = await gate.evaluate(fakeRequest({ headers: { authorization: 'Bearer x' } }))
  * ```
  * @packageDocumentation

@@ -2,18 +2,18 @@
  * A {@link MetricsClient} that keeps every value in memory, for tests.
  * @packageDocumentation
  */
-import type { GatehouseMetric, MetricLabels, MetricsClient } from '../integrations/metrics.js'
+import type { PortcullisMetric, MetricLabels, MetricsClient } from '../integrations/metrics.js'
 
 /** {@link createMemoryMetrics}'s client: records counters, gauges and observations by labels. */
 export interface MemoryMetrics extends MetricsClient {
   /** A counter's total or a gauge's last value for exactly these labels (0 when never reported). */
-  value(metric: GatehouseMetric, labels?: MetricLabels): number
+  value(metric: PortcullisMetric, labels?: MetricLabels): number
   /** The sum of a counter (or the gauges) over every label set containing `filter`'s labels. */
-  sum(metric: GatehouseMetric, filter?: MetricLabels): number
+  sum(metric: PortcullisMetric, filter?: MetricLabels): number
   /** A histogram's observations over every label set containing `filter`'s labels. */
-  observations(metric: GatehouseMetric, filter?: MetricLabels): readonly number[]
+  observations(metric: PortcullisMetric, filter?: MetricLabels): readonly number[]
   /** Every label set reported for `metric`. */
-  labelSets(metric: GatehouseMetric): readonly MetricLabels[]
+  labelSets(metric: PortcullisMetric): readonly MetricLabels[]
   /** Forgets everything. */
   reset(): void
 }
@@ -45,8 +45,8 @@ const contains = (labels: MetricLabels, filter: MetricLabels): boolean =>
  * ```
  */
 export function createMemoryMetrics(): MemoryMetrics {
-  const metrics = new Map<GatehouseMetric, Map<string, Series>>()
-  const series = (metric: GatehouseMetric, labels: MetricLabels = {}): Series => {
+  const metrics = new Map<PortcullisMetric, Map<string, Series>>()
+  const series = (metric: PortcullisMetric, labels: MetricLabels = {}): Series => {
     let byId = metrics.get(metric)
     if (byId === undefined) metrics.set(metric, (byId = new Map()))
     const id = seriesId(labels)
@@ -54,7 +54,7 @@ export function createMemoryMetrics(): MemoryMetrics {
     if (s === undefined) byId.set(id, (s = { labels: { ...labels }, value: 0, observed: [] }))
     return s
   }
-  const matching = (metric: GatehouseMetric, filter: MetricLabels = {}): Series[] =>
+  const matching = (metric: PortcullisMetric, filter: MetricLabels = {}): Series[] =>
     [...(metrics.get(metric)?.values() ?? [])].filter((s) => contains(s.labels, filter))
   return {
     increment(metric, labels, value = 1) {

@@ -2,7 +2,7 @@
  * Conversions between what users write and what the gate works with: durations such as `15m`,
  * header values.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 

@@ -1,7 +1,7 @@
 /**
- * Canonical JSON (RFC 8785, JSON Canonicalization Scheme) for everything Gatehouse hashes or signs.
+ * Canonical JSON (RFC 8785, JSON Canonicalization Scheme) for everything Portcullis hashes or signs.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { createHash, createHmac } from 'node:crypto'

@@ -1,7 +1,7 @@
 /**
  * Option validation with precise error paths, e.g. `jwt.algorithms[1]: unknown algorithm "HS257"`.
  *
- * Reachable from `@gatehouse/core`.
+ * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { ConfigError } from '../errors.js'

@@ -3,7 +3,7 @@
  * redaction of what that request carried from anything said about a failure.
  * @internal
  */
-import type { GateRequest } from '@gatehouse/core'
+import type { GateRequest } from '@portcullis/core'
 import type { PassportRequest } from '../passport-request.js'
 
 /** A strategy's request plus the header values it could have read (the credentials among them). */

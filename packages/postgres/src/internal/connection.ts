@@ -9,7 +9,7 @@ import {
   type AuthErrorCode,
   type Logger,
   type TypeValidator,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import pg from 'pg'
 import {
   DEFAULT_POSTGRES_CONNECT_TIMEOUT_MS,

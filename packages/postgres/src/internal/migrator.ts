@@ -4,7 +4,7 @@
  * once apply each migration exactly once and a failure leaves the old schema intact.
  * @internal
  */
-import { ConfigError } from '@gatehouse/core'
+import { ConfigError } from '@portcullis/core'
 import type pg from 'pg'
 
 /** One schema change. */
@@ -22,7 +22,7 @@ export interface MigrationTarget<TNames> {
   readonly table: string
   /** What is migrated (`keys`, `audit`): one table may record several components. */
   readonly component: string
-  /** Shown in errors: `@gatehouse/postgres key store`. */
+  /** Shown in errors: `@portcullis/postgres key store`. */
   readonly what: string
   readonly migrations: readonly Migration<TNames>[]
   readonly names: TNames
@@ -40,8 +40,8 @@ function newest<TNames>(t: MigrationTarget<TNames>): number {
 
 function tooNew<TNames>(t: MigrationTarget<TNames>, found: number): ConfigError {
   return new ConfigError(
-    `${t.what}: schema version ${found} is newer than this @gatehouse/postgres supports ` +
-      `(${newest(t)}); upgrade @gatehouse/postgres`,
+    `${t.what}: schema version ${found} is newer than this @portcullis/postgres supports ` +
+      `(${newest(t)}); upgrade @portcullis/postgres`,
   )
 }
 

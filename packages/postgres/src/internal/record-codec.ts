@@ -10,7 +10,7 @@ import {
   type StoredApiKeyCodec,
   type StoredApiKeyColumns,
   type UncheckedApiKeyColumns,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 
 /**
  * A row as pg returns it. `bigint` columns arrive as strings (pg's default) or numbers (when the

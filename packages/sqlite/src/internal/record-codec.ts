@@ -11,7 +11,7 @@ import {
   type StoredApiKeyCodec,
   type StoredApiKeyColumns,
   type UncheckedApiKeyColumns,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 
 /** A row as SQLite returns it: per column TEXT, INTEGER or NULL, as the STRICT table types it. */
 export type ApiKeyRow = { readonly [TColumn in ApiKeyColumnName]: string | number | null }

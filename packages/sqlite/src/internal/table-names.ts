@@ -2,7 +2,7 @@
  * Table and index names derived from the validated `tablePrefix`.
  * @internal
  */
-import type { TypeValidator } from '@gatehouse/core'
+import type { TypeValidator } from '@portcullis/core'
 import {
   DEFAULT_SQLITE_TABLE_PREFIX,
   MAX_SQLITE_TABLE_PREFIX_LENGTH,

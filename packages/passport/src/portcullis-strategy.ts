@@ -1,7 +1,7 @@
 /**
- * Gatehouse's API-key and JWT verification as a passport strategy, for existing passport apps.
+ * Portcullis's API-key and JWT verification as a passport strategy, for existing passport apps.
  *
- * Reachable from `@gatehouse/passport`.
+ * Reachable from `@portcullis/passport`.
  * @packageDocumentation
  */
 import {
@@ -14,12 +14,12 @@ import {
   type Gate,
   type Logger,
   type NodeHeaders,
-} from '@gatehouse/core'
+} from '@portcullis/core'
 import { Strategy as PassportStrategy } from 'passport-strategy'
-import { DEFAULT_GATEHOUSE_STRATEGY_NAME } from './defaults.js'
+import { DEFAULT_PORTCULLIS_STRATEGY_NAME } from './defaults.js'
 import type { PassportActions } from './passport-authenticator.js'
 
-/** The parts of a Node (Express, plain `http`) request {@link GatehouseStrategy} reads. */
+/** The parts of a Node (Express, plain `http`) request {@link PortcullisStrategy} reads. */
 export interface NodeRequestLike {
   readonly method?: string | undefined
   readonly url?: string | undefined
@@ -34,18 +34,18 @@ export interface NodeRequestLike {
   readonly res?: { setHeader(name: string, value: string): unknown } | undefined
 }
 
-/** Options of {@link GatehouseStrategy}. */
-export interface GatehouseStrategyOptions {
+/** Options of {@link PortcullisStrategy}. */
+export interface PortcullisStrategyOptions {
   /** The gate that authenticates (API keys, JWTs, custom authenticators, limit stages). */
   readonly gate: Gate
-  /** The name to register under. @default 'gatehouse' */
+  /** The name to register under. @default 'portcullis' */
   readonly name?: string
   /** Receives errors thrown by later middleware after the strategy handed over. @default silent */
   readonly logger?: Logger
 }
 
 /** What the strategy passes as `info` (passport puts it on `req.authInfo`). */
-export interface GatehouseAuthInfo {
+export interface PortcullisAuthInfo {
   /** The gate's decision, with its trace and request id. */
   readonly decision: Decision
 }
@@ -60,11 +60,11 @@ const StrategyBase: new () => PassportActions =
  * a 5xx denial → `error(decision.error)`.
  * @example
  * ```ts
- * passport.use(new GatehouseStrategy({ gate }))
- * app.get('/me', passport.authenticate('gatehouse', { session: false }), (req, res) => res.json(req.user))
+ * passport.use(new PortcullisStrategy({ gate }))
+ * app.get('/me', passport.authenticate('portcullis', { session: false }), (req, res) => res.json(req.user))
  * ```
  */
-export class GatehouseStrategy extends StrategyBase {
+export class PortcullisStrategy extends StrategyBase {
   /** Passport's registration name. */
   readonly name: string
   // Plain properties, not #private ones: passport runs `Object.create(strategy)` per request.
@@ -73,14 +73,14 @@ export class GatehouseStrategy extends StrategyBase {
   /** The logger. */
   readonly logger: Logger
 
-  constructor(options: Readonly<GatehouseStrategyOptions>) {
+  constructor(options: Readonly<PortcullisStrategyOptions>) {
     super()
     if (typeof options?.gate?.authenticate !== 'function') {
       throw new ConfigError(
-        `GatehouseStrategy: gate must be a Gate from createGate(), received ${describeValue(options?.gate)}`,
+        `PortcullisStrategy: gate must be a Gate from createGate(), received ${describeValue(options?.gate)}`,
       )
     }
-    this.name = options.name ?? DEFAULT_GATEHOUSE_STRATEGY_NAME
+    this.name = options.name ?? DEFAULT_PORTCULLIS_STRATEGY_NAME
     this.gate = options.gate
     this.logger = options.logger ?? silentLogger
   }
@@ -103,14 +103,14 @@ export class GatehouseStrategy extends StrategyBase {
       )
       .catch((error: unknown) => {
         // Passport has already handed over to the next middleware, which threw: only report.
-        this.logger.error('GatehouseStrategy: middleware after authentication threw', {
+        this.logger.error('PortcullisStrategy: middleware after authentication threw', {
           error: String(error),
         })
       })
   }
 }
 
-function decide(strategy: GatehouseStrategy, req: NodeRequestLike, decision: Decision): void {
+function decide(strategy: PortcullisStrategy, req: NodeRequestLike, decision: Decision): void {
   for (const name in decision.headers) {
     // passport writes the challenge itself (on 401); a later strategy may still succeed.
     if (name !== 'www-authenticate') req.res?.setHeader(name, decision.headers[name] as string)
