@@ -221,6 +221,9 @@ describe('@portcullis/passport passportAuthenticator', () => {
       expectProblem(res, 503, 'ERR_STORE_UNAVAILABLE')
       expect(res.body).not.to.have.property('detail')
       expect(f.logger.error.calledOnce).to.equal(true)
+      const [fields, message] = f.logger.error.firstCall.args as [{ error: string }, string]
+      expect(message).to.match(/^gate: /)
+      expect(fields.error).to.include('boom')
     })
 
     it('answers 503 when an async authenticate rejects, without an unhandled rejection', async () => {

@@ -143,7 +143,8 @@ describe('@portcullis/passport options and helpers', () => {
         timeout: 10,
         logger: logger as Logger,
       } as never)
-      expect(logger.warn.firstCall.args[0]).to.include('did you mean "timeoutMs"?')
+      expect(logger.warn.firstCall.args[0]).to.deep.equal({})
+      expect(logger.warn.firstCall.args[1]).to.include('did you mean "timeoutMs"?')
     })
   })
 

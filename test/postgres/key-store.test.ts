@@ -100,7 +100,7 @@ describeWithPostgres('@portcullis/postgres key store', function (postgres) {
 
     it('warns once about an unknown option, suggesting the right name', function () {
       const warnings: string[] = []
-      const logger: Logger = { warn: (m) => warnings.push(m), error: () => undefined }
+      const logger: Logger = { warn: (_f, m) => warnings.push(m), error: () => undefined }
       const store = createPostgresKeyStore({ pool, logger, tablePrefx: 'x_' } as never)
       expect(warnings).to.deep.equal([
         'tablePrefx: unknown option "tablePrefx"; did you mean "tablePrefix"?',

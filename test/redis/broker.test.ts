@@ -147,7 +147,7 @@ describeWithRedis('createRedisBroker (real redis-server)', (server) => {
     const a = await broker()
     const b = await broker({
       pingIntervalMs: 200,
-      logger: { warn: (m) => warnings.push(m), error: () => {} },
+      logger: { warn: (_f, m) => warnings.push(m), error: () => {} },
     })
     const received: string[] = []
     b.subscribe('key.rotated', (m) => received.push(m.keyId))
@@ -170,7 +170,7 @@ describeWithRedis('createRedisBroker (real redis-server)', (server) => {
     const warnings: string[] = []
     const b = await broker({
       metrics,
-      logger: { warn: (m) => warnings.push(m), error: () => {} },
+      logger: { warn: (_f, m) => warnings.push(m), error: () => {} },
       maxMessageBytes: 1024,
     })
     const received: unknown[] = []
@@ -206,7 +206,7 @@ describeWithRedis('createRedisBroker (real redis-server)', (server) => {
     const errors: string[] = []
     const [a, b] = [
       await broker(),
-      await broker({ logger: { warn: () => {}, error: (m) => errors.push(m) } }),
+      await broker({ logger: { warn: () => {}, error: (_f, m) => errors.push(m) } }),
     ]
     const received: string[] = []
     b.subscribe('key.updated', () => {

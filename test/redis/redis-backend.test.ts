@@ -81,7 +81,7 @@ async function limitedGate(options: {
       createRateLimitStage({
         backend: options.backend,
         onStoreError: options.mode ?? 'closed',
-        logger: { warn: (m) => warnings.push(m), error() {} },
+        logger: { warn: (_f, m) => warnings.push(m), error() {} },
         limits: [{ name: options.name, limit: options.limit, windowMs: options.windowMs }],
       }),
     ],
@@ -139,7 +139,7 @@ describeWithRedis('@portcullis/redis against a real redis-server', (server) => {
 
     it('warns about unknown options and a client that would queue during outages', () => {
       const warnings: string[] = []
-      const logger = { warn: (m: string) => warnings.push(m), error() {} }
+      const logger = { warn: (_f: object, m: string) => warnings.push(m), error() {} }
       createRedisBackend({ client: redis, logger })
       expect(warnings).to.deep.equal([])
       const queueing = new Redis({ port: server().port, host: '127.0.0.1', lazyConnect: true })

@@ -197,7 +197,7 @@ describeWithRedis('createRedisCache (real redis-server)', (server) => {
       client,
       namespace,
       maxValueBytes: 100,
-      logger: { warn: (m) => warnings.push(m), error: () => {} },
+      logger: { warn: (_f, m) => warnings.push(m), error: () => {} },
     })
     await cache.set('big', 'x'.repeat(200))
     expect(await cache.get('big')).to.equal(undefined)

@@ -322,7 +322,8 @@ describe('createSqliteKeyStore', function () {
       } as never)
       open.push(store)
       sinon.assert.calledOnce(logger.warn)
-      expect(logger.warn.firstCall.args[0]).to.include('did you mean "tablePrefix"')
+      expect(logger.warn.firstCall.args[0]).to.deep.equal({})
+      expect(logger.warn.firstCall.args[1]).to.include('did you mean "tablePrefix"')
     })
   })
 

@@ -51,6 +51,11 @@ const audit = createAuditTrail({
   sinks: [createJsonLinesFileSink({ path: join(dataDir, 'audit.jsonl') })],
   metrics,
 })
+// Portcullis logs in pino's order, (fields, message); console wants the message first.
+const logger = {
+  warn: (fields, message) => console.warn(message, fields),
+  error: (fields, message) => console.error(message, fields),
+}
 const gate = createGate({
   asyncContext: true,
   apiKeys: { store, pepper: secrets.pepper, broker },
@@ -58,7 +63,7 @@ const gate = createGate({
   roles: { editor: ['documents:*'] },
   audit,
   metrics,
-  logger: console,
+  logger,
 })
 const keys = createApiKeyManager({ store, pepper: secrets.pepper, broker, audit })
 

@@ -20,12 +20,14 @@ const pepper = randomBytes(32).toString('base64url')
 const store = createMemoryKeyStore()
 const events = createMemoryAuditSink()
 const audit = createAuditTrail({ sinks: [events], flushIntervalMs: 0 })
+const app = Fastify({ logger: !smoke, bodyLimit: 16 * 1024 })
 const gate = createGate({
   asyncContext: true,
   apiKeys: { store, pepper },
   roles: { editor: ['documents:*'] },
   audit,
-  logger: console,
+  // Fastify's logger is pino: its (fields, message) order is the one Portcullis writes in.
+  logger: app.log,
 })
 const keys = createApiKeyManager({ store, pepper, audit })
 
@@ -34,7 +36,6 @@ const documents = new Map([
   ['2', { id: '2', title: 'Roadmap', ownerId: 'demo-user' }],
 ])
 
-const app = Fastify({ logger: !smoke, bodyLimit: 16 * 1024 })
 // Helmet first, so its headers are on the gate's 401 and 403 answers too.
 await app.register(helmet)
 // Awaited before the routes, so the plugin compiles each route's requirements as it is added.

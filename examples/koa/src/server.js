@@ -13,10 +13,15 @@ import { authMiddleware, problemHandler, requirePolicy } from '@portcullis/koa'
 const smoke = process.argv.includes('--smoke')
 const pepper = randomBytes(32).toString('base64url')
 const store = createMemoryKeyStore()
+// Portcullis logs in pino's order, (fields, message); console wants the message first.
+const logger = {
+  warn: (fields, message) => console.warn(message, fields),
+  error: (fields, message) => console.error(message, fields),
+}
 const gate = createGate({
   apiKeys: { store, pepper },
   roles: { editor: ['documents:*'] },
-  logger: console,
+  logger,
 })
 const keys = createApiKeyManager({ store, pepper })
 

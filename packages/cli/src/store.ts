@@ -276,8 +276,8 @@ export async function openBroker(
     throw new CliError('this @portcullis/redis has no createRedisBroker()', EXIT_FAILURE)
   const failures: string[] = []
   const logger: Logger = {
-    warn: (message) => void failures.push(message),
-    error: (message) => void failures.push(message),
+    warn: (_fields, message) => void failures.push(message),
+    error: (_fields, message) => void failures.push(message),
   }
   const broker = mod.createRedisBroker({ subscriber: url, pingIntervalMs: 0, logger })
   let timer: NodeJS.Timeout | undefined

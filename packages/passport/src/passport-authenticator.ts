@@ -136,7 +136,7 @@ export function resolvePassportAuthenticatorOptions(
       : fallbackName === 'basic'
         ? 'Basic realm="api"'
         : undefined
-  v.assert((m) => (options?.logger ?? silentLogger).warn(m))
+  v.assert((m) => (options?.logger ?? silentLogger).warn({}, m))
   return Object.freeze({
     challenge,
     name: name as string,

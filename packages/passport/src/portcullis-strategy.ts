@@ -103,9 +103,10 @@ export class PortcullisStrategy extends StrategyBase {
       )
       .catch((error: unknown) => {
         // Passport has already handed over to the next middleware, which threw: only report.
-        this.logger.error('PortcullisStrategy: middleware after authentication threw', {
-          error: String(error),
-        })
+        this.logger.error(
+          { error: String(error) },
+          'PortcullisStrategy: middleware after authentication threw',
+        )
       })
   }
 }

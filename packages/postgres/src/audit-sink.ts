@@ -217,7 +217,7 @@ export function createPostgresAuditSink(
     options.migrate === undefined ? true : (v.boolean('migrate', options.migrate) ?? true)
   const name = options.name === undefined ? 'postgres' : v.string('name', options.name)
   const logger = resolveLogger(v, options.logger, silentLogger)
-  v.assert((message) => logger.warn(message))
+  v.assert((message) => logger.warn({}, message))
 
   const names = auditNames(schema, table as string)
   const { pool, owned } = openPool(source as PoolSource, logger, WHAT)

@@ -160,7 +160,7 @@ export function createPostgresKeyStore(
   const runMigrations =
     options.migrate === undefined ? true : (v.boolean('migrate', options.migrate) ?? true)
   const logger = resolveLogger(v, options.logger, silentLogger)
-  v.assert((message) => logger.warn(message))
+  v.assert((message) => logger.warn({}, message))
   const { pool, owned } = openPool(source as PoolSource, logger, WHAT)
   return new PostgresStore(pool, owned, keyStoreNames(schema, prefix as string), runMigrations)
 }

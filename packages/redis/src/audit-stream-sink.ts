@@ -114,7 +114,7 @@ export function createRedisStreamAuditSink(
       ? 'redis-stream'
       : v.string('name', options.name, { pattern: /^[A-Za-z0-9_.-]{1,64}$/ })
   const logger = options.logger ?? silentLogger
-  v.assert((m) => logger.warn(m))
+  v.assert((m) => logger.warn({}, m))
   const client = options.client
   const producerId = randomUUID()
   const producerKey = `${stream as string}:producer:${producerId}`

@@ -147,7 +147,7 @@ export function createRedisBroker(options: Readonly<RedisBrokerOptions>): RedisB
     { min: 0 },
   )
   const logger = options.logger ?? silentLogger
-  v.assert((m) => logger.warn(m))
+  v.assert((m) => logger.warn({}, m))
 
   const owned: Redis[] = []
   const own = (c: Redis): Redis => {
@@ -214,10 +214,8 @@ class Broker implements RedisBroker {
     if (this.#warnedDown || this.#closed) return
     this.#warnedDown = true
     this.logger.warn(
+      { error: errorMessage(error) },
       'redis broker: connection lost; messages to other instances are lost until it returns',
-      {
-        error: errorMessage(error),
-      },
     )
   }
 
@@ -259,10 +257,10 @@ class Broker implements RedisBroker {
       await this.pub.publish(this.channelPrefix + topic, payload)
     } catch (error) {
       this.metrics.increment('storeFailures', BROKER_FAILURE)
-      this.logger.warn('redis broker: publish failed; other instances miss this message', {
-        topic,
-        error: errorMessage(error),
-      })
+      this.logger.warn(
+        { topic, error: errorMessage(error) },
+        'redis broker: publish failed; other instances miss this message',
+      )
     }
   }
 
@@ -330,6 +328,7 @@ class Broker implements RedisBroker {
     this.#pinging = false
     if (!answered && !this.#closed && sub.status === 'ready') {
       this.logger.warn(
+        {},
         `redis broker: subscriber did not answer PING within ${this.pingIntervalMs} ms; reconnecting`,
       )
       let resolve!: () => void
@@ -352,9 +351,10 @@ class Broker implements RedisBroker {
       (error: unknown) => {
         // The next 'ready' subscribes again.
         if (!this.#closed)
-          this.logger.warn('redis broker: (un)subscribe failed; retried on reconnect', {
-            error: errorMessage(error),
-          })
+          this.logger.warn(
+            { error: errorMessage(error) },
+            'redis broker: (un)subscribe failed; retried on reconnect',
+          )
       },
     )
     this.#subscribed = Promise.all([this.#subscribed, p]).then(() => {})
@@ -394,7 +394,7 @@ class Broker implements RedisBroker {
         ;(h as (m: BrokerMessages[TTopic]) => void)(message)
       } catch (error) {
         // One broken subscriber must not stop the others, nor the connection's event loop.
-        this.logger.error('redis broker: a subscriber threw', { topic, error: errorMessage(error) })
+        this.logger.error({ topic, error: errorMessage(error) }, 'redis broker: a subscriber threw')
       }
     }
   }

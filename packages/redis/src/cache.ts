@@ -90,7 +90,7 @@ export function createRedisCache<TValue = unknown>(
   const ttlMs = v.integerOr('ttlMs', options.ttlMs, DEFAULT_CACHE_TTL_MS, { min: 1 })
   const maxValueBytes = v.integerOr('maxValueBytes', options.maxValueBytes, 1_048_576, { min: 1 })
   const logger = options.logger ?? silentLogger
-  v.assert((m) => logger.warn(m))
+  v.assert((m) => logger.warn({}, m))
   const client = options.client
   const metrics = options.metrics ?? noopMetrics
   const base = `${prefix as string}:${namespace as string}:`
@@ -102,7 +102,7 @@ export function createRedisCache<TValue = unknown>(
       return JSON.parse(raw) as TValue
     } catch {
       metrics.increment('storeFailures', CACHE_FAILURE)
-      logger.warn('redis cache: dropped a value that is not JSON', { namespace, key })
+      logger.warn({ namespace, key }, 'redis cache: dropped a value that is not JSON')
       await client.del(base + key).catch(() => {})
       return undefined
     }
@@ -132,7 +132,7 @@ export function createRedisCache<TValue = unknown>(
       }
       const json = JSON.stringify(value)
       if (json.length * 3 > limit && Buffer.byteLength(json) > limit) {
-        logger.warn('redis cache: value too large; not cached', { namespace, key })
+        logger.warn({ namespace, key }, 'redis cache: value too large; not cached')
         await client.del(base + key)
         return
       }

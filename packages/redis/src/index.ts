@@ -110,7 +110,7 @@ function resolveRedisBackendOptions(
     options.inMemoryBlock === undefined ? true : v.boolean('inMemoryBlock', options.inMemoryBlock)
   const now = options.now === undefined ? undefined : v.function<Clock>('now', options.now)
   const logger = options.logger ?? silentLogger
-  v.assert((m) => logger.warn(m))
+  v.assert((m) => logger.warn({}, m))
   const c = client as Redis
   // rejectIfRedisNotReady covers new commands while disconnected; these settings cover the ones
   // in flight when the connection drops, and a Redis that hangs without closing the socket.
@@ -122,9 +122,9 @@ function resolveRedisBackendOptions(
     commandTimeout === undefined
   ) {
     logger.warn(
+      { enableOfflineQueue, maxRetriesPerRequest, commandTimeout },
       'redis.client: for bounded latency during outages build it with enableOfflineQueue: false, ' +
         'maxRetriesPerRequest: 1 and a commandTimeout (e.g. 500)',
-      { enableOfflineQueue, maxRetriesPerRequest, commandTimeout },
     )
   }
   return Object.freeze({

@@ -106,7 +106,7 @@ export function createSqliteKeyStore(options: Readonly<SqliteKeyStoreOptions>): 
   const database = resolveDatabase(v, options.database)
   const prefix = resolveTablePrefix(v, options.tablePrefix)
   const logger = resolveLogger(v, options.logger)
-  v.assert((message) => logger.warn(message))
+  v.assert((message) => logger.warn({}, message))
 
   const names = tableNames(prefix)
   const owned = typeof database === 'string'

@@ -340,7 +340,10 @@ describe('API-key verification: reasons, policies and usage', () => {
       timers.tick(1000)
       await v.flush()
       expect(warn.called).to.equal(true)
-      expect(String(warn.firstCall.args[0])).to.match(/usage/)
+      expect(warn.firstCall.args).to.deep.equal([
+        { keys: 1, error: 'Error: disk full' },
+        'apiKeys: writing key usage failed; this batch is dropped',
+      ])
     })
 
     it('flushes pending usage on close and stops its timer', async () => {

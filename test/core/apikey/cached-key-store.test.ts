@@ -276,15 +276,16 @@ describe('createCachedKeyStore', () => {
     const { store, record, state } = await setup()
     const cache = createLruCache<ApiKeyRecord>()
     cache.set(record.id, { id: 'someone-else' } as unknown as ApiKeyRecord)
-    const warnings: string[] = []
+    const warnings: [Readonly<Record<string, unknown>>, string][] = []
     const cached = createCachedKeyStore({
       store,
       cache,
-      logger: { warn: (m) => warnings.push(m), error: () => {} },
+      logger: { warn: (f, m) => warnings.push([f, m]), error: () => {} },
     })
     expect((await cached.get(record.id))?.id).to.equal(record.id)
     expect(state.gets).to.equal(1)
-    expect(warnings[0]).to.match(/not this key/)
+    expect(warnings[0]?.[1]).to.match(/not this key/)
+    expect(warnings[0]?.[0]).to.include({ keyId: record.id })
   })
 
   it('reads a failing cache as a miss and serves from the store', async () => {
@@ -331,7 +332,7 @@ describe('createCachedKeyStore', () => {
     createCachedKeyStore({
       store,
       ttl: 5,
-      logger: { warn: (m: string) => warnings.push(m), error: () => {} },
+      logger: { warn: (_f: object, m: string) => warnings.push(m), error: () => {} },
     } as never)
     expect(warnings[0]).to.match(/unknown option "ttl"; did you mean "ttlMs"\?/)
   })

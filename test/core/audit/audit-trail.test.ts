@@ -90,10 +90,10 @@ describe('createAuditTrail', () => {
         written.push(...events)
       },
     }
-    const errors: string[] = []
+    const errors: [Readonly<Record<string, unknown>>, string][] = []
     const trail = createAuditTrail({
       sinks: [flaky],
-      logger: { warn() {}, error: (m) => errors.push(m) },
+      logger: { warn() {}, error: (f, m) => errors.push([f, m]) },
     })
     for (let i = 0; i < 10; i++) trail.emit(event(i))
     await trail.flush(5_000)
@@ -101,6 +101,8 @@ describe('createAuditTrail', () => {
       Array.from({ length: 10 }, (_, i) => `GET /${i}`),
     )
     expect(errors).to.have.length(2)
+    expect(errors[0]?.[1]).to.equal('audit sink write failed; will retry')
+    expect(errors[0]?.[0]).to.include({ sink: flaky.name, error: 'Error: disk full' })
   })
 
   it('retries a failing sink even when the injected clock stands still', async () => {

@@ -54,7 +54,7 @@ describeWithPostgres('audit on PostgreSQL: outage under load', function (postgre
         writeTimeoutMs: 2_000,
         logger: {
           warn() {},
-          error(message) {
+          error(_fields, message) {
             if (message.startsWith('audit sink write failed')) sinkFailures++
           },
         },

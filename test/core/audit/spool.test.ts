@@ -222,7 +222,7 @@ describe('audit disk spool', function () {
       sinks: [sink],
       spool: { dir },
       flushIntervalMs: 1,
-      logger: { warn() {}, error: (m) => errors.push(m) },
+      logger: { warn() {}, error: (_f, m) => errors.push(m) },
     })
     second.emit(ev(1))
     await second.flush()

@@ -192,9 +192,12 @@ describe('createGate', () => {
     const warnings: string[] = []
     createGate({
       realmm: 'x',
-      logger: { warn: (m: string) => warnings.push(m), error() {} },
+      logger: {
+        warn: (f: object, m: string) => warnings.push(`${JSON.stringify(f)} ${m}`),
+        error() {},
+      },
     } as never)
-    expect(warnings.join('\n')).to.include('unknown option "realmm"; did you mean "realm"?')
+    expect(warnings).to.include('{} realmm: unknown option "realmm"; did you mean "realm"?')
   })
 })
 

@@ -65,17 +65,20 @@ describe('checkBrokerMessage', () => {
 describe('createBrokerMessageGuard', () => {
   it('counts and logs rejected messages by topic, and returns accepted ones', () => {
     const metrics = createRecordingMetrics()
-    const warnings: string[] = []
+    const warnings: [Readonly<Record<string, unknown>>, string][] = []
     const guard = createBrokerMessageGuard({
       metrics,
-      logger: { warn: (m) => warnings.push(m), error: () => {} },
+      logger: { warn: (f, m) => warnings.push([f, m]), error: () => {} },
       name: 'test broker',
     })
     expect(guard.accept('key.deleted', { keyId: KEY_ID })).to.deep.equal({ keyId: KEY_ID })
     expect(guard.accept('key.deleted', { keyId: 'x' })).to.equal(undefined)
     expect(metrics.count('brokerMessagesRejected', { topic: 'key.deleted' })).to.equal(1)
     expect(warnings).to.deep.equal([
-      'test broker: ignored a malformed or foreign message: keyId is not a key id',
+      [
+        { topic: 'key.deleted' },
+        'test broker: ignored a malformed or foreign message: keyId is not a key id',
+      ],
     ])
   })
 

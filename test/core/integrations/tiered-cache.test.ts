@@ -134,7 +134,7 @@ describe('createTieredCache', () => {
 
   it('reads a failing remote tier as a miss, with a metric and a warning', async () => {
     const metrics = createRecordingMetrics()
-    const warnings: string[] = []
+    const warnings: [Readonly<Record<string, unknown>>, string][] = []
     const { remote, state } = memoryRemote<string>()
     const cache = createTieredCache<string>({
       local: createLruCache<string>(),
@@ -142,12 +142,13 @@ describe('createTieredCache', () => {
       broker: createMemoryBroker(),
       namespace: 'n',
       metrics,
-      logger: { warn: (m) => warnings.push(m), error: () => {} },
+      logger: { warn: (f, m) => warnings.push([f, m]), error: () => {} },
     })
     state.failing = true
     expect(await cache.get('k')).to.equal(undefined)
     expect(metrics.count('storeFailures', { store: 'cache' })).to.equal(1)
-    expect(warnings[0]).to.match(/remote cache read failed/)
+    expect(warnings[0]?.[1]).to.equal('tiered cache n: remote cache read failed; treated as a miss')
+    expect(warnings[0]?.[0]).to.deep.equal({ key: 'k', error: 'remote down' })
   })
 
   it('still invalidates other instances when the remote write fails, then rejects', async () => {

@@ -230,7 +230,12 @@ describe('AccessManager', () => {
       expect(r.allowed).to.equal(true)
       expect(r.shadowDenied).to.deep.equal(['default-deny'])
       expect(r.explanation).to.match(/^shadow mode: would deny: no rule allows/)
-      expect(warnings).to.have.length(1)
+      expect(warnings).to.deep.equal([
+        [
+          { action: 'documents:read', principal: 'u', rules: ['default-deny'] },
+          'policy: shadow rules would deny',
+        ],
+      ])
     })
   })
 

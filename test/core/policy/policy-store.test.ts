@@ -54,7 +54,11 @@ describe('PolicyStore', () => {
     expect(r.ok).to.equal(false)
     expect(r.ok === false && r.errors).to.deep.equal(['roles.a.inherits: role cycle a → a'])
     expect(store.current).to.equal(before)
-    expect(logger.errors[0]?.[0]).to.match(/refused; the previous set stays in force/)
+    expect(logger.errors[0]?.[1]).to.match(/refused; the previous set stays in force/)
+    expect(logger.errors[0]?.[0]).to.deep.equal({
+      version: before.version,
+      errors: ['roles.a.inherits: role cycle a → a'],
+    })
   })
 
   it('loads from a file at creation and on reload; a malformed file keeps the old set', async () => {

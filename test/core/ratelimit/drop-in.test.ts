@@ -128,7 +128,7 @@ describe('createDropInLimiter', () => {
       const logger = quietLogger()
       createDropInLimiter({ windowMS: 1, delayMs: 500, logger } as Options)
       expect(logger.warn.args).to.deep.equal([
-        ['rateLimit.windowMS: unknown option "windowMS"; did you mean "windowMs"?'],
+        [{}, 'rateLimit.windowMS: unknown option "windowMS"; did you mean "windowMs"?'],
       ])
     })
 

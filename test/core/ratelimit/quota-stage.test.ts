@@ -144,7 +144,10 @@ describe('quota refunds on server errors', () => {
           createQuotaStage({
             backend: broken,
             quotas: [{ name: 'monthly', limit: 10, period: 'month' }],
-            logger: { warn: (m) => logs.push(`warn ${m}`), error: (m) => logs.push(`error ${m}`) },
+            logger: {
+              warn: (f, m) => logs.push(`warn ${m} ${JSON.stringify(f)}`),
+              error: (f, m) => logs.push(`error ${m} ${JSON.stringify(f)}`),
+            },
             ...(onStoreError === undefined ? {} : { onStoreError }),
           }),
         ],
@@ -168,7 +171,9 @@ describe('quota refunds on server errors', () => {
       expect(closed.decision.error.code).to.equal('ERR_QUOTA_UNAVAILABLE')
       expect(JSON.stringify(closed.decision.problem)).to.not.include('ECONNREFUSED')
     }
-    expect(closed.logs).to.deep.equal(['error quota: store failed; request denied (fail closed)'])
+    expect(closed.logs).to.deep.equal([
+      'error quota: store failed; request denied (fail closed) {"quota":"monthly","error":"Error: ECONNREFUSED"}',
+    ])
     expect(closed.metrics.value('storeFailures', { store: 'quota' })).to.equal(1)
     expect(
       closed.metrics.value('failureModeActivations', { store: 'quota', mode: 'closed' }),
@@ -177,7 +182,9 @@ describe('quota refunds on server errors', () => {
 
     const open = await run('open')
     expect(open.decision.status).to.equal(200)
-    expect(open.logs).to.deep.equal(['warn quota: store failed; request allowed (fail open)'])
+    expect(open.logs).to.deep.equal([
+      'warn quota: store failed; request allowed (fail open) {"quota":"monthly","error":"Error: ECONNREFUSED"}',
+    ])
     expect(open.metrics.value('failureModeActivations', { store: 'quota', mode: 'open' })).to.equal(
       1,
     )

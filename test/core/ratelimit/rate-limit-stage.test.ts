@@ -227,15 +227,17 @@ describe('createRateLimitStage', () => {
     expect(d.status).to.equal(503)
     if (!d.allowed) expect(d.error.code).to.equal('ERR_RATELIMIT_UNAVAILABLE')
 
-    const warnings: string[] = []
+    const warnings: [Readonly<Record<string, unknown>>, string][] = []
     const open = await setup({
       backend: broken,
       onStoreError: 'open',
-      logger: { warn: (m) => warnings.push(m), error() {} },
+      logger: { warn: (f, m) => warnings.push([f, m]), error() {} },
       limits: [{ name: 'l', limit: 5, windowMs: '1m' }],
     })
     expect((await open.as(open.a)).status).to.equal(200)
-    expect(warnings.join()).to.include('fail open')
+    expect(warnings).to.have.length(1)
+    expect(warnings[0]?.[1]).to.equal('ratelimit: store failed; request allowed (fail open)')
+    expect(warnings[0]?.[0]).to.include({ limit: 'l' })
     await open.gate.audit.flush()
     expect(open.sink.events.map((e) => e.customType ?? e.type)).to.include('ratelimit.bypassed')
   })
@@ -278,9 +280,14 @@ describe('createRateLimitStage', () => {
     const warnings: string[] = []
     createRateLimitStage({
       limitz: [],
-      logger: { warn: (m: string) => warnings.push(m), error() {} },
+      logger: {
+        warn: (f: object, m: string) => warnings.push(`${JSON.stringify(f)} ${m}`),
+        error() {},
+      },
     } as never)
-    expect(warnings.join()).to.include('did you mean "limits"')
+    expect(warnings.join()).to.include(
+      '{} ratelimit.limitz: unknown option "limitz"; did you mean "limits"?',
+    )
   })
 })
 

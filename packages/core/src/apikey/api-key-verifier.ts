@@ -448,10 +448,10 @@ class Verifier implements ApiKeyVerifier {
       await store.recordUsage(batch)
     } catch (error) {
       // Usage is bookkeeping: losing one batch must never fail a request or crash the process.
-      this.#c.logger.warn('apiKeys: writing key usage failed; this batch is dropped', {
-        keys: batch.length,
-        error: String(error),
-      })
+      this.#c.logger.warn(
+        { keys: batch.length, error: String(error) },
+        'apiKeys: writing key usage failed; this batch is dropped',
+      )
     }
     await Promise.all(this.#inflight)
   }
@@ -698,10 +698,10 @@ class Verifier implements ApiKeyVerifier {
       await store.update(id, { hashes })
     })()
       .catch((error: unknown) => {
-        this.#c.logger.warn('apiKeys: re-hashing a key under the current pepper failed', {
-          keyId: id,
-          error: String(error),
-        })
+        this.#c.logger.warn(
+          { keyId: id, error: String(error) },
+          'apiKeys: re-hashing a key under the current pepper failed',
+        )
       })
       .finally(() => {
         this.#rehashing.delete(id)

@@ -125,7 +125,7 @@ export function createCachedKeyStore(options: Readonly<CachedKeyStoreOptions>): 
   )
   const now = options.now === undefined ? undefined : v.function<Clock>('now', options.now)
   const logger = options.logger ?? silentLogger
-  v.assert((m) => logger.warn(m))
+  v.assert((m) => logger.warn({}, m))
   const clock = now === undefined ? {} : { perf: { now }, ttlResolution: 0 }
   const negative = (): LRUCache<string, true> | undefined =>
     (maxNegative as number) > 0
@@ -348,11 +348,14 @@ class CachedStore implements CachedKeyStore {
 
   #cacheFailed(message: string, id: string, error: unknown): void {
     this.#c.metrics.increment('storeFailures', CACHE_FAILURE)
-    this.#c.logger.warn(`cached key store: cache ${message}`, {
-      keyId: id,
-      ...(error === undefined
-        ? {}
-        : { error: error instanceof Error ? error.message : String(error) }),
-    })
+    this.#c.logger.warn(
+      {
+        keyId: id,
+        ...(error === undefined
+          ? {}
+          : { error: error instanceof Error ? error.message : String(error) }),
+      },
+      `cached key store: cache ${message}`,
+    )
   }
 }

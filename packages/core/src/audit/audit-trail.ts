@@ -255,7 +255,7 @@ export function createAuditTrail(options: Readonly<AuditOptions> = {}): AuditTra
   if (options.pseudonyms !== undefined && typeof options.pseudonyms?.pseudonymFor !== 'function')
     v.fail('pseudonyms', 'must be a Pseudonymizer (createPseudonymizer)')
   const logger = options.logger ?? silentLogger
-  v.assert((m) => logger.warn(m))
+  v.assert((m) => logger.warn({}, m))
 
   const now = options.now ?? systemClock
   const metrics = options.metrics ?? noopMetrics
@@ -669,10 +669,10 @@ class SinkQueue {
           }
         },
         (error: unknown) => {
-          c.logger.error('audit spool cannot be opened; events stay in memory', {
-            sink: sink.name,
-            error: String(error),
-          })
+          c.logger.error(
+            { sink: sink.name, error: String(error) },
+            'audit spool cannot be opened; events stay in memory',
+          )
           this.#spoolBroken = true
         },
       )
@@ -709,11 +709,10 @@ class SinkQueue {
         this.#dropped++
         entry.ack(this.c.prep)
         if (this.#dropped === 1 || this.#dropped % 1000 === 0)
-          this.c.logger.error('audit queue full: event refused', {
-            sink: this.sink.name,
-            refused: this.#dropped,
-            type: entry.raw.type,
-          })
+          this.c.logger.error(
+            { sink: this.sink.name, refused: this.#dropped, type: entry.raw.type },
+            'audit queue full: event refused',
+          )
       }
       return false
     }
@@ -800,10 +799,10 @@ class SinkQueue {
     if (this.#inflight !== undefined || this.queue.length > 0) {
       if (spool.full) {
         if (!this.#spoolFullLogged)
-          this.c.logger.error('audit spool full: events wait in memory', {
-            sink: this.sink.name,
-            bytes: spool.pendingBytes,
-          })
+          this.c.logger.error(
+            { sink: this.sink.name, bytes: spool.pendingBytes },
+            'audit spool full: events wait in memory',
+          )
         this.#spoolFullLogged = true
       } else {
         this.#spoolFullLogged = false
@@ -820,10 +819,10 @@ class SinkQueue {
           await spool.append(parts.events)
         } catch (error) {
           this.#moving = 0
-          this.c.logger.error('audit spool append failed; events stay in memory', {
-            sink: this.sink.name,
-            error: String(error),
-          })
+          this.c.logger.error(
+            { sink: this.sink.name, error: String(error) },
+            'audit spool append failed; events stay in memory',
+          )
           this.#inflight = parts
           this.#spoolBroken = true
           this.#spooling = false
@@ -915,12 +914,15 @@ class SinkQueue {
       const delay = Math.round(base / 2 + Math.random() * (base / 2))
       this.#retryAt = monotonicMs() + delay
       this.c.metrics.increment('auditSinkErrors', this.labels)
-      this.c.logger.error('audit sink write failed; will retry', {
-        sink: this.sink.name,
-        error: String(error),
-        retryInMs: delay,
-        spool: this.c.spool !== undefined && !this.#spoolBroken,
-      })
+      this.c.logger.error(
+        {
+          sink: this.sink.name,
+          error: String(error),
+          retryInMs: delay,
+          spool: this.c.spool !== undefined && !this.#spoolBroken,
+        },
+        'audit sink write failed; will retry',
+      )
       return false
     } finally {
       clearTimeout(timer)

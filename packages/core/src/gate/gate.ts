@@ -289,7 +289,7 @@ function isAuditTrail(value: unknown): value is AuditTrail {
  */
 export function createGate(options: Readonly<GateOptions> = {}): Gate {
   const logger = options.logger ?? silentLogger
-  const warn = (m: string): void => logger.warn(m)
+  const warn = (m: string): void => logger.warn({}, m)
   const now = options.now ?? systemClock
   const v = new TypeValidator()
   v.knownKeys(options as Record<string, unknown>, OPTION_NAMES)
@@ -579,11 +579,10 @@ class GateImpl implements Gate {
   errorResponse(error: unknown, requestId: string): ErrorResponse {
     const e = toAuthError(error)
     if (e.status >= 500)
-      this.#c.logger.error('gate: request failed', {
-        requestId,
-        code: e.code,
-        error: String(e.cause ?? e),
-      })
+      this.#c.logger.error(
+        { requestId, code: e.code, error: String(e.cause ?? e) },
+        'gate: request failed',
+      )
     const challenge = this.#c.challenges.for(e)
     return {
       status: e.status,
@@ -1031,10 +1030,10 @@ class GateImpl implements Gate {
     reason: string,
   ): AuthError {
     if (isAuthError(error) && error.status < 500) return error
-    this.#c.logger.error(`gate: ${reason}`, {
-      error: String(error),
-      code: isAuthError(error) ? error.code : undefined,
-    })
+    this.#c.logger.error(
+      { error: String(error), code: isAuthError(error) ? error.code : undefined },
+      `gate: ${reason}`,
+    )
     if (isAuthError(error)) return error
     return new AuthError(code, 'The request could not be checked', { cause: error, reason })
   }

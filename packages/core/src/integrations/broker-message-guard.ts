@@ -159,10 +159,10 @@ export function createBrokerMessageGuard(
     const known = TOPICS.has(topic)
     try {
       metrics.increment('brokerMessagesRejected', labels.get(known ? topic : 'unknown'))
-      logger.warn(`${name}: ignored a malformed or foreign message: ${reason}`, {
-        topic: known ? topic : topic.slice(0, 128),
-        ...fields,
-      })
+      logger.warn(
+        { topic: known ? topic : topic.slice(0, 128), ...fields },
+        `${name}: ignored a malformed or foreign message: ${reason}`,
+      )
     } catch {
       // Reporting must never take a subscriber down.
     }

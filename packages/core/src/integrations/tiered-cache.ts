@@ -99,7 +99,7 @@ export function createTieredCache<TValue = unknown>(
   const namespace = v.string('namespace', options.namespace, { pattern: CACHE_NAMESPACE_PATTERN })
   const localTtlMs = v.integerOr('localTtlMs', options.localTtlMs, undefined, { min: 1 })
   const logger = options.logger ?? silentLogger
-  v.assert((m) => logger.warn(m))
+  v.assert((m) => logger.warn({}, m))
   return new Tiered<TValue>(
     options.local,
     options.remote,
@@ -246,9 +246,9 @@ class Tiered<TValue> implements TieredCache<TValue> {
     error: unknown,
   ): void {
     this.metrics.increment('storeFailures', labels)
-    this.logger.warn(`tiered cache ${this.namespace}: ${message}`, {
-      key,
-      error: error instanceof Error ? error.message : String(error),
-    })
+    this.logger.warn(
+      { key, error: error instanceof Error ? error.message : String(error) },
+      `tiered cache ${this.namespace}: ${message}`,
+    )
   }
 }

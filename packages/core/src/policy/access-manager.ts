@@ -229,14 +229,14 @@ export function createAccessManager(options: Readonly<AccessManagerOptions>): Ac
     options.maxTrackedPrincipals === undefined
       ? 10_000
       : (v.integer('maxTrackedPrincipals', options.maxTrackedPrincipals, { min: 1 }) ?? 10_000)
-  v.assert((m) => logger.warn(`access manager: ${m}`))
+  v.assert((m) => logger.warn({}, `access manager: ${m}`))
   const source: PolicySource = isPolicySource(options.policy)
     ? options.policy
     : { current: compilePolicySet(options.policy) }
   const checkSignals = (set: CompiledPolicySet): void => {
     for (const name of set.risk?.weights.keys() ?? [])
       if (!Object.hasOwn(signals, name))
-        logger.warn(`access manager: risk signal "${name}" is not defined; it never fires`)
+        logger.warn({}, `access manager: risk signal "${name}" is not defined; it never fires`)
   }
   checkSignals(source.current)
   return new Manager(source, signals, shadowAll, new RiskState(maxTracked), now, logger)
@@ -311,11 +311,10 @@ class Manager implements AccessManager {
     if (set.risk !== undefined && p !== null && typeof p.id === 'string')
       this.#state.settle(p.id, request.request?.ip, result.allowed, now)
     if (result.shadowDenied.length > 0)
-      this.#logger.warn('policy: shadow rules would deny', {
-        action,
-        principal: p?.id,
-        rules: result.shadowDenied,
-      })
+      this.#logger.warn(
+        { action, principal: p?.id, rules: result.shadowDenied },
+        'policy: shadow rules would deny',
+      )
     return result
   }
 

@@ -96,7 +96,7 @@ export function createPolicyStore(options: Readonly<PolicyStoreOptions>): Policy
     v.fail('initial', 'give an initial set or a file')
   if (doWatch && file === undefined) v.fail('watch', 'needs a file')
   const logger = options.logger ?? silentLogger
-  v.assert((m) => logger.warn(`policy store: ${m}`))
+  v.assert((m) => logger.warn({}, `policy store: ${m}`))
   const readSync = (): unknown =>
     parseFile(readFileSync(file as string, 'utf8'), file as string, parse)
   const initial = compilePolicySet(
@@ -208,26 +208,28 @@ class Store implements PolicyStore {
       return { ok: true, changed: false, version: next.version }
     // The swap: one reference assignment. Evaluations read `current` once each.
     this.#current = next
-    this.#c.logger.warn('policy store: new policy set in force', {
-      version: next.version,
-      rules: next.rules.length,
-      warnings: next.warnings.length,
-    })
+    this.#c.logger.warn(
+      { version: next.version, rules: next.rules.length, warnings: next.warnings.length },
+      'policy store: new policy set in force',
+    )
     if (announce && this.#c.broker !== undefined) {
-      this.#c.broker.publish('policy.changed', { version: next.version }).catch((error: unknown) =>
-        this.#c.logger.error('policy store: could not announce the new set', {
-          error: String(error),
-        }),
-      )
+      this.#c.broker
+        .publish('policy.changed', { version: next.version })
+        .catch((error: unknown) =>
+          this.#c.logger.error(
+            { error: String(error) },
+            'policy store: could not announce the new set',
+          ),
+        )
     }
     return { ok: true, changed: true, version: next.version }
   }
 
   #refuse(errors: readonly string[]): PolicyReloadResult {
-    this.#c.logger.error('policy store: new policy set refused; the previous set stays in force', {
-      version: this.#current.version,
-      errors,
-    })
+    this.#c.logger.error(
+      { version: this.#current.version, errors },
+      'policy store: new policy set refused; the previous set stays in force',
+    )
     return { ok: false, errors, version: this.#current.version }
   }
 

@@ -104,7 +104,11 @@ export interface DropInLegacyStore {
   resetAll?(): void
 }
 
-/** express-rate-limit's logger: `console`, pino and the like fit. Note the (error, message) order. */
+/**
+ * express-rate-limit's logger, in pino's order: an error (store failures) or a fields object
+ * (unknown-option warnings, `{}`) first, then the message. pino fits as it is; `console` prints
+ * the two the other way round.
+ */
 export interface DropInLogger {
   warn(error: unknown, message?: string): void
   error(error: unknown, message?: string): void
@@ -579,7 +583,7 @@ function resolveDropInOptions<TRequest extends DropInRequest, TResponse, TNext>(
     DROP_IN_DEFAULTS.skipSuccessfulRequests,
   )
   const passOnStoreError = bool('passOnStoreError', DROP_IN_DEFAULTS.passOnStoreError)
-  v.assert((message) => logger.warn(message))
+  v.assert((message) => logger.warn({}, message))
 
   const defaultKeyGenerator = async (request: TRequest, response: TResponse): Promise<string> => {
     const ip = request.ip

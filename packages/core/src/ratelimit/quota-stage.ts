@@ -241,7 +241,7 @@ export function createQuotaStage(options: Readonly<QuotaStageOptions>): QuotaSta
       ? false
       : (v.boolean('refundOnServerError', options.refundOnServerError) ?? false)
   const logger = options.logger ?? silentLogger
-  v.assert((msg) => logger.warn(msg))
+  v.assert((msg) => logger.warn({}, msg))
   const now = options.now ?? systemClock
   return new Quotas(
     quotas,
@@ -416,7 +416,7 @@ class Quotas implements QuotaStage {
             if (status < 500) return
             for (const c of consumed) {
               c.limiter.reward(c.key, c.cost).catch((e: unknown) => {
-                this.logger.warn('quota: refund failed', { error: String(e) })
+                this.logger.warn({ error: String(e) }, 'quota: refund failed')
               })
             }
           }

@@ -376,7 +376,7 @@ export function createRateLimitStage(
         ? false
         : v.integer('ipv6Subnet', options.ipv6Subnet, { min: 1, max: 128 })
   const logger = options.logger ?? silentLogger
-  v.assert((m) => logger.warn(m))
+  v.assert((m) => logger.warn({}, m))
   const now = options.now ?? systemClock
   const backend = options.backend ?? createMemoryBackend({ now })
   return new Stage(

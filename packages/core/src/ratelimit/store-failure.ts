@@ -72,20 +72,20 @@ export function storeFailure(
   context.metrics?.increment('storeFailures', k.labels)
   context.metrics?.increment('failureModeActivations', mode === 'open' ? k.open : k.closed)
   if (mode === 'open') {
-    logger.warn(`${k.store}: store failed; request allowed (fail open)`, {
-      [k.noun]: name,
-      error: String(error),
-    })
+    logger.warn(
+      { [k.noun]: name, error: String(error) },
+      `${k.store}: store failed; request allowed (fail open)`,
+    )
     context.audit?.record(`${k.store}.bypassed`, {
       outcome: 'failure',
       reason: { detail: `${k.noun} ${name}: store unavailable, failed open` },
     })
     return undefined
   }
-  logger.error(`${k.store}: store failed; request denied (fail closed)`, {
-    [k.noun]: name,
-    error: String(error),
-  })
+  logger.error(
+    { [k.noun]: name, error: String(error) },
+    `${k.store}: store failed; request denied (fail closed)`,
+  )
   return {
     ok: false,
     by: name,

@@ -120,9 +120,10 @@ export function openPool(source: PoolSource, logger: Logger, what: string): Open
   if (!guarded.has(pool)) {
     guarded.add(pool)
     pool.on('error', (error: Error) => {
-      logger.warn(`${what}: an idle PostgreSQL connection failed; it will be replaced`, {
-        error: error.message,
-      })
+      logger.warn(
+        { error: error.message },
+        `${what}: an idle PostgreSQL connection failed; it will be replaced`,
+      )
     })
   }
   return { pool, owned: source.pool === undefined }
