@@ -281,3 +281,4 @@ export function mountController<TController extends object>(
   }
 }
 export * from './rate-limit.js'
+export * from './fastify-rate-limit.js'
