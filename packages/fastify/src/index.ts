@@ -4,9 +4,9 @@
  * @example
  * ```ts
  * import Fastify from 'fastify'
- * import { portcullisPlugin } from '@portcullis/fastify'
  * const app = Fastify()
- * await app.register(portcullisPlugin, { apiKeys: { store, pepper }, problemErrors: true })
+ * // or: import { portcullisPlugin } from '@portcullis/fastify'; app.register(portcullisPlugin, ...)
+ * await app.register(import('@portcullis/fastify'), { apiKeys: { store, pepper }, problemErrors: true })
  * app.get('/docs/:id', { config: { portcullis: 'documents:read' } }, async (request) => ({
  *   by: request.auth?.principal?.id,
  * }))
@@ -248,6 +248,12 @@ export const portcullisPlugin: FastifyPluginAsync<PortcullisPluginOptions> = fp(
 })
 
 /**
+ * {@link portcullisPlugin} as the module's default export, so `app.register(import('@portcullis/fastify'), options)`
+ * works as it does for `@fastify/*` plugins.
+ */
+export default portcullisPlugin
+
+/**
  * Registers a decorated controller's routes (`@Controller`, `@Get`, `@Policy`, `@Public` from
  * `@portcullis/core`) with `config.portcullis` set to their effective requirements. Handlers are
  * called as `instance[method](request, reply)`; what they return is sent as Fastify sends any
@@ -275,3 +281,4 @@ export function mountController<TController extends object>(
   }
 }
 export * from './rate-limit.js'
+export * from './fastify-rate-limit.js'
