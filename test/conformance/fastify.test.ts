@@ -56,4 +56,9 @@ export const makeFastifyApp: MakeApp = async ({ gate, DocsController }) => {
   return { server: app.server, close: () => app.close() }
 }
 
-describeAdapterConformance('fastify', makeFastifyApp)
+describeAdapterConformance('fastify', makeFastifyApp, {
+  knownGaps: {
+    // The plugin's settle() handles a rejected decision, not a throw while applying it.
+    unsendableHeader: 'the request hangs instead of answering 500',
+  },
+})

@@ -8,9 +8,11 @@ import { once } from 'node:events'
 import { request as httpRequest, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { expect } from 'chai'
-import express from 'express'
+import express5 from 'express'
+import express4 from 'express4'
 import Fastify, { type FastifyServerOptions } from 'fastify'
-import Koa from 'koa'
+import Koa3 from 'koa'
+import Koa2 from 'koa2'
 import Router from '@koa/router'
 import {
   AuthError,
@@ -98,7 +100,7 @@ async function listen(server: Server): Promise<RunningApp> {
 }
 
 const expressApp =
-  (settings: { caseSensitive?: boolean } = {}): MakeApp =>
+  (settings: { caseSensitive?: boolean } = {}, express: typeof express5 = express5): MakeApp =>
   async (gate) => {
     const app = express()
     if (settings.caseSensitive === true) app.set('case sensitive routing', true)
@@ -116,23 +118,25 @@ const expressApp =
     return listen(app.listen(0, '127.0.0.1'))
   }
 
-const koaApp: MakeApp = async (gate) => {
-  const app = new Koa()
-  app.use(gk.problemHandler({ gate }))
-  app.use(gk.authMiddleware({ gate }))
-  const router = new Router()
-  router.get('/admin', gk.requirePolicy({ roles: ['admin'] }), (ctx) => {
-    ctx.body = { handler: 'admin' }
-  })
-  router.get('/ops', (ctx) => {
-    ctx.body = { handler: 'ops' }
-  })
-  router.get('/ops/:id', (ctx) => {
-    ctx.body = { handler: 'ops/:id' }
-  })
-  app.use(router.routes())
-  return listen(app.listen(0, '127.0.0.1'))
-}
+const koaApp =
+  (Koa: typeof Koa3): MakeApp =>
+  async (gate) => {
+    const app = new Koa()
+    app.use(gk.problemHandler({ gate }))
+    app.use(gk.authMiddleware({ gate }))
+    const router = new Router()
+    router.get('/admin', gk.requirePolicy({ roles: ['admin'] }), (ctx) => {
+      ctx.body = { handler: 'admin' }
+    })
+    router.get('/ops', (ctx) => {
+      ctx.body = { handler: 'ops' }
+    })
+    router.get('/ops/:id', (ctx) => {
+      ctx.body = { handler: 'ops/:id' }
+    })
+    app.use(router.routes())
+    return listen(app.listen(0, '127.0.0.1'))
+  }
 
 const fastifyApp =
   (options: FastifyServerOptions = {}): MakeApp =>
@@ -265,7 +269,7 @@ function describePathNormalization(
   })
 }
 
-describePathNormalization('express (default routing)', expressApp(), {
+const EXPRESS_DEFAULT: Expectations = {
   routed: [
     '/admin',
     '/ADMIN',
@@ -288,17 +292,30 @@ describePathNormalization('express (default routing)', expressApp(), {
     '/%6Fps',
     '/public/../ops',
   ],
-})
-
-describePathNormalization('express (case sensitive routing)', expressApp({ caseSensitive: true }), {
+}
+const EXPRESS_CASE_SENSITIVE: Expectations = {
   routed: ['/admin', '/admin/', '/ops', '/ops/..'],
   unrouted: ['/ADMIN', '/Admin', '/OPS', '/OPS/1', '/%6Fps'],
-})
-
-describePathNormalization('koa (@koa/router defaults)', koaApp, {
+}
+const KOA_DEFAULT: Expectations = {
   routed: ['/admin', '/ADMIN', '/admin/', '/ops', '/OPS', '/ops/..'],
   unrouted: ['//admin', '/%61dmin', '/admin;x', '/admin/../admin', '/%6Fps'],
-})
+}
+
+describePathNormalization('express (default routing)', expressApp(), EXPRESS_DEFAULT)
+describePathNormalization(
+  'express (case sensitive routing)',
+  expressApp({ caseSensitive: true }),
+  EXPRESS_CASE_SENSITIVE,
+)
+describePathNormalization('express 4 (default routing)', expressApp({}, express4), EXPRESS_DEFAULT)
+describePathNormalization(
+  'express 4 (case sensitive routing)',
+  expressApp({ caseSensitive: true }, express4),
+  EXPRESS_CASE_SENSITIVE,
+)
+describePathNormalization('koa (@koa/router defaults)', koaApp(Koa3), KOA_DEFAULT)
+describePathNormalization('koa 2 (@koa/router defaults)', koaApp(Koa2), KOA_DEFAULT)
 
 describePathNormalization('fastify (default routing)', fastifyApp(), {
   routed: ['/admin', '/%61dmin', '/ops', '/%6Fps', '/%6fps', '/%6Fps/1', '/ops/1', '/ops/..'],

@@ -1,13 +1,16 @@
 // Policy scenarios on every framework: per-route policies (requirePolicy, Fastify route config,
 // @Policy), resource ownership through a resource loader, and risk-based step-up and denial.
-// Each framework serves the same routes from its own gate; the answers must be identical.
+// Each framework (Express 4 and 5, Koa 2 and 3, Fastify) serves the same routes from its own gate;
+// the answers must be identical.
 import { once } from 'node:events'
 import { request as httpRequest, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { expect } from 'chai'
-import express from 'express'
+import express5 from 'express'
+import express4 from 'express4'
 import Fastify from 'fastify'
-import Koa from 'koa'
+import Koa3 from 'koa'
+import Koa2 from 'koa2'
 import Router from '@koa/router'
 import request from 'supertest'
 import {
@@ -85,8 +88,9 @@ const listen = async (server: Server): Promise<Server> => {
   return server
 }
 
-const frameworks: Record<string, Make> = {
-  express: async (gate) => {
+const onExpress =
+  (express: typeof express5): Make =>
+  async (gate) => {
     const app = express()
     app.use(gx.authMiddleware({ gate }))
     app.get(
@@ -107,8 +111,11 @@ const frameworks: Record<string, Make> = {
     gx.mountController(app, ArchiveController)
     app.use(gx.problemHandler({ gate }))
     return listen(app.listen(0, '127.0.0.1'))
-  },
-  koa: async (gate) => {
+  }
+
+const onKoa =
+  (Koa: typeof Koa3): Make =>
+  async (gate) => {
     const app = new Koa()
     app.use(gk.problemHandler({ gate }))
     app.use(gk.authMiddleware({ gate }))
@@ -126,7 +133,13 @@ const frameworks: Record<string, Make> = {
     gk.mountController(router, ArchiveController)
     app.use(router.routes())
     return listen(app.listen(0, '127.0.0.1'))
-  },
+  }
+
+const frameworks: Record<string, Make> = {
+  express: onExpress(express5),
+  'express 4': onExpress(express4),
+  koa: onKoa(Koa3),
+  'koa 2': onKoa(Koa2),
   fastify: async (gate) => {
     const app = Fastify()
     await app.register(gf.portcullisPlugin, { gate, problemErrors: true })

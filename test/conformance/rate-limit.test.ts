@@ -1,11 +1,13 @@
-// The drop-in rateLimit() answers alike on Express, Koa and Fastify: same statuses, bodies,
-// RateLimit headers and counting rules, from the same options.
+// The drop-in rateLimit() answers alike on Express (4 and 5), Koa (2 and 3) and Fastify: same
+// statuses, bodies, RateLimit headers and counting rules, from the same options.
 import { once } from 'node:events'
 import type { Server } from 'node:http'
 import { expect } from 'chai'
-import express from 'express'
+import express5 from 'express'
+import express4 from 'express4'
 import Fastify from 'fastify'
-import Koa from 'koa'
+import Koa3 from 'koa'
+import Koa2 from 'koa2'
 import sinon from 'sinon'
 import request from 'supertest'
 import * as gx from '@portcullis/express'
@@ -20,15 +22,19 @@ const listen = async (server: Server): Promise<Server> => {
   return server
 }
 
-const frameworks: Record<string, Make> = {
-  express: async (options) => {
+const onExpress =
+  (express: typeof express5): Make =>
+  async (options) => {
     const app = express()
     app.use(gx.rateLimit(options))
     app.get('/ok', (_req, res) => void res.json({ ok: true }))
     app.get('/fail', (_req, res) => void res.status(500).json({ ok: false }))
     return listen(app.listen(0, '127.0.0.1'))
-  },
-  koa: async (options) => {
+  }
+
+const onKoa =
+  (Koa: typeof Koa3): Make =>
+  async (options) => {
     const app = new Koa()
     app.use(gk.rateLimit(options as gk.KoaRateLimitOptions))
     app.use((ctx) => {
@@ -36,7 +42,13 @@ const frameworks: Record<string, Make> = {
       ctx.body = { ok: ctx.path !== '/fail' }
     })
     return listen(app.listen(0, '127.0.0.1'))
-  },
+  }
+
+const frameworks: Record<string, Make> = {
+  express: onExpress(express5),
+  'express 4': onExpress(express4),
+  koa: onKoa(Koa3),
+  'koa 2': onKoa(Koa2),
   fastify: async (options) => {
     const app = Fastify()
     app.addHook('onRequest', gf.rateLimit(options as gf.FastifyRateLimitOptions))
@@ -110,8 +122,8 @@ describe('drop-in rateLimit() on every framework', () => {
       const results: Record<string, unknown> = {}
       for (const [framework, make] of Object.entries(frameworks))
         results[framework] = await transcript(make, options, paths)
-      expect(results.koa, 'koa vs express').to.deep.equal(results.express)
-      expect(results.fastify, 'fastify vs express').to.deep.equal(results.express)
+      for (const framework of Object.keys(frameworks))
+        expect(results[framework], `${framework} vs express`).to.deep.equal(results.express)
       const statuses = (results.express as Array<{ status: number }>).map((r) => r.status)
       expect(statuses.at(-1)).to.equal(429)
     })

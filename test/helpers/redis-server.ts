@@ -1,11 +1,35 @@
-// Starts a real redis-server on a free loopback port in a temp folder, for the Redis suites.
-// Missing binary: the suite is skipped loudly, except with CI=true, where it fails.
+// Starts a real redis-server on a free loopback port in a temp folder, for the Redis suites, and
+// names the ioredis majors they run on. Missing binary: the suite is skipped loudly, except with
+// CI=true, where it fails.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { createServer, Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Redis as Redis5 } from 'ioredis'
+import { Redis as Redis6 } from 'ioredis6'
+
+/** One ioredis major the Redis suites run on. */
+export interface RedisClientMajor {
+  /** `ioredis 5` or `ioredis 6`, as the suites' titles show it. */
+  readonly name: string
+  /** The module to import it from: `ioredis`, or the `ioredis6` npm alias (for child processes). */
+  readonly module: string
+  /** The RESP version its connections speak by default (ioredis 6 sends `HELLO 3`). */
+  readonly protocol: 2 | 3
+  /**
+   * Its client class, typed as ioredis 5's: the suites call only what both majors declare, and
+   * run every call for real.
+   */
+  readonly Redis: typeof Redis5
+}
+
+/** The installed majors: `ioredis` (5) and `ioredis6` (npm:ioredis@6, root devDependencies). */
+export const REDIS_CLIENT_MAJORS: readonly RedisClientMajor[] = [
+  { name: 'ioredis 5', module: 'ioredis', protocol: 2, Redis: Redis5 },
+  { name: 'ioredis 6', module: 'ioredis6', protocol: 3, Redis: Redis6 as unknown as typeof Redis5 },
+]
 
 export interface RedisServer {
   readonly port: number
@@ -193,4 +217,16 @@ export function describeWithRedis(title: string, fn: (redis: () => RedisServer) 
       return server
     })
   })
+}
+
+/**
+ * {@link describeWithRedis} once per ioredis major ({@link REDIS_CLIENT_MAJORS}), each against a
+ * server of its own: `fn` builds its clients with `client.Redis`.
+ */
+export function describeWithRedisClients(
+  title: string,
+  fn: (redis: () => RedisServer, client: RedisClientMajor) => void,
+): void {
+  for (const client of REDIS_CLIENT_MAJORS)
+    describeWithRedis(`${title} [${client.name}]`, (redis) => fn(redis, client))
 }

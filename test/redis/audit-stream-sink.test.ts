@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
 import { expect } from 'chai'
-import { Redis } from 'ioredis'
+import type { Redis, RedisOptions } from 'ioredis'
 import { ConfigError, createAuditTrail, type AuditEvent } from '@portcullis/core'
 import { createRedisStreamAuditReader, createRedisStreamAuditSink } from '@portcullis/redis'
-import { describeWithRedis } from '../helpers/redis-server.js'
+import { describeWithRedisClients } from '../helpers/redis-server.js'
 
 function event(n: number): AuditEvent {
   return {
@@ -18,12 +18,12 @@ function event(n: number): AuditEvent {
   }
 }
 
-describeWithRedis('createRedisStreamAuditSink (real redis-server)', (server) => {
+describeWithRedisClients('createRedisStreamAuditSink (real redis-server)', (server, ioredis) => {
   let client: Redis
   let run = 0
   let stream: string
   before(async () => {
-    client = new Redis({ port: server().port, host: '127.0.0.1' })
+    client = new ioredis.Redis({ port: server().port, host: '127.0.0.1' })
     client.on('error', () => {})
     await once(client, 'ready')
   })
@@ -53,6 +53,34 @@ describeWithRedis('createRedisStreamAuditSink (real redis-server)', (server) => 
     expect(await reader.pending()).to.deep.equal([])
     expect(await reader.read()).to.deep.equal([])
   })
+
+  if (ioredis.protocol === 3) {
+    it("reads and claims through a client with ioredis 6's replyMapping: 'resp3'", async () => {
+      // RESP3 maps then arrive as objects: XREADGROUP answers { [stream]: entries }.
+      const resp3 = new ioredis.Redis({
+        port: server().port,
+        host: '127.0.0.1',
+        protocol: 3,
+        replyMapping: 'resp3',
+      } as RedisOptions)
+      resp3.on('error', () => {})
+      try {
+        await once(resp3, 'ready')
+        const events = [event(1), event(2)]
+        await createRedisStreamAuditSink({ client: resp3, stream }).write(events)
+        const reader = (consumer: string) =>
+          createRedisStreamAuditReader({ client: resp3, stream, group: 'siem', consumer })
+        const first = await reader('c1')
+        expect((await first.read()).map((e) => e.event)).to.deep.equal(events)
+        expect((await first.pending()).map((e) => e.event)).to.deep.equal(events)
+        const claimed = await (await reader('c2')).claim({ minIdleMs: 0 })
+        expect(claimed.map((e) => e.event)).to.deep.equal(events)
+        expect(await first.ack(claimed.map((e) => e.streamId))).to.equal(2)
+      } finally {
+        await resp3.quit()
+      }
+    })
+  }
 
   it('never appends an event twice when the trail retries a batch (a lost reply)', async () => {
     const sink = createRedisStreamAuditSink({ client, stream })
@@ -126,7 +154,7 @@ describeWithRedis('createRedisStreamAuditSink (real redis-server)', (server) => 
 
   it('rejects while Redis is down, so the audit trail retries', async function () {
     this.timeout(10_000)
-    const down = new Redis({
+    const down = new ioredis.Redis({
       port: server().port,
       host: '127.0.0.1',
       enableOfflineQueue: false,

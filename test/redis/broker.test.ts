@@ -1,10 +1,10 @@
 import { once } from 'node:events'
 import { expect } from 'chai'
-import { Redis, type RedisOptions } from 'ioredis'
+import type { Redis, RedisOptions } from 'ioredis'
 import { ConfigError, generateApiKey, type BrokerMessages } from '@portcullis/core'
 import { createRedisBroker, type RedisBroker } from '@portcullis/redis'
 import { createRecordingMetrics } from '../helpers/recording-metrics.js'
-import { describeWithRedis } from '../helpers/redis-server.js'
+import { describeWithRedisClients } from '../helpers/redis-server.js'
 
 /** The publisher settings the README recommends: fail fast while Redis is down, reconnect quickly. */
 const RECOMMENDED: RedisOptions = {
@@ -40,7 +40,7 @@ function nextMessage<TValue>(list: TValue[], count: number, ms = 2000): Promise<
   })
 }
 
-describeWithRedis('createRedisBroker (real redis-server)', (server) => {
+describeWithRedisClients('createRedisBroker (real redis-server)', (server, ioredis) => {
   const clients: Redis[] = []
   const brokers: RedisBroker[] = []
   let channelPrefix: string
@@ -60,7 +60,7 @@ describeWithRedis('createRedisBroker (real redis-server)', (server) => {
   })
 
   async function client(): Promise<Redis> {
-    const c = new Redis({ ...RECOMMENDED, port: server().port })
+    const c = new ioredis.Redis({ ...RECOMMENDED, port: server().port })
     c.on('error', () => {})
     clients.push(c)
     if (c.status !== 'ready') await once(c, 'ready')

@@ -2,7 +2,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { once } from 'node:events'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import { expect } from 'chai'
-import { Redis, type RedisOptions } from 'ioredis'
+import type { Redis, RedisOptions } from 'ioredis'
 import {
   createApiKeyManager,
   createGate,
@@ -17,7 +17,7 @@ import {
 } from '@portcullis/core'
 import { createMemoryAuditSink, fakeRequest } from '@portcullis/core/testing'
 import { createRedisBackend } from '@portcullis/redis'
-import { describeWithRedis } from '../helpers/redis-server.js'
+import { describeWithRedisClients } from '../helpers/redis-server.js'
 
 const PEPPER = 'p'.repeat(32)
 let run = 0
@@ -33,8 +33,8 @@ const RECOMMENDED: RedisOptions = {
   retryStrategy: (times) => Math.min(times * 50, 500),
 }
 
-function connect(port: number): Redis {
-  const c = new Redis({ ...RECOMMENDED, port })
+function connect(Client: typeof Redis, port: number): Redis {
+  const c = new Client({ ...RECOMMENDED, port })
   // Outages are expected here; the limits' failure modes report them.
   c.on('error', () => {})
   return c
@@ -107,14 +107,18 @@ function parseRateLimit(header: string | undefined): { name: string; r: number; 
   return { name: m![1]!, r: Number(m![2]), t: Number(m![3]) }
 }
 
-describeWithRedis('@portcullis/redis against a real redis-server', (server) => {
+describeWithRedisClients('@portcullis/redis against a real redis-server', (server, ioredis) => {
   let redis: Redis
   beforeEach(async () => {
-    redis = connect(server().port)
+    redis = connect(ioredis.Redis, server().port)
     await ready(redis)
   })
   afterEach(async () => {
     await close(redis)
+  })
+
+  it(`speaks RESP${ioredis.protocol}, the default of ${ioredis.name}`, async () => {
+    expect(await redis.client('INFO')).to.match(new RegExp(`\\bresp=${ioredis.protocol}\\b`))
   })
 
   describe('createRedisBackend', () => {
@@ -142,7 +146,11 @@ describeWithRedis('@portcullis/redis against a real redis-server', (server) => {
       const logger = { warn: (_f: object, m: string) => warnings.push(m), error() {} }
       createRedisBackend({ client: redis, logger })
       expect(warnings).to.deep.equal([])
-      const queueing = new Redis({ port: server().port, host: '127.0.0.1', lazyConnect: true })
+      const queueing = new ioredis.Redis({
+        port: server().port,
+        host: '127.0.0.1',
+        lazyConnect: true,
+      })
       createRedisBackend({ client: queueing, prefx: 'x', logger } as never)
       expect(warnings[0]).to.match(/unknown option "prefx"; did you mean "prefix"\?/)
       expect(warnings[1]).to.match(/enableOfflineQueue: false/)
@@ -352,7 +360,14 @@ describeWithRedis('@portcullis/redis against a real redis-server', (server) => {
       workers = Array.from({ length: 4 }, () =>
         spawn(
           process.execPath,
-          ['test/redis/fixtures/worker.mjs', String(server().port), name, '100', '500'],
+          [
+            'test/redis/fixtures/worker.mjs',
+            String(server().port),
+            name,
+            '100',
+            '500',
+            ioredis.module,
+          ],
           { stdio: ['pipe', 'pipe', 'pipe'] },
         ),
       )

@@ -2,11 +2,11 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { once } from 'node:events'
 import { createInterface, type Interface } from 'node:readline'
 import { expect } from 'chai'
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import { ConfigError } from '@portcullis/core'
 import { createRedisCache } from '@portcullis/redis'
 import { createRecordingMetrics } from '../helpers/recording-metrics.js'
-import { describeWithRedis } from '../helpers/redis-server.js'
+import { describeWithRedisClients, type RedisClientMajor } from '../helpers/redis-server.js'
 
 interface Reply {
   readonly result: unknown
@@ -23,10 +23,21 @@ class Instance {
     this.#lines = lines[Symbol.asyncIterator]()
   }
 
-  static async start(port: number, channelPrefix: string, namespace: string): Promise<Instance> {
+  static async start(
+    ioredis: RedisClientMajor,
+    port: number,
+    channelPrefix: string,
+    namespace: string,
+  ): Promise<Instance> {
     const child = spawn(
       process.execPath,
-      ['test/redis/fixtures/tiered-cache-worker.mjs', String(port), channelPrefix, namespace],
+      [
+        'test/redis/fixtures/tiered-cache-worker.mjs',
+        String(port),
+        channelPrefix,
+        namespace,
+        ioredis.module,
+      ],
       { stdio: 'pipe' },
     )
     let stderr = ''
@@ -78,69 +89,72 @@ async function readsWithin(
   }
 }
 
-describeWithRedis('two-tier cache across processes (real redis-server)', (server) => {
-  let run = 0
-  const instances: Instance[] = []
-  let a: Instance
-  let b: Instance
+describeWithRedisClients(
+  'two-tier cache across processes (real redis-server)',
+  (server, ioredis) => {
+    let run = 0
+    const instances: Instance[] = []
+    let a: Instance
+    let b: Instance
 
-  beforeEach(async function () {
-    this.timeout(20_000)
-    const prefix = `t${process.pid}-${run}:`
-    const namespace = `ns${run++}`
-    ;[a, b] = await Promise.all([
-      Instance.start(server().port, prefix, namespace),
-      Instance.start(server().port, prefix, namespace),
-    ])
-    instances.push(a, b)
-  })
+    beforeEach(async function () {
+      this.timeout(20_000)
+      const prefix = `t${process.pid}-${run}:`
+      const namespace = `ns${run++}`
+      ;[a, b] = await Promise.all([
+        Instance.start(ioredis, server().port, prefix, namespace),
+        Instance.start(ioredis, server().port, prefix, namespace),
+      ])
+      instances.push(a, b)
+    })
 
-  afterEach(async () => {
-    await Promise.all(instances.splice(0).map((i) => i.stop()))
-  })
+    afterEach(async () => {
+      await Promise.all(instances.splice(0).map((i) => i.stop()))
+    })
 
-  it('serves repeats from the local tier, and invalidates the other process on set and delete', async () => {
-    await a.send({ op: 'set', key: 'user:1', value: { name: 'Ada' } })
-    const first = await b.get('user:1')
-    expect(first.result).to.deep.equal({ name: 'Ada' })
-    expect(first.remoteReads).to.equal(1)
-    const again = await b.get('user:1')
-    expect(again).to.deep.equal({ result: { name: 'Ada' }, remoteReads: 1 }) // a local hit
+    it('serves repeats from the local tier, and invalidates the other process on set and delete', async () => {
+      await a.send({ op: 'set', key: 'user:1', value: { name: 'Ada' } })
+      const first = await b.get('user:1')
+      expect(first.result).to.deep.equal({ name: 'Ada' })
+      expect(first.remoteReads).to.equal(1)
+      const again = await b.get('user:1')
+      expect(again).to.deep.equal({ result: { name: 'Ada' }, remoteReads: 1 }) // a local hit
 
-    await a.send({ op: 'set', key: 'user:1', value: { name: 'Grace' } })
-    const ms = await readsWithin(b, 'user:1', { name: 'Grace' }, 1000)
-    expect(ms).to.be.below(1000)
+      await a.send({ op: 'set', key: 'user:1', value: { name: 'Grace' } })
+      const ms = await readsWithin(b, 'user:1', { name: 'Grace' }, 1000)
+      expect(ms).to.be.below(1000)
 
-    await b.send({ op: 'delete', key: 'user:1' })
-    await readsWithin(a, 'user:1', null, 1000)
-  })
+      await b.send({ op: 'delete', key: 'user:1' })
+      await readsWithin(a, 'user:1', null, 1000)
+    })
 
-  it('clears the namespace in every process', async () => {
-    await a.send({ op: 'set', key: 'x', value: 1 })
-    await a.send({ op: 'set', key: 'y', value: 2 })
-    expect((await b.get('x')).result).to.equal(1)
-    await a.send({ op: 'clear' })
-    await readsWithin(b, 'x', null, 1000)
-    expect((await b.get('y')).result).to.equal(null)
-  })
+    it('clears the namespace in every process', async () => {
+      await a.send({ op: 'set', key: 'x', value: 1 })
+      await a.send({ op: 'set', key: 'y', value: 2 })
+      expect((await b.get('x')).result).to.equal(1)
+      await a.send({ op: 'clear' })
+      await readsWithin(b, 'x', null, 1000)
+      expect((await b.get('y')).result).to.equal(null)
+    })
 
-  it("keeps no local copy past the entry's TTL, in either process", async () => {
-    await a.send({ op: 'set', key: 'short', value: 'v', options: { ttlMs: 300 } })
-    expect((await b.get('short')).result).to.equal('v')
-    expect((await a.get('short')).result).to.equal('v')
-    await new Promise((r) => setTimeout(r, 400))
-    // b's local copy took the remaining TTL from Redis (PTTL), not its LRU's 30 s.
-    expect((await b.get('short')).result).to.equal(null)
-    expect((await a.get('short')).result).to.equal(null)
-  })
-})
+    it("keeps no local copy past the entry's TTL, in either process", async () => {
+      await a.send({ op: 'set', key: 'short', value: 'v', options: { ttlMs: 300 } })
+      expect((await b.get('short')).result).to.equal('v')
+      expect((await a.get('short')).result).to.equal('v')
+      await new Promise((r) => setTimeout(r, 400))
+      // b's local copy took the remaining TTL from Redis (PTTL), not its LRU's 30 s.
+      expect((await b.get('short')).result).to.equal(null)
+      expect((await a.get('short')).result).to.equal(null)
+    })
+  },
+)
 
-describeWithRedis('createRedisCache (real redis-server)', (server) => {
+describeWithRedisClients('createRedisCache (real redis-server)', (server, ioredis) => {
   let client: Redis
   let run = 0
   let namespace: string
   before(async () => {
-    client = new Redis({ port: server().port, host: '127.0.0.1' })
+    client = new ioredis.Redis({ port: server().port, host: '127.0.0.1' })
     await once(client, 'ready')
   })
   after(async () => {

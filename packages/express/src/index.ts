@@ -1,5 +1,5 @@
 /**
- * `@portcullis/express`: the Portcullis gate for Express 5.
+ * `@portcullis/express`: the Portcullis gate for Express 4 and 5.
  *
  * @example
  * ```ts
@@ -130,22 +130,22 @@ export function authMiddleware(options: Readonly<AuthMiddlewareOptions>): Reques
     res: Response,
     next: NextFunction,
   ): Promise<void> {
-    // Read only by the access context, which only `asyncContext` builds.
-    const startedAt = gate.asyncContext ? gate.now() : 0
-    const request = toGateRequest(req)
-    let decision: Decision
     try {
-      decision = await gate.authenticate(request)
+      // Read only by the access context, which only `asyncContext` builds.
+      const startedAt = gate.asyncContext ? gate.now() : 0
+      const request = toGateRequest(req)
+      const decision = await gate.authenticate(request)
+      if (!decision.allowed) return send(res, decision.status, decision.headers, decision.problem)
+      applyHeaders(res, decision.headers)
+      req.auth = new ExpressAuth(decision, gate, request)
+      if (mirrorToUser) (req as { user?: unknown }).user = decision.principal ?? undefined
+      const settle = decision.settle
+      if (settle !== undefined) res.once('finish', () => settle(res.statusCode))
+      gate.proceed(request, decision, startedAt, next)
     } catch (error) {
-      return next(error)
+      // Express 4 ignores the promise a middleware returns (Express 5 passes its rejection on).
+      next(error)
     }
-    if (!decision.allowed) return send(res, decision.status, decision.headers, decision.problem)
-    applyHeaders(res, decision.headers)
-    req.auth = new ExpressAuth(decision, gate, request)
-    if (mirrorToUser) (req as { user?: unknown }).user = decision.principal ?? undefined
-    const settle = decision.settle
-    if (settle !== undefined) res.once('finish', () => settle(res.statusCode))
-    gate.proceed(request, decision, startedAt, next)
   }
 }
 
@@ -187,26 +187,26 @@ export function requirePolicy(
         ),
       )
     }
-    // Read only by the access context, which only `asyncContext` builds.
-    const startedAt = gate.asyncContext ? gate.now() : 0
-    const request = toGateRequest(req)
-    let decision: Decision
     try {
-      decision =
+      // Read only by the access context, which only `asyncContext` builds.
+      const startedAt = gate.asyncContext ? gate.now() : 0
+      const request = toGateRequest(req)
+      const decision =
         auth?.decision.allowed === true
           ? await gate.authorize(request, auth.decision, compiled)
           : await gate.evaluate(request, compiled)
+      if (!decision.allowed) return send(res, decision.status, decision.headers, decision.problem)
+      req.auth = new ExpressAuth(decision, gate, request)
+      // The route step's own headers (route rate limits) are sent on success too; the same bag as
+      // the global step's (no route limits) is already on the response.
+      if (decision.headers !== auth?.decision.headers) applyHeaders(res, decision.headers)
+      if (auth !== undefined) return next()
+      if (mirrorToUser) (req as { user?: unknown }).user = decision.principal ?? undefined
+      gate.proceed(request, decision, startedAt, next)
     } catch (error) {
-      return next(error)
+      // As in authMiddleware: Express 4 would leave the request hanging.
+      next(error)
     }
-    if (!decision.allowed) return send(res, decision.status, decision.headers, decision.problem)
-    req.auth = new ExpressAuth(decision, gate, request)
-    // The route step's own headers (route rate limits) are sent on success too; the same bag as
-    // the global step's (no route limits) is already on the response.
-    if (decision.headers !== auth?.decision.headers) applyHeaders(res, decision.headers)
-    if (auth !== undefined) return next()
-    if (mirrorToUser) (req as { user?: unknown }).user = decision.principal ?? undefined
-    gate.proceed(request, decision, startedAt, next)
   }
 }
 
@@ -262,8 +262,13 @@ export function mountController<TController extends object>(
     if (typeof method !== 'function')
       throw new ConfigError(`${String(route.handler)} is not a method`)
     const handler: RequestHandler = async function portcullisControllerRoute(req, res, next) {
-      const result: unknown = await method.call(instance, req, res, next)
-      if (result !== undefined && !res.headersSent) res.json(result)
+      try {
+        const result: unknown = await method.call(instance, req, res, next)
+        if (result !== undefined && !res.headersSent) res.json(result)
+      } catch (error) {
+        // Express 4 ignores the returned promise: a rejected method would leave the request hanging.
+        next(error)
+      }
     }
     const register = target[route.method.toLowerCase() as keyof ExpressRouteTarget]
     register.call(target, route.path, requirePolicy(route.requirements.source, options), handler)

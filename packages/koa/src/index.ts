@@ -1,5 +1,5 @@
 /**
- * `@portcullis/koa`: the Portcullis gate for Koa 3 and `@koa/router`.
+ * `@portcullis/koa`: the Portcullis gate for Koa 2 and 3 and `@koa/router`.
  *
  * @example
  * ```ts

@@ -100,7 +100,7 @@ export function createRedisStreamAuditSink(
   if (v.object('options', options) === undefined) v.assert()
   v.knownKeys(options as unknown as Record<string, unknown>, OPTION_NAMES)
   if (!isIoredisClient(options.client))
-    v.fail('client', 'must be an ioredis client (new Redis(...) from ioredis 5)')
+    v.fail('client', 'must be an ioredis client (new Redis(...) from ioredis 5 or 6)')
   const stream =
     options.stream === undefined
       ? 'ptcl:audit'
@@ -221,7 +221,7 @@ export async function createRedisStreamAuditReader(
     'startId',
   ])
   if (!isIoredisClient(options.client))
-    v.fail('client', 'must be an ioredis client (new Redis(...) from ioredis 5)')
+    v.fail('client', 'must be an ioredis client (new Redis(...) from ioredis 5 or 6)')
   const stream =
     options.stream === undefined
       ? 'ptcl:audit'
@@ -244,8 +244,13 @@ export async function createRedisStreamAuditReader(
     const args: (string | number)[] = ['GROUP', g, c, 'COUNT', count]
     if (blockMs !== undefined) args.push('BLOCK', blockMs)
     args.push('STREAMS', s, id)
-    const reply = (await client.call('XREADGROUP', ...args)) as [string, RawEntry[]][] | null
-    return reply === null ? [] : (reply[0]?.[1] ?? []).map(toEntry)
+    const reply = (await client.call('XREADGROUP', ...args)) as
+      [string, RawEntry[]][] | Record<string, RawEntry[]> | null
+    if (reply === null) return []
+    // A list of [stream, entries] (RESP2, and RESP3 as ioredis maps it by default); a map keyed
+    // by stream from an ioredis 6 client built with `replyMapping: 'resp3'`.
+    const entries = Array.isArray(reply) ? reply[0]?.[1] : reply[s]
+    return (entries ?? []).map(toEntry)
   }
   return {
     read: (o = {}) => readGroup('>', o.count ?? 100, o.blockMs),

@@ -117,7 +117,7 @@ export function createRedisBroker(options: Readonly<RedisBrokerOptions>): RedisB
   v.knownKeys(options as unknown as Record<string, unknown>, OPTION_NAMES)
   const { publisher, subscriber } = options
   if (publisher !== undefined && !isIoredisClient(publisher))
-    v.fail('publisher', 'must be an ioredis client (new Redis(...) from ioredis 5)')
+    v.fail('publisher', 'must be an ioredis client (new Redis(...) from ioredis 5 or 6)')
   if (subscriber !== undefined && typeof subscriber !== 'string' && !isIoredisClient(subscriber))
     v.fail('subscriber', 'must be an ioredis client or a redis:// URL')
   if (typeof subscriber === 'string' && !/^rediss?:\/\//.test(subscriber))

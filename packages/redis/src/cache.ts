@@ -81,7 +81,7 @@ export function createRedisCache<TValue = unknown>(
   if (v.object('options', options) === undefined) v.assert()
   v.knownKeys(options as unknown as Record<string, unknown>, OPTION_NAMES)
   if (!isIoredisClient(options.client))
-    v.fail('client', 'must be an ioredis client (new Redis(...) from ioredis 5)')
+    v.fail('client', 'must be an ioredis client (new Redis(...) from ioredis 5 or 6)')
   const namespace = v.string('namespace', options.namespace, { pattern: CACHE_NAMESPACE_PATTERN })
   const prefix =
     options.prefix === undefined

@@ -99,7 +99,7 @@ function resolveRedisBackendOptions(
   v.knownKeys(options as unknown as Record<string, unknown>, OPTION_NAMES)
   const client = isIoredisClient(options.client)
     ? options.client
-    : v.fail('client', 'must be an ioredis client (new Redis(...) from ioredis 5)')
+    : v.fail('client', 'must be an ioredis client (new Redis(...) from ioredis 5 or 6)')
   const prefix =
     options.prefix === undefined
       ? DEFAULT_PREFIX

@@ -1,7 +1,7 @@
 // Checks shared by the Redis integrations. Not exported from the package.
 import type { Redis } from 'ioredis'
 
-/** Whether `value` looks like an ioredis 5 client (duck-typed: two installs of ioredis may meet). */
+/** Whether `value` looks like an ioredis client of 5 or 6 (duck-typed: two installs may meet). */
 export function isIoredisClient(value: unknown): value is Redis {
   const c = value as Partial<
     Record<'defineCommand' | 'multi' | 'del' | 'status' | 'duplicate', unknown>
