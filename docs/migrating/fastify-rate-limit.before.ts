@@ -3,5 +3,5 @@ import rateLimit from '@fastify/rate-limit'
 import Fastify from 'fastify'
 
 export const app = Fastify()
-await app.register(rateLimit, { max: 100, timeWindow: '1 minute' })
+await app.register(rateLimit, { max: 3, timeWindow: '1 minute' })
 app.get('/health', async () => ({ ok: true }))
