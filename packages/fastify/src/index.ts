@@ -38,6 +38,7 @@ import type {
 } from 'fastify'
 import fp from 'fastify-plugin'
 import { randomUUID } from 'node:crypto'
+import { validateHeaderValue } from 'node:http'
 
 /** What the gate attaches to `request.auth`. */
 export interface PortcullisAuth {
@@ -140,11 +141,25 @@ async function portcullis(
     pending: Promise<Decision>,
   ): void {
     pending.then(function portcullisDecided(decision) {
-      if (!decision.allowed) return send(reply, decision.status, decision.headers, decision.problem)
-      request.auth = { principal: decision.principal, decision, gate }
-      // A later step's own headers (route rate limits) are sent on success too; the same bag as
-      // the earlier step's is already on the reply.
-      if (decision.headers !== prior?.headers) reply.headers(decision.headers)
+      try {
+        if (!decision.allowed)
+          return send(reply, decision.status, decision.headers, decision.problem)
+        request.auth = { principal: decision.principal, decision, gate }
+        // A later step's own headers (route rate limits) are sent on success too; the same bag as
+        // the earlier step's is already on the reply.
+        if (decision.headers !== prior?.headers) {
+          // Checked now, as Express's setHeader does: Fastify writes them after the handler, too
+          // late for a problem answer.
+          for (const name in decision.headers)
+            validateHeaderValue(name, decision.headers[name] as string)
+          reply.headers(decision.headers)
+        }
+      } catch (error) {
+        // A header Node refuses to send (from a custom stage): dropped, and Fastify's error path
+        // answers 500, where a throw inside this callback would leave the request hanging.
+        for (const name in decision.headers) reply.removeHeader(name)
+        return next(error as Error)
+      }
       if (prior !== undefined) return next()
       const settleStage = decision.settle
       if (settleStage !== undefined)
