@@ -513,10 +513,21 @@ export async function installConsumer(
   })
   await writeFile(join(dir, 'package.json'), `${JSON.stringify(packageJson, null, 2)}\n`)
   await writeFile(join(dir, 'package-lock.json'), `${JSON.stringify(lockfile, null, 2)}\n`)
-  return npm(
-    ['ci', '--offline', '--no-audit', '--no-fund', '--ignore-scripts', '--loglevel=error'],
-    dir,
-  )
+  const args = [
+    'ci',
+    '--offline',
+    '--no-audit',
+    '--no-fund',
+    '--ignore-scripts',
+    '--loglevel=error',
+  ]
+  const r = await run('npm', args, { cwd: dir, env: npmEnv() })
+  if (r.code === 0) return r
+  const hint = r.stderr.includes('ENOTCACHED')
+    ? "npm's cache lacks a tarball that package-lock.json names: `npm ci` in the repository " +
+      'fills it (with the network), then run this again.\n'
+    : ''
+  throw new Error(`npm ${args.join(' ')} in ${dir} exited with ${r.code}\n${hint}${r.stderr}`)
 }
 
 /**
