@@ -1,7 +1,8 @@
 /**
  * The configured key store and pepper of a run: SQLite by default (`--db`, `PORTCULLIS_DB`,
  * `.portcullis/keys.db`), PostgreSQL with `--postgres URL` (`PORTCULLIS_POSTGRES_URL`), and the pepper
- * from `--pepper-file` or `PORTCULLIS_PEPPER`.
+ * from `--pepper-file` or `PORTCULLIS_PEPPER`. Both stores are optional peers, imported only when a
+ * command opens one, so the CLI runs with whichever of them is installed.
  *
  * Reachable from `@portcullis/cli`.
  * @packageDocumentation
@@ -9,8 +10,7 @@
 import { mkdirSync, readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import type { KeyStore, Logger, MessageBroker, Pepper } from '@portcullis/core'
-import { createSqliteKeyStore } from '@portcullis/sqlite'
+import type { AuditEvent, KeyStore, Logger, MessageBroker, Pepper } from '@portcullis/core'
 import { parse as parseYaml } from 'yaml'
 import { CliError, EXIT_FAILURE, usageError, type CliIo, type GlobalOptions } from './io.js'
 
@@ -23,6 +23,44 @@ export interface OpenedKeyStore {
   /** `sqlite:<path>` or `postgres:<host/db>` (never the password), for messages. */
   readonly description: string
   close(): Promise<void>
+}
+
+/** What the CLI uses of `@portcullis/sqlite`, an optional peer loaded by {@link loadSqlite}. */
+export interface CliSqliteModule {
+  createSqliteKeyStore(options: { readonly database: string }): KeyStore & {
+    close(): Promise<void>
+  }
+  readSqliteAuditEvents(path: string, options?: { readonly tablePrefix?: string }): AuditEvent[]
+}
+
+/** The command that installs what the SQLite store needs, as the CLI prints it when missing. */
+export const SQLITE_INSTALL_COMMAND = 'npm install @portcullis/sqlite better-sqlite3'
+
+/**
+ * Imports `@portcullis/sqlite` (and through it `better-sqlite3`), the optional peers behind the
+ * default key store and `audit --sqlite`.
+ *
+ * @param what - what needs SQLite, for the message, e.g. `'--sqlite'`.
+ * @throws {CliError} exit code 1, saying exactly what to install, when either is missing.
+ */
+export async function loadSqlite(what: string): Promise<CliSqliteModule> {
+  // A variable specifier: TypeScript and bundlers leave the optional peer alone; the annotation
+  // still checks at build time that the package offers what CliSqliteModule says.
+  const specifier = '@portcullis/sqlite'
+  let mod: typeof import('@portcullis/sqlite')
+  try {
+    mod = (await import(specifier)) as typeof import('@portcullis/sqlite')
+  } catch (cause) {
+    const missing = (cause as { code?: unknown } | null)?.code === 'ERR_MODULE_NOT_FOUND'
+    throw new CliError(
+      missing
+        ? `${what} needs @portcullis/sqlite and better-sqlite3, which are not installed: ${SQLITE_INSTALL_COMMAND}`
+        : `cannot load @portcullis/sqlite for ${what}: ${(cause as Error).message ?? String(cause)}`,
+      EXIT_FAILURE,
+      { cause },
+    )
+  }
+  return mod
 }
 
 interface PostgresModule {
@@ -54,12 +92,15 @@ export function resolveStoreLocation(
 }
 
 /**
- * Opens the configured store. PostgreSQL support is loaded only when asked for, so the CLI runs
- * where `@portcullis/postgres` and `pg` are not installed.
+ * Opens the configured store. Each store's package is loaded only when asked for, so the CLI runs
+ * where `@portcullis/postgres` and `pg`, or `@portcullis/sqlite` and `better-sqlite3`, are not
+ * installed; a missing one fails with exit code 1 and the `npm install` line that adds it.
  */
 export async function openKeyStore(globals: GlobalOptions, io: CliIo): Promise<OpenedKeyStore> {
   const location = resolveStoreLocation(globals, io)
   if (location.kind === 'sqlite') {
+    // Loaded before the folder is made: a missing module must not leave an empty .portcullis/.
+    const { createSqliteKeyStore } = await loadSqlite('the SQLite key store (the default)')
     if (location.path !== ':memory:') mkdirSync(dirname(location.path), { recursive: true })
     const store = openOrFail(() => createSqliteKeyStore({ database: location.path }))
     return { store, description: `sqlite:${location.path}`, close: () => store.close() }

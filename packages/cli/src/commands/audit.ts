@@ -20,7 +20,6 @@ import {
   type AuditLevel,
   type ComplianceProfileName,
 } from '@portcullis/core'
-import { readSqliteAuditEvents } from '@portcullis/sqlite'
 import type { Command } from 'commander'
 import { parse as parseYaml } from 'yaml'
 import {
@@ -32,6 +31,7 @@ import {
   usageError,
   type CliContext,
 } from '../io.js'
+import { loadSqlite } from '../store.js'
 
 interface SourceOptions {
   readonly sqlite?: string
@@ -64,6 +64,7 @@ async function readSource(
     return out
   }
   if (options.sqlite !== undefined) {
+    const { readSqliteAuditEvents } = await loadSqlite('--sqlite')
     try {
       return readSqliteAuditEvents(resolve(cwd, options.sqlite), {
         ...(options.tablePrefix === undefined ? {} : { tablePrefix: options.tablePrefix }),
