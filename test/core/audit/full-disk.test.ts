@@ -100,7 +100,8 @@ describe('audit on a full disk (a real 64 KiB tmpfs)', function () {
     try {
       execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', disk], { stdio: 'pipe' })
     } catch (error) {
-      const reason = `mounting a tmpfs failed (${String(error).split('\n')[0]}); these tests need root`
+      const said = String((error as { stderr?: unknown }).stderr ?? error).trim()
+      const reason = `mounting a 64 KiB tmpfs failed (${said}); these tests need root (CAP_SYS_ADMIN)`
       await rm(base, { recursive: true, force: true })
       // CI runs as root: there a tmpfs that cannot be mounted is a failure, not a skip.
       if (process.env.CI === 'true') throw new Error(reason, { cause: error })
@@ -113,7 +114,12 @@ describe('audit on a full disk (a real 64 KiB tmpfs)', function () {
     try {
       execFileSync('umount', [disk], { stdio: 'pipe' })
     } catch {
-      // not mounted (skipped)
+      // Busy (a failed test left a file open) or not mounted (skipped): detach it anyway.
+      try {
+        execFileSync('umount', ['-l', disk], { stdio: 'pipe' })
+      } catch {
+        // not mounted
+      }
     }
     await rm(base, { recursive: true, force: true })
   })
