@@ -202,6 +202,9 @@ describe('durable audit (no answer unless audited)', function () {
 
   it('refuses a durable option or route declaration that is not a boolean', () => {
     expect(() => createAuditTrail({ durable: 'yes' as never })).to.throw(/audit.durable/)
+    expect(() => createAuditTrail({ durable: true })).to.throw(
+      /audit.durable: needs at least one sink/,
+    )
     const gate = gateWith({})
     expect(() => gate.compile({ durableAudit: 1 as never })).to.throw(/durableAudit/)
   })

@@ -101,7 +101,9 @@ export interface AuditOptions {
    * Durable mode, for the gate: a request is answered only once its audit event is durable (every
    * sink acknowledged it, or it is fsync'd in the sink's spool), and with a 503
    * `ERR_AUDIT_UNAVAILABLE` when it cannot be (see {@link AuditTrail.commit}). Routes can ask for
-   * it one by one with `durableAudit: true` in their requirements. @default false
+   * it one by one with `durableAudit: true` in their requirements (a route of a trail without
+   * sinks is served without waiting: there is nothing to wait for). @default false
+   * @throws {ConfigError} when `true` without a sink
    */
   readonly durable?: boolean
 }
@@ -200,7 +202,10 @@ export function createAuditTrail(options: Readonly<AuditOptions> = {}): AuditTra
   const writeTimeoutMs = int('writeTimeoutMs', DEFAULT_WRITE_TIMEOUT_MS, 1)
   if (options.retentionDays !== undefined)
     v.integer('retentionDays', options.retentionDays, { min: 0 })
-  if (options.durable !== undefined) v.boolean('durable', options.durable)
+  const durable =
+    options.durable === undefined ? false : v.boolean('durable', options.durable) === true
+  if (durable && (sinks ?? []).length === 0)
+    v.fail('durable', 'needs at least one sink (nothing could make an event durable)')
   const compliance =
     v.array('compliance', options.compliance ?? [], (cv, i, p) =>
       cv.oneOf(i, p, COMPLIANCE_PROFILES, 'compliance profile'),
@@ -315,7 +320,7 @@ export function createAuditTrail(options: Readonly<AuditOptions> = {}): AuditTra
     ip,
     pseudonymize: options.pseudonyms !== undefined,
   }
-  return new Trail(queues, level as AuditLevel, options.durable === true, now, (failClosed) =>
+  return new Trail(queues, level as AuditLevel, durable, now, (failClosed) =>
     auditComplianceReport({
       ...reportInput,
       ...(failClosed === undefined ? {} : { failClosed }),
