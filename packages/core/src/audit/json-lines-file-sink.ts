@@ -141,7 +141,8 @@ export function createJsonLinesFileSink(options: Readonly<JsonLinesFileSinkOptio
     // Open first: opening seeds the duplicate filter from the file.
     let fh = await openTrail()
     if (dirty) {
-      // The last failed batch is still (partly) in the file: nothing is appended after it.
+      // The last batch failed (and may still be partly there, if cutting it back failed too):
+      // nothing is appended after it.
       await fh.truncate(size)
       dirty = false
     }
