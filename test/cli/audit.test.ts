@@ -96,6 +96,57 @@ describe('portcullis audit (the built binary)', function () {
     expect(nokey.code).to.equal(2)
   })
 
+  it('tells a torn last line (a crash during a write: exit 3) from tampering (exit 1)', async () => {
+    const path = join(dir, 'audit.jsonl')
+    await write(createJsonLinesFileSink({ path }), 12)
+    const whole = readFileSync(path, 'utf8')
+    const count = whole.trimEnd().split('\n').length
+    // A crash cut the next line short: no newline, and it does not parse.
+    const torn = '{"id":"0b6f","time":"2026-01-01T00:00:00.000Z","type":"authn.fai'
+    writeFileSync(path, whole + torn)
+    const crash = run(['audit', 'verify', 'audit.jsonl'])
+    expect(crash.code, crash.stderr).to.equal(3)
+    expect(crash.stderr).to.include(`audit.jsonl:${count + 1}`)
+    expect(crash.stderr).to.include(
+      'the last line is incomplete (a crash during a write?); every earlier event verifies',
+    )
+    const json = run(['audit', 'verify', 'audit.jsonl', '--json'])
+    expect(json.code).to.equal(3)
+    expect(JSON.parse(json.stdout)).to.deep.include({
+      ok: false,
+      reason: 'torn-tail',
+      events: count,
+    })
+
+    // The same bytes inside the trail (a newline after them, more events after them) are not a
+    // crash: the trail was altered.
+    writeFileSync(path, `${torn}\n${whole}`)
+    const inside = run(['audit', 'verify', 'audit.jsonl', '--json'])
+    expect(inside.code).to.equal(1)
+    expect(JSON.parse(inside.stdout)).to.deep.include({ ok: false, reason: 'tampered' })
+    expect(inside.stderr).to.match(/event #1, line .*audit\.jsonl:1: .* is not a JSON object/)
+    writeFileSync(path, `${torn}\n`)
+    expect(run(['audit', 'verify', 'audit.jsonl']).code).to.equal(1)
+
+    // An altered event before a torn tail is tampering, whatever follows.
+    const lines = whole.trimEnd().split('\n')
+    const victim = JSON.parse(lines[3] as string)
+    victim.actor.id = 'mallory'
+    lines[3] = JSON.stringify(victim)
+    writeFileSync(path, `${lines.join('\n')}\n${torn}`)
+    const both = run(['audit', 'verify', 'audit.jsonl', '--json'])
+    expect(both.code).to.equal(1)
+    expect(JSON.parse(both.stdout)).to.deep.include({ ok: false, reason: 'tampered' })
+    expect(both.stderr).to.match(/event #4, id .*: mac mismatch: the event was altered or forged/)
+
+    // The next process to write the file cuts the torn line off first: the trail verifies again.
+    writeFileSync(path, whole + torn)
+    await write(createJsonLinesFileSink({ path }), 3)
+    const after = run(['audit', 'verify', 'audit.jsonl', '--json'])
+    expect(after.code, after.stderr).to.equal(0)
+    expect(JSON.parse(after.stdout).chains).to.have.length(2)
+  })
+
   it('verifies, tails and exports a SQLite trail', async () => {
     await write(createSqliteAuditSink({ database: join(dir, 'audit.db') }), 12)
     const v = run(['audit', 'verify', '--sqlite', 'audit.db', '--json'])

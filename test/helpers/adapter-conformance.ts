@@ -1,8 +1,12 @@
 // One set of HTTP scenarios, run unchanged against every framework adapter. An adapter is done
 // when it passes this suite. Each framework supplies `makeApp`, which must serve the route table
 // below from the shared gate; everything else (keys, tokens, expectations) lives here.
+import { readFileSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { request as httpRequest, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { expect } from 'chai'
 import request from 'supertest'
 import {
@@ -10,6 +14,7 @@ import {
   Controller,
   createApiKeyManager,
   createGate,
+  createJsonLinesFileSink,
   createMemoryBroker,
   createMemoryKeyStore,
   Get,
@@ -17,6 +22,7 @@ import {
   Post,
   Public,
   type AuditEvent,
+  type AuditSink,
   type Authenticator,
   type Gate,
   type GateStage,
@@ -608,6 +614,60 @@ export function describeAdapterConformance(
         expect(custom).to.deep.include({ customType: 'document.viewed' })
         expect(custom?.request?.id).to.equal('rec-1')
         expect(custom?.actor.id).to.equal('alice')
+      })
+    })
+
+    describe('durable audit (audit.durable)', () => {
+      let dir: string
+      let file: string
+      let down: boolean
+      let durable: { gate: Gate; app: ConformanceApp }
+      const jsonl = () => request(durable.app.server)
+
+      beforeEach(async () => {
+        dir = await mkdtemp(join(tmpdir(), 'portcullis-conformance-durable-'))
+        file = join(dir, 'audit.jsonl')
+        down = false
+        const real = createJsonLinesFileSink({ path: file })
+        const sink: AuditSink = {
+          name: 'jsonl-file',
+          write: (batch) =>
+            down ? Promise.reject(new Error('EIO: i/o error, write')) : real.write(batch),
+          close: () => real.close?.() ?? Promise.resolve(),
+        }
+        const gate = createGate({
+          jwt: { secret: JWT_SECRET, issuer: ISSUER, audience: AUDIENCE },
+          // Without durable mode nothing would reach the file for a minute.
+          audit: { sinks: [sink], flushIntervalMs: 60_000, durable: true },
+          now: f.clock,
+        })
+        durable = { gate, app: await makeApp({ gate, DocsController }) }
+      })
+      afterEach(async () => {
+        down = false
+        await durable.app.close()
+        await durable.gate.close()
+        await rm(dir, { recursive: true, force: true })
+      })
+
+      it("answers only once the request's audit events are in the file", async () => {
+        const res = await jsonl()
+          .get('/docs/7')
+          .set('Authorization', `Bearer ${f.jwt()}`)
+          .set('X-Request-Id', 'durable-1')
+        expect(res.status, JSON.stringify(res.body)).to.equal(200)
+        const lines = readFileSync(file, 'utf8').trimEnd().split('\n')
+        const mine = lines
+          .map((l) => JSON.parse(l) as AuditEvent)
+          .filter((e) => e.request?.id === 'durable-1')
+        expect(mine.map((e) => e.type)).to.deep.equal(['authn.success', 'authz.allow'])
+      })
+
+      it('answers 503 ERR_AUDIT_UNAVAILABLE with Retry-After when the event cannot be written', async () => {
+        down = true
+        const res = await jsonl().get('/docs/7').set('Authorization', `Bearer ${f.jwt()}`)
+        expectProblem(res, 503, 'ERR_AUDIT_UNAVAILABLE')
+        expect(res.headers['retry-after']).to.equal('1')
       })
     })
 

@@ -119,6 +119,12 @@ export interface RouteRequirements {
    * whose loader the gate knows (`resourceLoaders`), or a type with its own loader.
    */
   readonly resource?: ResourceType | RouteResource
+  /**
+   * Answer only once this route's audit event is durable (written by every sink, or fsync'd in its
+   * spool), and with a 503 `ERR_AUDIT_UNAVAILABLE` when it cannot be: the trail's `durable` mode
+   * for one route. @default false (the trail's `durable` option)
+   */
+  readonly durableAudit?: boolean
 }
 
 /** What a {@link ResourceLoader} gets. */

@@ -33,6 +33,12 @@ import {
 } from '../io.js'
 import { loadSqlite } from '../store.js'
 
+/**
+ * Exit code of `audit verify` when the trail's only fault is an incomplete last line (a crash in
+ * the middle of a write): distinct from 1 (a broken chain: tampering) so scripts can tell them apart.
+ */
+const EXIT_TORN_TAIL = 3
+
 interface SourceOptions {
   readonly sqlite?: string
   readonly postgres?: string
@@ -158,7 +164,9 @@ export function register(program: Command, context: CliContext): void {
   sourceOptions(
     audit
       .command('verify')
-      .description('check the hash chain; names the first broken link and exits 1'),
+      .description(
+        'check the hash chain; names the first broken link and exits 1, or 3 when only the last line is torn (a crash)',
+      ),
   )
     .option('--key-file <path>', 'file holding the chain HMAC key (env PORTCULLIS_AUDIT_KEY)')
     .option('--public-key <pem>', 'Ed25519 public key (PEM file) of signed checkpoints')
@@ -188,8 +196,14 @@ export function register(program: Command, context: CliContext): void {
       )
       if (!result.ok) {
         const b = result.firstBroken!
+        if (result.reason === 'torn-tail')
+          throw new CliError(
+            `audit trail ends in a torn line at ${b.line}: ${b.reason} (${result.events} events in ${result.chains.length} chain(s))`,
+            EXIT_TORN_TAIL,
+          )
         const where = [
           `event #${b.index + 1}`,
+          b.line === undefined ? undefined : `line ${b.line}`,
           b.eventId === undefined ? undefined : `id ${b.eventId}`,
           b.chain === undefined ? undefined : `chain ${b.chain} seq ${b.seq}`,
         ]

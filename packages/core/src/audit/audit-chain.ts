@@ -4,7 +4,8 @@
  * mac))` (RFC 8785 canonical form, so `prev`, the previous link's mac, is covered too). Every
  * `checkpointEvery` events the chain gets an `audit.checkpoint` event whose data is a signature
  * (Ed25519, or HMAC) over `{ chain, seq, head, time }`; published checkpoints (anchors) reveal
- * truncation. {@link verifyAuditChain} names the first broken link.
+ * truncation. {@link verifyAuditChain} names the first broken link, and tells an incomplete last line
+ * (a crash in the middle of a write) from tampering.
  *
  * Reachable from `@portcullis/core`.
  * @packageDocumentation
@@ -266,12 +267,26 @@ export interface AuditChainBreak {
   readonly eventId?: string
   readonly chain?: string
   readonly seq?: number
+  /** `<file>:<line number>` of a line that is not a JSON object (from `readJsonLinesAuditEvents`). */
+  readonly line?: string
   readonly reason: string
 }
+
+/**
+ * Why a trail did not verify:
+ * - `torn-tail`: only the last line is incomplete (a crash in the middle of a write: it does not
+ *   parse and the file does not end with a newline); every event before it verifies. The sink
+ *   cuts such a line off when it next opens the file.
+ * - `tampered`: anything else: an altered, forged, deleted, inserted or reordered event, an
+ *   invalid line inside the trail, a truncation an anchor reveals, or a wrong key.
+ */
+export type AuditVerifyFailure = 'torn-tail' | 'tampered'
 
 /** The result of {@link verifyAuditChain}. */
 export interface AuditVerifyResult {
   readonly ok: boolean
+  /** Why `ok` is false (absent when it is true). */
+  readonly reason?: AuditVerifyFailure
   /** Events checked. */
   readonly events: number
   /** Checkpoints whose signature verified. */
@@ -295,7 +310,9 @@ function equalHex(a: string, b: string): boolean {
 /**
  * Verifies events read back from one sink, in their stored order. Detects an edited event (mac),
  * a deleted one (seq gap / prev), an inserted or reordered one (seq, prev), a truncated end (anchors)
- * and a forged checkpoint (signature); stops at the first broken link and names it.
+ * and a forged checkpoint (signature); stops at the first broken link and names it (`reason:
+ * 'tampered'`). An incomplete last line (`tornTail` from `readJsonLinesAuditEvents`) after
+ * events that all verify is `reason: 'torn-tail'`.
  */
 export function verifyAuditChain(
   events: Iterable<AuditEvent>,
@@ -322,14 +339,21 @@ export function verifyAuditChain(
   }
   let index = 0
   let checkpoints = 0
-  const result = (firstBroken?: AuditChainBreak): AuditVerifyResult => ({
+  const result = (
+    firstBroken?: AuditChainBreak,
+    reason: AuditVerifyFailure = 'tampered',
+  ): AuditVerifyResult => ({
     ok: firstBroken === undefined,
+    ...(firstBroken === undefined ? {} : { reason }),
     events: index,
     checkpoints,
     chains: [...chains].map(([id, c]) => ({ id, ...c })),
     ...(firstBroken === undefined ? {} : { firstBroken }),
   })
+  /** An incomplete last line, known to be last only once nothing follows it. */
+  let torn: string | undefined
   for (const event of events) {
+    if (torn !== undefined) return result({ index, line: torn, reason: notAnObject(torn) })
     const link = event.chain as AuditChainLink | undefined
     const at = (reason: string): AuditChainBreak => ({
       index,
@@ -337,8 +361,14 @@ export function verifyAuditChain(
       ...(link?.id === undefined ? {} : { chain: link.id, seq: link.seq }),
       reason,
     })
-    const invalid = (event as { invalidLine?: unknown } | undefined)?.invalidLine
-    if (typeof invalid === 'string') return result(at(`${invalid} is not a JSON object`))
+    const marker = event as { invalidLine?: unknown; tornTail?: unknown } | undefined
+    if (typeof marker?.invalidLine === 'string') {
+      if (marker.tornTail === true) {
+        torn = marker.invalidLine
+        continue
+      }
+      return result({ index, line: marker.invalidLine, reason: notAnObject(marker.invalidLine) })
+    }
     if (
       link === undefined ||
       typeof link !== 'object' ||
@@ -403,8 +433,20 @@ export function verifyAuditChain(
       }
     }
   }
+  if (torn !== undefined)
+    return result(
+      {
+        index,
+        line: torn,
+        reason:
+          'the last line is incomplete (a crash during a write?); every earlier event verifies',
+      },
+      'torn-tail',
+    )
   return result()
 }
+
+const notAnObject = (line: string): string => `${line} is not a JSON object`
 
 function checkCheckpoint(
   event: AuditEvent,

@@ -1,15 +1,22 @@
 /**
  * The per-sink disk spool: an append-only JSON-lines file of chained events waiting for a sink
  * that is down or slow, plus a small offset file marking how far the sink has acknowledged. Appends
- * are `fdatasync`'d before the events count as acknowledged; replay reads from the offset, in
- * order; a torn last line (a crash mid-append) was never acknowledged and is cut off at open.
- * Delivery is at least once: a crash between a sink write and the offset update replays a few
- * events, which sinks drop by event id.
+ * are `fdatasync`'d before the events count as acknowledged; a failed append (a full disk lands
+ * part of it before `ENOSPC`) is cut back off the file, which then holds exactly what it held
+ * before. Replay reads from the offset, in order; a torn last line (a crash mid-append) was never
+ * acknowledged and is cut off at open. The offset is rewritten in place (no new block to allocate,
+ * so a full disk cannot refuse it). Delivery is at least once: a crash between a sink write and
+ * the offset update replays a few events, which sinks drop by event id.
  * @internal
  */
-import { mkdir, open, readFile, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises'
+import { constants } from 'node:fs'
+import { mkdir, open, readFile, unlink, writeFile, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
+import { appendWholeLines, wholeLinesEnd, type OpenFile } from '../internal/line-file.js'
 import { auditEventJson, type AuditEvent } from './audit-event.js'
+
+/** Width of the offset record: any safe integer, padded, so each rewrite covers the last one. */
+const OFFSET_WIDTH = 20
 
 const READ_CHUNK = 64 * 1024 * 1024
 /** Spool files this process holds, so two trails in one process cannot share one. */
@@ -31,7 +38,11 @@ export class AuditSpool {
   readonly #lockFile: string
   #locked = false
   #fh: FileHandle | undefined
+  #offsetFh: FileHandle | undefined
+  /** Bytes of whole, acknowledged lines: where a failed append is cut back to. */
   #size = 0
+  /** A failed append could not be cut back: the file is cut to `#size` before the next one. */
+  #dirty = false
   #offset = 0
 
   constructor(
@@ -39,6 +50,7 @@ export class AuditSpool {
     name: string,
     readonly maxBytes: number,
     readonly fsync: boolean,
+    readonly openFile: OpenFile = open,
   ) {
     const safe = name.replace(/[^A-Za-z0-9._-]/g, '_')
     this.file = join(dir, `${safe}.spool.jsonl`)
@@ -62,49 +74,43 @@ export class AuditSpool {
   async open(): Promise<void> {
     await mkdir(this.dir, { recursive: true })
     await this.#lock()
-    this.#fh = await open(this.file, 'a+', 0o600)
+    this.#fh = await this.openFile(this.file, 'a+', 0o600)
     const { size } = await this.#fh.stat()
-    this.#size = size
-    if (size > 0) {
-      // Cut a torn tail: the bytes after the last newline were never fsync'd as a whole line.
-      const tail = Buffer.alloc(Math.min(size, 64 * 1024))
-      let end = size
-      for (;;) {
-        const start = Math.max(0, end - tail.length)
-        const { bytesRead } = await this.#fh.read(tail, 0, end - start, start)
-        const nl = tail.subarray(0, bytesRead).lastIndexOf(0x0a)
-        if (nl >= 0) {
-          end = start + nl + 1
-          break
-        }
-        end = start
-        if (start === 0) break
-      }
-      if (end !== size) {
-        await this.#fh.truncate(end)
-        this.#size = end
-      }
-    }
+    // Cut a torn tail: the bytes after the last newline were never fsync'd as a whole line.
+    this.#size = await wholeLinesEnd(this.#fh, size)
+    if (this.#size !== size) await this.#fh.truncate(this.#size)
     let offset: number
     try {
       offset = Number.parseInt(await readFile(this.#offsetFile, 'utf8'), 10)
     } catch {
       offset = 0
     }
+    // Read-write without truncating (no string flag says that): the offset is rewritten in place.
+    this.#offsetFh = await open(this.#offsetFile, constants.O_RDWR | constants.O_CREAT, 0o600)
     this.#offset = Number.isSafeInteger(offset) && offset >= 0 && offset <= this.#size ? offset : 0
     if (this.#offset === this.#size && this.#size > 0) await this.#reset()
+    // Written now, while there is room: later rewrites of the record need no new block.
+    else await this.#writeOffset(this.#offset)
   }
 
-  /** Appends events and makes them durable. */
+  /** Appends events and makes them durable; on failure the file is left as it was. */
   async append(events: readonly AuditEvent[]): Promise<void> {
     const fh = this.#fh
     if (fh === undefined) throw new Error('audit spool is not open')
+    if (this.#dirty) {
+      await fh.truncate(this.#size)
+      this.#dirty = false
+    }
     const lines: string[] = []
     for (const e of events) lines.push(auditEventJson(e))
     lines.push('')
     const bytes = Buffer.from(lines.join('\n'), 'utf8')
-    await fh.write(bytes, 0, bytes.length, null)
-    if (this.fsync) await fh.datasync()
+    try {
+      await appendWholeLines(fh, bytes, this.#size, this.fsync)
+    } catch (error) {
+      this.#dirty = true
+      throw error
+    }
     this.#size += bytes.length
   }
 
@@ -146,30 +152,42 @@ export class AuditSpool {
     return { events, pos }
   }
 
-  /** Marks everything before `next` as acknowledged by the sink. */
+  /**
+   * Marks everything before `next` as acknowledged by the sink. When recording it on disk fails,
+   * it still counts in memory (a crash would then replay a few events) and the error is thrown.
+   */
   async commit(next: number): Promise<void> {
     this.#offset = next
     if (this.#offset >= this.#size) {
       await this.#reset()
       return
     }
-    const tmp = `${this.#offsetFile}.tmp`
-    await writeFile(tmp, String(next))
-    await rename(tmp, this.#offsetFile)
+    await this.#writeOffset(next)
+  }
+
+  async #writeOffset(offset: number): Promise<void> {
+    const fh = this.#offsetFh
+    if (fh === undefined) throw new Error('audit spool is not open')
+    const text = Buffer.from(`${String(offset).padEnd(OFFSET_WIDTH)}\n`, 'utf8')
+    await fh.write(text, 0, text.length, 0)
   }
 
   async #reset(): Promise<void> {
     // Empty the file first: a crash before the offset is rewritten leaves offset > size, read as 0.
     await this.#fh?.truncate(0)
     this.#size = 0
+    this.#dirty = false
     this.#offset = 0
-    await writeFile(this.#offsetFile, '0')
+    await this.#writeOffset(0)
   }
 
   async close(): Promise<void> {
     const fh = this.#fh
+    const offsetFh = this.#offsetFh
     this.#fh = undefined
+    this.#offsetFh = undefined
     await fh?.close()
+    await offsetFh?.close()
     if (this.#locked) {
       this.#locked = false
       HELD.delete(this.file)

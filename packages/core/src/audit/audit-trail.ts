@@ -97,12 +97,23 @@ export interface AuditOptions {
   readonly now?: Clock
   /** Where write failures are reported. */
   readonly logger?: Logger
+  /**
+   * Durable mode, for the gate: a request is answered only once its audit event is durable (every
+   * sink acknowledged it, or it is fsync'd in the sink's spool), and with a 503
+   * `ERR_AUDIT_UNAVAILABLE` when it cannot be (see {@link AuditTrail.commit}). Routes can ask for
+   * it one by one with `durableAudit: true` in their requirements (a route of a trail without
+   * sinks is served without waiting: there is nothing to wait for). @default false
+   * @throws {ConfigError} when `true` without a sink
+   */
+  readonly durable?: boolean
 }
 
 /** The audit trail the gate and the key manager write to. */
 export interface AuditTrail {
   /** The configured level. */
   readonly level: AuditLevel
+  /** Whether the gate waits for each request's event to be durable before answering (`durable`). */
+  readonly durable?: boolean
   /**
    * Queues an event (filling id and time). Returns `false` when a sink's queue is full, which the
    * gate treats as a reason to fail closed. A security event is kept even then (within a reserve).
@@ -115,7 +126,11 @@ export interface AuditTrail {
   record(type: string, details?: Omit<Partial<AuditEventInput>, 'type'>): boolean
   /**
    * Queues an event and resolves once every sink has it durably (written, or fsync'd in its spool).
-   * @throws {AuthError} `ERR_AUDIT_UNAVAILABLE` when the queue refused it
+   * It does not wait for a batching interval: its queue is written at once. The event stays queued
+   * (and is written when the sink recovers) even when the promise rejects.
+   * @throws {AuthError} `ERR_AUDIT_UNAVAILABLE` when the queue refused it, or when a sink's write of
+   * it failed (or timed out after `writeTimeoutMs`) and no spool took it, or the sink is failing
+   * already (between retries) and its spool cannot take events
    */
   commit(event: AuditEventInput): Promise<AuditEvent>
   /** Whether an event of `type` and outcome is written (at this level, to at least one sink). */
@@ -146,6 +161,7 @@ const OPTION_NAMES = [
   'metrics',
   'now',
   'logger',
+  'durable',
 ]
 const LEVELS = ['minimal', 'standard', 'verbose'] as const
 const IP_MODES = ['keep', 'truncate', 'hmac'] as const
@@ -186,6 +202,10 @@ export function createAuditTrail(options: Readonly<AuditOptions> = {}): AuditTra
   const writeTimeoutMs = int('writeTimeoutMs', DEFAULT_WRITE_TIMEOUT_MS, 1)
   if (options.retentionDays !== undefined)
     v.integer('retentionDays', options.retentionDays, { min: 0 })
+  const durable =
+    options.durable === undefined ? false : v.boolean('durable', options.durable) === true
+  if (durable && (sinks ?? []).length === 0)
+    v.fail('durable', 'needs at least one sink (nothing could make an event durable)')
   const compliance =
     v.array('compliance', options.compliance ?? [], (cv, i, p) =>
       cv.oneOf(i, p, COMPLIANCE_PROFILES, 'compliance profile'),
@@ -300,7 +320,7 @@ export function createAuditTrail(options: Readonly<AuditOptions> = {}): AuditTra
     ip,
     pseudonymize: options.pseudonyms !== undefined,
   }
-  return new Trail(queues, level as AuditLevel, now, (failClosed) =>
+  return new Trail(queues, level as AuditLevel, durable, now, (failClosed) =>
     auditComplianceReport({
       ...reportInput,
       ...(failClosed === undefined ? {} : { failClosed }),
@@ -586,6 +606,7 @@ const CHECKPOINT_MARKER = Object.freeze({}) as AuditEventInput
 class Entry {
   #prepared: AuditEvent | undefined
   #body: CanonicalBody | undefined
+  #failed = false
   remaining: number
   constructor(
     readonly raw: AuditEventInput,
@@ -593,8 +614,17 @@ class Entry {
     readonly security: boolean,
     sinks: number,
     readonly onDone?: (event: AuditEvent) => void,
+    /** Set by `commit()`: told (once) when a sink could not make the event durable. */
+    readonly onFail?: (error: unknown) => void,
   ) {
     this.remaining = sinks
+  }
+
+  /** Tells the committer that a sink failed it; the entry itself stays queued for the retry. */
+  fail(error: unknown): void {
+    if (this.onFail === undefined || this.#failed || this.remaining === 0) return
+    this.#failed = true
+    this.onFail(error)
   }
 
   prepared(prep: Preparer): AuditEvent {
@@ -633,6 +663,13 @@ const sleep = (ms: number): Promise<void> =>
     unrefTimeout(resolve, ms)
   })
 
+/** Exponential back-off with jitter after `failures` failures in a row (ms). */
+function retryDelay(failures: number): number {
+  const base = Math.min(MAX_RETRY_DELAY_MS, 50 * 2 ** Math.min(failures, 10))
+  // Full jitter keeps many instances from retrying a recovering sink in lockstep.
+  return Math.round(base / 2 + Math.random() * (base / 2))
+}
+
 class SinkQueue {
   readonly queue: Entry[] = []
   readonly labels: Readonly<Record<string, string>>
@@ -644,6 +681,12 @@ class SinkQueue {
   #since = 0
   #failures = 0
   #retryAt = 0
+  #lastError: unknown
+  /** Spool appends failed in a row (a full disk), and when the next may be tried (monotonic ms). */
+  #appendFailures = 0
+  #appendRetryAt = 0
+  /** Whether the queue may hold entries whose `commit()` waits: then it is written at once. */
+  #urgent = false
   /** Linked events taken out of memory and not yet acknowledged (direct mode). */
   #inflight: { entries: Entry[]; events: AuditEvent[] } | undefined
   #spooling = false
@@ -718,6 +761,14 @@ class SinkQueue {
     }
     this.queue.push(entry)
     if (n === 0) this.#since = monotonicMs()
+    if (entry.onFail !== undefined) {
+      // A committer waits: fail it now if the sink is down and nothing can take the event (it
+      // stays queued for the retry), else write at once rather than after the interval.
+      if (this.#unavailable()) entry.fail(this.#lastError)
+      this.#urgent = true
+      this.#kick(0)
+      return true
+    }
     // A full batch drains at once; otherwise the batching interval runs from the oldest entry.
     // While a write is in flight, the drain loop takes what is queued when it ends.
     if (this.#running === undefined) {
@@ -726,6 +777,19 @@ class SinkQueue {
       } else if (this.#timer === undefined) this.#kick(this.c.intervalMs)
     }
     return true
+  }
+
+  /** Whether a sink write failed last and neither memory's spool can take events now. */
+  #unavailable(): boolean {
+    if (this.#failures === 0) return false
+    const spool = this.c.spool
+    return spool === undefined || this.#spoolBroken || this.#appendFailures > 0 || spool.full
+  }
+
+  /** Fails the committers waiting on this queue (its entries stay queued for the retry). */
+  #failWaiting(error: unknown): void {
+    for (const e of this.#inflight?.entries ?? []) e.fail(error)
+    if (this.#urgent) for (const e of this.queue) e.fail(error)
   }
 
   #kick(delayMs: number): void {
@@ -738,7 +802,7 @@ class SinkQueue {
     this.#timer = unrefTimeout(() => {
       this.#timer = undefined
       this.#timerNow = false
-      this.#running ??= this.#run().finally(() => {
+      this.#running ??= this.#runSafely().finally(() => {
         this.#running = undefined
         if (this.busy && !this.#closed) this.#kick(this.#untilDue())
         else if (!this.busy) for (const w of this.#waiters.splice(0)) w()
@@ -748,11 +812,30 @@ class SinkQueue {
 
   /** How long the queue's oldest entry may still wait for a fuller batch (0: due now). */
   #untilDue(): number {
-    if (this.queue.length >= this.c.batchSize || this.#waiters.length > 0) return 0
+    if (this.queue.length >= this.c.batchSize || this.#waiters.length > 0 || this.#urgent) return 0
     return Math.max(0, Math.ceil(this.c.intervalMs - (monotonicMs() - this.#since)))
   }
 
   #closed = false
+
+  /**
+   * Runs the drain loop; an error it did not expect (the spool cannot be read, or its offset not
+   * recorded: a failing disk) is reported and retried after a back-off instead of rejecting
+   * unheard (an unhandled rejection would end the process).
+   */
+  #runSafely(): Promise<void> {
+    return this.#run().catch((error: unknown) => {
+      this.#failures++
+      this.#lastError = error
+      this.#retryAt = monotonicMs() + retryDelay(this.#failures)
+      this.c.metrics.increment('auditSinkErrors', this.labels)
+      this.c.logger.error(
+        { sink: this.sink.name, error: String(error) },
+        'audit queue: unexpected error; will retry',
+      )
+      this.#failWaiting(error)
+    })
+  }
 
   async #run(): Promise<void> {
     await this.#spoolReady
@@ -770,6 +853,7 @@ class SinkQueue {
         // syscall each).
         if (!first && !this.#closing && this.#untilDue() > 0) return
         const entries = this.queue.splice(0, this.c.batchSize)
+        if (this.queue.length === 0) this.#urgent = false
         this.#inflight = { entries, events: this.#link(entries) }
       }
       const { entries, events } = this.#inflight
@@ -779,6 +863,8 @@ class SinkQueue {
         this.#report()
         continue
       }
+      // Committers hear of it now unless the spool can take their events.
+      if (this.#unavailable()) this.#failWaiting(this.#lastError)
       if (this.c.spool !== undefined && !this.#spoolBroken) {
         this.#spooling = true
         continue
@@ -795,8 +881,12 @@ class SinkQueue {
   /** One step in spool mode; returns false when there is nothing left to do now. */
   async #spoolStep(): Promise<boolean> {
     const spool = this.c.spool as AuditSpool
-    // 1. Whatever left memory (an in-flight batch first, to keep order) goes to disk.
-    if (this.#inflight !== undefined || this.queue.length > 0) {
+    // 1. Whatever left memory (an in-flight batch first, to keep order) goes to disk, unless the
+    // last append failed (a full disk) and its back-off has not run out.
+    if (
+      (this.#inflight !== undefined || this.queue.length > 0) &&
+      monotonicMs() >= this.#appendRetryAt
+    ) {
       if (spool.full) {
         if (!this.#spoolFullLogged)
           this.c.logger.error(
@@ -804,6 +894,7 @@ class SinkQueue {
             'audit spool full: events wait in memory',
           )
         this.#spoolFullLogged = true
+        if (this.#unavailable()) this.#failWaiting(new Error('the audit spool is full'))
       } else {
         this.#spoolFullLogged = false
         const parts: { entries: Entry[]; events: AuditEvent[] } = this.#inflight ?? {
@@ -823,11 +914,18 @@ class SinkQueue {
             { sink: this.sink.name, error: String(error) },
             'audit spool append failed; events stay in memory',
           )
+          // The append was cut back off the spool: the events wait in memory, in order, and the
+          // append is tried again after a back-off (a full disk frees up).
           this.#inflight = parts
-          this.#spoolBroken = true
-          this.#spooling = false
+          this.#lastError = error
+          this.#appendFailures++
+          this.#appendRetryAt = monotonicMs() + retryDelay(this.#appendFailures)
+          this.c.metrics.increment('auditSinkErrors', this.labels)
+          this.#failWaiting(error)
           return true
         }
+        this.#appendFailures = 0
+        this.#appendRetryAt = 0
         this.#moving = 0
         for (const e of parts.entries) e.ack(this.c.prep)
         this.#report()
@@ -840,7 +938,13 @@ class SinkQueue {
         this.#spooling = false
         return true
       }
-      return true
+      if (monotonicMs() >= this.#appendRetryAt) return true
+      // Nothing older waits on disk, and the spool refused what is in memory: the sink, when due,
+      // may take it directly (back here if it fails).
+      if (monotonicMs() >= this.#retryAt) {
+        this.#spooling = false
+        return true
+      }
     }
     const wait = this.#retryAt - monotonicMs()
     if (wait > 0) {
@@ -909,9 +1013,8 @@ class SinkQueue {
       return true
     } catch (error) {
       this.#failures++
-      const base = Math.min(MAX_RETRY_DELAY_MS, 50 * 2 ** Math.min(this.#failures, 10))
-      // Full jitter keeps many instances from retrying a recovering sink in lockstep.
-      const delay = Math.round(base / 2 + Math.random() * (base / 2))
+      this.#lastError = error
+      const delay = retryDelay(this.#failures)
       this.#retryAt = monotonicMs() + delay
       this.c.metrics.increment('auditSinkErrors', this.labels)
       this.c.logger.error(
@@ -953,7 +1056,7 @@ class SinkQueue {
     await this.#running
     if (this.depth > 0) {
       if (this.c.spool !== undefined && !this.#spoolBroken) this.#spooling = true
-      await this.#run()
+      await this.#runSafely()
     }
     this.#closed = true
     await this.c.spool?.close()
@@ -965,6 +1068,7 @@ class Trail implements AuditTrail {
   constructor(
     readonly queues: readonly SinkQueue[],
     readonly level: AuditLevel,
+    readonly durable: boolean,
     readonly now: Clock,
     readonly makeReport: (failClosed: boolean | undefined) => AuditComplianceReport,
   ) {}
@@ -985,13 +1089,18 @@ class Trail implements AuditTrail {
     )
   }
 
-  #enqueue(input: AuditEventInput, onDone?: (e: AuditEvent) => void): boolean {
+  #enqueue(
+    input: AuditEventInput,
+    onDone?: (e: AuditEvent) => void,
+    onFail?: (error: unknown) => void,
+  ): boolean {
     const entry = new Entry(
       input,
       this.now(),
       isSecurityEvent(input.type),
       this.queues.length,
       onDone,
+      onFail,
     )
     let ok = true
     for (const q of this.queues) ok = q.push(entry) && ok
@@ -1011,10 +1120,20 @@ class Trail implements AuditTrail {
       }
       let done: AuditEvent | undefined
       let queued = false
-      const ok = this.#enqueue(input, (e) => {
-        done = e
-        if (queued) resolve(e)
-      })
+      const ok = this.#enqueue(
+        input,
+        (e) => {
+          done = e
+          if (queued) resolve(e)
+        },
+        (error) =>
+          reject(
+            new AuthError('ERR_AUDIT_UNAVAILABLE', 'The audit event could not be written', {
+              cause: error,
+              reason: 'audit write failed',
+            }),
+          ),
+      )
       queued = true
       if (!ok) {
         reject(

@@ -1,8 +1,12 @@
 /**
  * An audit sink appending JSON lines to a file, with rotation by size and by time. Each batch is
- * one `write` + `fdatasync` (by default), so an acknowledged batch survives a crash. Events already
- * in the file (by id: the recent ones, including those found at the end of the file at open) are
- * not written twice, so a replayed spool does not duplicate them.
+ * one append + `fdatasync` (by default), so an acknowledged batch survives a crash. A batch that
+ * fails (a full disk lands part of it before `ENOSPC`, an `EIO`, a failed sync) is cut back off
+ * the file, which then holds exactly what it held before; the trail retries the batch in full.
+ * At open, an incomplete last line (a crash in the middle of a write, never acknowledged) is cut
+ * off. Events already in the file (by id: the recent ones, including those found at the end of the
+ * file at open) are not written twice, so a replayed spool does not duplicate them. One process
+ * writes a file.
  *
  * Reachable from `@portcullis/core`.
  * @packageDocumentation
@@ -12,6 +16,8 @@ import { mkdir, open, readdir, rename, stat, type FileHandle } from 'node:fs/pro
 import { basename, dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { systemClock, type Clock } from '../internal/clock.js'
+import { appendWholeLines, wholeLinesEnd, type OpenFile } from '../internal/line-file.js'
+import type { Logger } from '../logger.js'
 import { auditEventJson, type AuditEvent, type AuditSink } from './audit-event.js'
 
 /** Options of {@link createJsonLinesFileSink}. */
@@ -30,24 +36,36 @@ export interface JsonLinesFileSinkOptions {
   readonly name?: string
   /** Clock for time rotation and rotated file names. @default Date.now */
   readonly now?: Clock
+  /** Where the sink reports an incomplete last line it cut off at open. @default silent */
+  readonly logger?: Logger
+  /**
+   * Opens the file (`fs.promises.open`). Only for tests that inject faults, e.g. a handle whose
+   * `write` fails with `ENOSPC` or `EIO` halfway through a batch. @default fs.promises.open
+   */
+  readonly open?: (path: string, flags: string, mode: number) => Promise<FileHandle>
 }
 
 /**
  * Creates a JSON-lines file sink. The file opens on the first write. A rotated file is renamed to
  * `<path>.<ISO time>` (names sort in time order); pass all of them, oldest first, to
- * `portcullis audit verify`.
+ * `portcullis audit verify`. A failed write rejects with the file system's error (`ENOSPC`,
+ * `EIO`...) after cutting the partial batch off the file.
  */
 export function createJsonLinesFileSink(options: Readonly<JsonLinesFileSinkOptions>): AuditSink {
   const fsync = options.fsync ?? true
   const now = options.now ?? systemClock
   const window = options.dedupeWindow ?? 10_000
+  const openFile: OpenFile = options.open ?? open
   // Two generations of ids: the newest `window` to `2 × window` ids are remembered. Deleting the
   // oldest id of one Set per event was the top frame of the audit profile (a Set's iterator skips
   // every deleted slot before the first live one, so "delete the first" degrades under churn).
   let recent = new Set<string>()
   let older = new Set<string>()
   let handle: FileHandle | undefined
+  /** Bytes of whole, acknowledged lines in the open file: where a failed batch is cut back to. */
   let size = 0
+  /** A failed batch could not be cut back: the file must be cut to `size` before the next one. */
+  let dirty = false
   let openedAt = 0
   let tail: Promise<void> = Promise.resolve()
 
@@ -63,11 +81,27 @@ export function createJsonLinesFileSink(options: Readonly<JsonLinesFileSinkOptio
     }
   }
 
-  const openFile = async (): Promise<FileHandle> => {
+  const openTrail = async (): Promise<FileHandle> => {
     if (handle !== undefined) return handle
     await mkdir(dirname(options.path), { recursive: true })
-    const fh = await open(options.path, 'a+', 0o600)
-    size = (await fh.stat()).size
+    const fh = await openFile(options.path, 'a+', 0o600)
+    try {
+      const found = (await fh.stat()).size
+      size = await wholeLinesEnd(fh, found)
+      if (size !== found) {
+        // A crash in the middle of a write: the incomplete line was never acknowledged, and a new
+        // line appended after it would be glued to it.
+        await fh.truncate(size)
+        options.logger?.warn(
+          { path: options.path, bytes: found - size },
+          'audit file: cut off an incomplete last line (a crash during a write)',
+        )
+      }
+    } catch (error) {
+      await fh.close().catch(() => undefined)
+      throw error
+    }
+    dirty = false
     openedAt = now()
     if (recent.size === 0 && older.size === 0 && size > 0) {
       // Seed the duplicate filter from the end of the file (the part a replay could repeat).
@@ -85,7 +119,7 @@ export function createJsonLinesFileSink(options: Readonly<JsonLinesFileSinkOptio
             age()
           }
         } catch {
-          // a partial first line of the window, or a torn last line
+          // a partial first line of the window
         }
       }
     }
@@ -105,7 +139,13 @@ export function createJsonLinesFileSink(options: Readonly<JsonLinesFileSinkOptio
 
   const writeBatch = async (events: readonly AuditEvent[]): Promise<void> => {
     // Open first: opening seeds the duplicate filter from the file.
-    let fh = await openFile()
+    let fh = await openTrail()
+    if (dirty) {
+      // The last batch failed (and may still be partly there, if cutting it back failed too):
+      // nothing is appended after it.
+      await fh.truncate(size)
+      dirty = false
+    }
     // Ids are remembered as they are taken (which also drops a repeat within the batch) and
     // forgotten again if the write fails, so the retried batch is written in full.
     const fresh: string[] = []
@@ -130,10 +170,15 @@ export function createJsonLinesFileSink(options: Readonly<JsonLinesFileSinkOptio
         options.rotateEveryMs !== undefined && now() - openedAt >= options.rotateEveryMs
       if ((tooBig || tooOld) && size > 0) {
         await rotate()
-        fh = await openFile()
+        fh = await openTrail()
       }
-      await fh.appendFile(buf)
-      if (fsync) await fh.datasync()
+      try {
+        await appendWholeLines(fh, buf, size, fsync)
+      } catch (error) {
+        // Cut back already, unless the error says otherwise; cutting again costs one call.
+        dirty = true
+        throw error
+      }
       size += bytes
     } catch (error) {
       // No generation started since `remember`: every id of this batch is in `recent`.
@@ -147,13 +192,13 @@ export function createJsonLinesFileSink(options: Readonly<JsonLinesFileSinkOptio
     name: options.name ?? 'jsonl-file',
     write(events: readonly AuditEvent[]): Promise<void> {
       if (events.length === 0) return Promise.resolve()
-      // One write at a time: a timed-out write that is still running must not interleave.
+      // One write at a time: a timed-out write that is still running must not interleave. Its
+      // error goes to its caller; the next write only waits for it to settle.
       const run = tail.then(() => writeBatch(events))
-      tail = run.catch(async () => {
-        const fh = handle
-        handle = undefined
-        await fh?.close().catch(() => undefined)
-      })
+      tail = run.then(
+        () => undefined,
+        () => undefined,
+      )
       return run
     },
     async close(): Promise<void> {
@@ -192,20 +237,27 @@ export async function listAuditFiles(path: string): Promise<string[]> {
 
 /**
  * Reads audit events from JSON-lines files, in order. A line that is not a JSON object is yielded
- * as `{ invalidLine: <file>:<line number> }` so a verifier reports it where it is.
+ * as `{ invalidLine: '<file>:<line number>' }` so a verifier reports it where it is; when it is
+ * the file's last line and the file does not end with a newline (a crash in the middle of a
+ * write), it also carries `tornTail: true`.
  */
 export async function* readJsonLinesAuditEvents(
   paths: readonly string[],
 ): AsyncGenerator<AuditEvent> {
   for (const path of paths) {
+    const endsWithNewline = await lastByteIsNewline(path)
     const lines = createInterface({
       input: createReadStream(path, 'utf8'),
       crlfDelay: Infinity,
     })
     let n = 0
+    // An invalid line is held back until the next line shows whether it was the last one.
+    let invalid: string | undefined
     for await (const line of lines) {
       n++
       if (line.trim() === '') continue
+      if (invalid !== undefined) yield { invalidLine: invalid } as unknown as AuditEvent
+      invalid = undefined
       let value: unknown
       try {
         value = JSON.parse(line)
@@ -214,7 +266,24 @@ export async function* readJsonLinesAuditEvents(
       }
       if (typeof value === 'object' && value !== null && !Array.isArray(value))
         yield value as AuditEvent
-      else yield { invalidLine: `${path}:${n}` } as unknown as AuditEvent
+      else invalid = `${path}:${n}`
     }
+    if (invalid !== undefined)
+      yield (endsWithNewline
+        ? { invalidLine: invalid }
+        : { invalidLine: invalid, tornTail: true }) as unknown as AuditEvent
+  }
+}
+
+async function lastByteIsNewline(path: string): Promise<boolean> {
+  const fh = await open(path, 'r')
+  try {
+    const { size } = await fh.stat()
+    if (size === 0) return true
+    const byte = Buffer.alloc(1)
+    await fh.read(byte, 0, 1, size - 1)
+    return byte[0] === 0x0a
+  } finally {
+    await fh.close()
   }
 }

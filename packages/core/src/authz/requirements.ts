@@ -26,12 +26,14 @@ export interface CompiledRequirements {
   /** The resource the route acts on (for resource policies), when declared. */
   readonly resource:
     { readonly type: string; readonly load: ResourceLoader | undefined } | undefined
+  /** Whether the route's answer waits for its audit event to be durable. */
+  readonly durableAudit: boolean
   /** The original declaration, for traces and explain output. */
   readonly source: RouteRequirements
 }
 
 const PERMISSION = /^[A-Za-z0-9_.\-*]+(?::[A-Za-z0-9_.\-*]+)+$/
-const NAMES = ['public', 'scopes', 'roles', 'permission', 'rateLimits', 'resource']
+const NAMES = ['public', 'scopes', 'roles', 'permission', 'rateLimits', 'resource', 'durableAudit']
 const RESOURCE_TYPE = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/
 const LIMIT_KEYS = ['ip', 'principal', 'apikey', 'route', 'global'] as const
 
@@ -49,6 +51,8 @@ export function compileRequirements(
     throw new ConfigError(`requirements: must be a string or an object`)
   v.knownKeys(source as Record<string, unknown>, NAMES)
   const isPublic = source.public === undefined ? false : v.boolean('public', source.public)
+  const durableAudit =
+    source.durableAudit === undefined ? false : v.boolean('durableAudit', source.durableAudit)
   const scopes =
     source.scopes === undefined
       ? []
@@ -104,6 +108,7 @@ export function compileRequirements(
     permission,
     rateLimits: Object.freeze(rateLimits ?? []),
     resource,
+    durableAudit: durableAudit === true,
     source,
   })
 }

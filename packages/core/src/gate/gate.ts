@@ -496,6 +496,8 @@ interface StagesRun {
 }
 
 const USER_AGENT_MAX = 256
+/** A durable audit write failed: the trail retries a failing sink within seconds. */
+const AUDIT_RETRY_AFTER: HeaderBag = Object.freeze({ 'retry-after': '1' })
 /** An audit event's parts, filled in field by field (no spreads on the request path). */
 type Mutable<T> = { -readonly [K in keyof T]: T[K] }
 
@@ -536,7 +538,8 @@ class GateImpl implements Gate {
     const requestId = this.#requestId(request)
     const authenticating = this.#authenticate(request, trace)
     const step = authenticating instanceof Promise ? await authenticating : authenticating
-    const decision = this.#finish(request, requestId, step, trace, true)
+    let decision = this.#finish(request, requestId, step, trace, true, this.#durable(undefined))
+    if (decision instanceof Promise) decision = await decision
     return this.#measured('authenticate', decision, trace, 0, started)
   }
 
@@ -550,7 +553,9 @@ class GateImpl implements Gate {
     const pending = this.#authorize(request, prior.principal, requirements, trace)
     const step = pending instanceof Promise ? await pending : pending
     const merged = afterAuthentication(prior.headers, undefined, step)
-    const decision = this.#finish(request, prior.requestId, merged, trace, true)
+    const durable = this.#durable(requirements)
+    let decision = this.#finish(request, prior.requestId, merged, trace, true, durable)
+    if (decision instanceof Promise) decision = await decision
     return this.#measured('authorize', decision, trace, prior.trace.length, started)
   }
 
@@ -616,7 +621,9 @@ class GateImpl implements Gate {
     const authenticating = this.#authenticate(request, trace, requirements?.public === true)
     // Awaited only when something waited: a settled answer costs no extra turn.
     const authn = authenticating instanceof Promise ? await authenticating : authenticating
-    let first = this.#finish(request, requestId, authn, trace, audit)
+    const durable = audit && this.#durable(requirements)
+    let first = this.#finish(request, requestId, authn, trace, audit, durable)
+    if (first instanceof Promise) first = await first
     if (audit) first = this.#measured('authenticate', first, trace, 0, started)
     if (!first.allowed || requirements === undefined) return first
     const authzStarted = audit ? this.#started() : 0
@@ -625,7 +632,8 @@ class GateImpl implements Gate {
     const pending = this.#authorize(request, first.principal, requirements, authzTrace)
     const authz = pending instanceof Promise ? await pending : pending
     const step = afterAuthentication(authn.headers, authn.settle, authz)
-    const decision = this.#finish(request, requestId, step, authzTrace, audit)
+    let decision = this.#finish(request, requestId, step, authzTrace, audit, durable)
+    if (decision instanceof Promise) decision = await decision
     return audit
       ? this.#measured('authorize', decision, authzTrace, trace.length, authzStarted)
       : decision
@@ -1038,16 +1046,51 @@ class GateImpl implements Gate {
     return new AuthError(code, 'The request could not be checked', { cause: error, reason })
   }
 
+  /** Whether a step's answer waits for its audit event to be durable (globally, or the route's). */
+  #durable(requirements: CompiledRequirements | undefined): boolean {
+    return this.#c.audit.durable === true || requirements?.durableAudit === true
+  }
+
+  /**
+   * The decision once its audit event is durable; when it cannot be, an allowed request becomes a
+   * 503 (it was not served: a stage's `settle` hears so), a denied one stays denied.
+   */
+  async #whenDurable(
+    committed: Promise<unknown>,
+    request: GateRequest,
+    requestId: RequestID,
+    step: StepResult,
+    trace: TraceEntry[],
+  ): Promise<Decision> {
+    try {
+      await committed
+    } catch (e) {
+      if (step.error === undefined) {
+        step.settle?.(503)
+        const error = new AuthError('ERR_AUDIT_UNAVAILABLE', 'The request could not be audited', {
+          cause: e,
+          reason: 'durable audit write failed',
+        })
+        const headers = mergeHeaders(step.headers, AUDIT_RETRY_AFTER)
+        return this.#finish(request, requestId, { ...step, error, headers }, trace, false)
+      }
+    }
+    return this.#finish(request, requestId, step, trace, false)
+  }
+
   #finish(
     request: GateRequest,
     requestId: RequestID,
     step: StepResult,
     trace: TraceEntry[],
     audit: boolean,
-  ): Decision {
+    durable = false,
+  ): Decision | Promise<Decision> {
     let error = step.error
     if (audit) {
-      const accepted = this.#audit(request, requestId, step, trace)
+      const accepted = this.#audit(request, requestId, step, trace, durable)
+      if (accepted instanceof Promise)
+        return this.#whenDurable(accepted, request, requestId, step, trace)
       if (!accepted && this.#c.failClosedOnAudit && error === undefined) {
         error = new AuthError('ERR_AUDIT_UNAVAILABLE', 'The request could not be audited', {
           reason: 'audit queue full',
@@ -1098,7 +1141,8 @@ class GateImpl implements Gate {
     requestId: RequestID,
     step: StepResult,
     trace: readonly TraceEntry[],
-  ): boolean {
+    durable: boolean,
+  ): boolean | Promise<unknown> {
     const audit = this.#c.audit
     const failed = step.error !== undefined
     const type: AuditEventType = failed
@@ -1142,7 +1186,7 @@ class GateImpl implements Gate {
         trace,
       }
     else if (audit.level === 'verbose') event.reason = { trace }
-    return audit.emit(event)
+    return durable ? audit.commit(event) : audit.emit(event)
   }
 }
 
