@@ -96,6 +96,49 @@ async function waitExit(c: ChildProcess | undefined): Promise<void> {
 }
 
 export async function startRedis(): Promise<RedisServer> {
+  return startRedisWith([])
+}
+
+/** The `INFO replication` field `name` of the server on `port`, or `undefined`. */
+async function replicationField(port: number, name: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const socket = new Socket()
+    let reply = ''
+    const done = (value: string | undefined) => {
+      socket.destroy()
+      resolve(value)
+    }
+    socket.setTimeout(500, () => done(undefined))
+    socket.once('error', () => done(undefined))
+    socket.on('data', (d: Buffer) => {
+      reply += d.toString()
+      const m = new RegExp(`${name}:(\\S+)\r\n`).exec(reply)
+      if (m !== null) done(m[1])
+      else if (reply.startsWith('-')) done(undefined)
+    })
+    socket.connect(port, '127.0.0.1', () => socket.write('INFO replication\r\n'))
+  })
+}
+
+/**
+ * Starts a real replica of `primary` (`--replicaof 127.0.0.1 <port>`) and resolves once its link
+ * to the primary is up (the initial sync done). `pause()` (SIGSTOP) makes the primary's `WAIT`
+ * time out; `resume()` lets it catch up.
+ */
+export async function startRedisReplica(primary: RedisServer): Promise<RedisServer> {
+  const replica = await startRedisWith(['--replicaof', '127.0.0.1', String(primary.port)])
+  const deadline = Date.now() + 10_000
+  while ((await replicationField(replica.port, 'master_link_status')) !== 'up') {
+    if (Date.now() > deadline) {
+      await replica.stop()
+      throw new Error(`redis replica on port ${replica.port} did not sync with ${primary.port}`)
+    }
+    await new Promise((r) => setTimeout(r, 25))
+  }
+  return replica
+}
+
+async function startRedisWith(extraArgs: readonly string[]): Promise<RedisServer> {
   const dir = await mkdtemp(join(tmpdir(), 'portcullis-redis-'))
   const logfile = join(dir, 'redis.log')
   let port = 0
@@ -107,7 +150,7 @@ export async function startRedis(): Promise<RedisServer> {
       'redis-server',
       // prettier-ignore
       ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-        '--dir', dir, '--logfile', logfile],
+        '--dir', dir, '--logfile', logfile, ...extraArgs],
       { stdio: 'ignore' },
     )
     running.add(c)

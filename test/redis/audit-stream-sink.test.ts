@@ -2,9 +2,24 @@ import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
 import { expect } from 'chai'
 import type { Redis, RedisOptions } from 'ioredis'
-import { ConfigError, createAuditTrail, type AuditEvent } from '@portcullis/core'
-import { createRedisStreamAuditReader, createRedisStreamAuditSink } from '@portcullis/redis'
-import { describeWithRedisClients } from '../helpers/redis-server.js'
+import sinon from 'sinon'
+import {
+  ConfigError,
+  createAuditTrail,
+  type AuditEvent,
+  type AuditSink,
+  type Logger,
+} from '@portcullis/core'
+import {
+  RedisReplicationError,
+  createRedisStreamAuditReader,
+  createRedisStreamAuditSink,
+} from '@portcullis/redis'
+import {
+  describeWithRedisClients,
+  startRedisReplica,
+  type RedisServer,
+} from '../helpers/redis-server.js'
 
 function event(n: number): AuditEvent {
   return {
@@ -144,6 +159,84 @@ describeWithRedisClients('createRedisStreamAuditSink (real redis-server)', (serv
     expect(await client.xlen(stream)).to.be.below(500)
   })
 
+  it('never trims an entry a consumer group has not acknowledged; trims acknowledged ones', async () => {
+    const logger = { warn: sinon.spy(), error: sinon.spy(), info: sinon.spy(), debug: sinon.spy() }
+    const maxLen = 20
+    const sink = createRedisStreamAuditSink({
+      client,
+      stream,
+      maxLen,
+      logger: logger as unknown as Logger,
+    })
+    // Group a reads and acknowledges part of what it reads; group b reads nothing at all.
+    const a = await createRedisStreamAuditReader({ client, stream, group: 'a', consumer: 'a1' })
+    const b = await createRedisStreamAuditReader({ client, stream, group: 'b', consumer: 'b1' })
+    const written: string[] = []
+    const write = async (n: number) => {
+      const batch = Array.from({ length: n }, () => event(written.length))
+      written.push(...batch.map((e) => e.id))
+      await sink.write(batch)
+    }
+    for (let i = 0; i < 30; i++) {
+      await write(20)
+      const got = await a.read({ count: 30 })
+      const ack = got.slice(0, 15).map((e) => e.streamId)
+      await a.ack(ack)
+    }
+    // b has read nothing: not one entry may go, however far past maxLen the stream is.
+    expect(await client.xlen(stream)).to.equal(600)
+    expect(logger.warn.callCount).to.equal(1)
+    const [fields, message] = logger.warn.firstCall.args as [Record<string, unknown>, string]
+    expect(fields).to.include({ stream, maxLen })
+    expect(fields.length).to.be.a('number').that.is.above(maxLen)
+    expect(message).to.match(/not acknowledged/)
+
+    // b reads and acknowledges everything; a acknowledges everything before the 400th entry and
+    // keeps the rest of what it left unacknowledged pending.
+    const all = await b.read({ count: 1000 })
+    expect(all.map((e) => e.event?.id)).to.deep.equal(written)
+    await b.ack(all.map((e) => e.streamId))
+    await a.ack(all.slice(0, 400).map((e) => e.streamId))
+    const pendingBefore = (await a.pending({ count: 1000 })).map((e) => e.streamId)
+    expect(pendingBefore).to.have.length.above(0)
+    await write(20)
+    // Acknowledged entries went (approximately, whole nodes), and none that a still has pending
+    // (a acknowledged 15 of every 20 it read: its oldest pending one is the 416th entry).
+    const left = await client.xrange(stream, '-', '+')
+    expect(left.length)
+      .to.be.below(400)
+      .and.at.least(600 - 416 + 20)
+    const leftIds = new Set(left.map(([id]) => id))
+    for (const id of pendingBefore) expect(leftIds.has(id)).to.equal(true)
+    // Every entry a group has not acknowledged is still there, event and all.
+    const pendingA = await a.pending({ count: 1000 })
+    expect(pendingA.map((e) => e.streamId)).to.deep.equal(pendingBefore)
+    expect(pendingA.every((e) => e.event !== undefined)).to.equal(true)
+    const newA = await a.read({ count: 1000 })
+    const newB = await b.read({ count: 1000 })
+    expect(newA.map((e) => e.event?.id)).to.deep.equal(written.slice(600))
+    expect(newB.map((e) => e.event?.id)).to.deep.equal(written.slice(600))
+    const needed = new Set([...pendingA, ...newA].map((e) => e.streamId))
+    for (const id of needed) expect(leftIds.has(id)).to.equal(true)
+
+    // Once both groups acknowledged everything, the stream comes back to about maxLen.
+    await a.ack([...needed])
+    await b.ack(newB.map((e) => e.streamId))
+    await write(20)
+    expect(await client.xlen(stream)).to.be.below(200)
+    expect(logger.warn.callCount).to.equal(1)
+  })
+
+  it('trims by length alone when the stream has no consumer group', async () => {
+    const sink = createRedisStreamAuditSink({ client, stream, maxLen: 10 })
+    for (let i = 0; i < 10; i++)
+      await sink.write(Array.from({ length: 50 }, (_, j) => event(i * 50 + j)))
+    const left = await client.xrange(stream, '-', '+')
+    expect(left.length).to.be.at.least(10).and.below(200)
+    // The newest entries are the ones kept.
+    expect(left.at(-1)![1][1]).to.be.a('string')
+  })
+
   it('loads its script again after Redis forgot it (SCRIPT FLUSH, a restart)', async () => {
     const sink = createRedisStreamAuditSink({ client, stream })
     await sink.write([event(1)])
@@ -175,6 +268,104 @@ describeWithRedisClients('createRedisStreamAuditSink (real redis-server)', (serv
       down.disconnect()
       if (client.status !== 'ready') await once(client, 'ready')
     }
+  })
+
+  describe('waitForReplicas, against a real replica', () => {
+    let replica: RedisServer
+    let onReplica: Redis
+    before(async function () {
+      this.timeout(15_000)
+      replica = await startRedisReplica(server())
+      onReplica = new ioredis.Redis({ port: replica.port, host: '127.0.0.1' })
+      onReplica.on('error', () => {})
+      await once(onReplica, 'ready')
+    })
+    after(async () => {
+      onReplica?.disconnect()
+      await replica?.stop()
+    })
+
+    it('acknowledges a batch only once the replica has it; too few replicas reject', async () => {
+      const sink = createRedisStreamAuditSink({
+        client,
+        stream,
+        waitForReplicas: { replicas: 1, timeoutMs: 5000 },
+      })
+      const events = [event(1), event(2), event(3)]
+      await sink.write(events)
+      // WAIT answered 1: the replica holds the batch the moment write resolves.
+      const onIt = await onReplica.xrange(stream, '-', '+')
+      expect(onIt.map(([, f]) => f[1])).to.deep.equal(events.map((e) => e.id))
+      const two = createRedisStreamAuditSink({
+        client,
+        stream,
+        waitForReplicas: { replicas: 2, timeoutMs: 50 },
+      })
+      await two.write([event(4)]).then(
+        () => expect.fail('should reject'),
+        (e: unknown) => {
+          expect(e).to.be.instanceOf(RedisReplicationError)
+          expect(e).to.include({ code: 'ERR_REDIS_NOT_REPLICATED', wanted: 2, acknowledged: 1 })
+        },
+      )
+    })
+
+    it('fails while the replica is frozen, then the trail retries without loss or duplication', async function () {
+      this.timeout(15_000)
+      const sink = createRedisStreamAuditSink({
+        client,
+        stream,
+        waitForReplicas: { replicas: 1, timeoutMs: 200 },
+      })
+      const failures: unknown[] = []
+      let written = 0
+      const recording: AuditSink = {
+        name: sink.name,
+        async write(events) {
+          try {
+            await sink.write(events)
+            written++
+          } catch (error) {
+            failures.push(error)
+            throw error
+          }
+        },
+      }
+      const trail = createAuditTrail({
+        sinks: [recording],
+        logger: { warn: () => {}, error: () => {}, info: () => {}, debug: () => {} } as Logger,
+      })
+      await replica.pause()
+      try {
+        for (let i = 0; i < 5; i++) trail.emit({ ...event(i), id: undefined, time: undefined })
+        while (failures.length === 0) await new Promise((r) => setTimeout(r, 20))
+      } finally {
+        await replica.resume()
+      }
+      expect(failures[0]).to.be.instanceOf(RedisReplicationError)
+      expect(failures[0]).to.include({ wanted: 1, acknowledged: 0 })
+      expect(written).to.equal(0)
+      await trail.flush()
+      await trail.close()
+      expect(written).to.be.at.least(1)
+      // The primary took the batch on the first attempt; the retries appended nothing again.
+      const onPrimary = (await client.xrange(stream, '-', '+')).map(([, f]) => f)
+      const actions = onPrimary.map((f) => (JSON.parse(f[5]!) as AuditEvent).action)
+      expect(actions).to.deep.equal([0, 1, 2, 3, 4].map((i) => `GET /docs/${i}`))
+      expect(new Set(onPrimary.map((f) => f[1])).size).to.equal(5)
+      // And the replica caught up with exactly the same entries.
+      const onIt = (await onReplica.xrange(stream, '-', '+')).map(([, f]) => f)
+      expect(onIt).to.deep.equal(onPrimary)
+    })
+
+    it('refuses a bad waitForReplicas with ConfigError', () => {
+      expect(() =>
+        createRedisStreamAuditSink({ client, waitForReplicas: { replicas: 0, timeoutMs: 100 } }),
+      ).to.throw(/waitForReplicas\.replicas/)
+      expect(() =>
+        createRedisStreamAuditSink({ client, waitForReplicas: { replicas: 1, timeoutMs: 0 } }),
+      ).to.throw(/waitForReplicas\.timeoutMs/)
+    })
   })
 
   it('refuses bad options with ConfigError naming the option', async () => {

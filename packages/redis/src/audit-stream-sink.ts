@@ -17,6 +17,35 @@ import {
 import type { Redis } from 'ioredis'
 import { isIoredisClient } from './internal/ioredis.js'
 
+/** The `waitForReplicas` option of {@link createRedisStreamAuditSink}. */
+export interface RedisStreamWaitForReplicas {
+  /** Replicas that must acknowledge each batch (1 to 64). */
+  readonly replicas: number
+  /** How long `WAIT` waits for them, in ms (1 to 60000; keep it below the trail's `writeTimeoutMs`). */
+  readonly timeoutMs: number
+}
+
+/**
+ * The error a {@link createRedisStreamAuditSink} write rejects with when fewer replicas than
+ * `waitForReplicas.replicas` acknowledged the batch within `timeoutMs`. The batch is on the
+ * primary; the audit trail retries it, and the retry waits for replication again.
+ */
+export class RedisReplicationError extends Error {
+  /** Always `ERR_REDIS_NOT_REPLICATED`. */
+  readonly code = 'ERR_REDIS_NOT_REPLICATED'
+  /**
+   * @param wanted - the replicas asked for
+   * @param acknowledged - the replicas `WAIT` reported
+   */
+  constructor(
+    readonly wanted: number,
+    readonly acknowledged: number,
+  ) {
+    super(`redis stream sink: ${acknowledged} of ${wanted} replicas acknowledged the batch in time`)
+    this.name = 'RedisReplicationError'
+  }
+}
+
 /** Options of {@link createRedisStreamAuditSink}. */
 export interface RedisStreamAuditSinkOptions {
   /** Your ioredis client (close it yourself). */
@@ -24,10 +53,24 @@ export interface RedisStreamAuditSinkOptions {
   /** The stream's key. With Redis Cluster, use a hash tag (`{ptcl}:audit`). @default 'ptcl:audit' */
   readonly stream?: string
   /**
-   * Trim the stream to about this many entries (`XADD MAXLEN ~`); 0 keeps every entry. Trimming
-   * drops the oldest events whether or not every group has read them. @default 0
+   * Trim the stream to about this many entries after each write; 0 keeps every entry. Trimming
+   * never removes an entry that a consumer group of the stream has not been delivered and
+   * acknowledged (it stops at the oldest pending entry, or the last delivered one, of the group
+   * furthest behind), so unread events can hold the stream above `maxLen`: the sink then logs a
+   * warning once (`{ stream, length, maxLen }`) until trimming catches up. A stream without any
+   * consumer group is trimmed by length alone (no group reads it; a group created later starts
+   * from what is left). Approximate: whole internal nodes go (`XTRIM MINID ~`), so the stream
+   * keeps somewhat more than `maxLen`. Needs Redis 6.2 or later. @default 0
    */
   readonly maxLen?: number
+  /**
+   * Acknowledge a batch to the audit trail only once `WAIT replicas timeoutMs` reports that at
+   * least `replicas` replicas have it. Fewer in time rejects the write with a
+   * {@link RedisReplicationError}: the trail retries the batch (or spools it) as for any sink
+   * failure, and the retry appends nothing twice. `WAIT` blocks its connection for up to
+   * `timeoutMs`: give the sink a client of its own. @default off (acknowledged once the primary has it)
+   */
+  readonly waitForReplicas?: RedisStreamWaitForReplicas
   /** How long this sink remembers the last event it wrote, which makes retries idempotent. @default 86400000 */
   readonly producerTtlMs?: number
   /** Name for logs and metrics. @default 'redis-stream' */
@@ -40,9 +83,62 @@ export interface RedisStreamAuditSinkOptions {
  * Appends a batch in one atomic script. The audit trail retries a failed batch from its first
  * event, in order, so remembering the last event id written by this producer is enough to skip
  * the part of a retried batch that already landed (the reply was lost, not the write).
+ *
+ * With maxlen > 0 it then trims, but never an entry a consumer group still needs: for each group,
+ * entries before its oldest pending entry (XPENDING) are acknowledged, or, when nothing is pending,
+ * every entry up to its last-delivered-id. The script removes the `XLEN - maxlen` oldest entries,
+ * or fewer when the oldest group boundary comes first (`XTRIM MINID ~`, which never removes an
+ * entry at or after the id given). Without any group, it trims by length alone.
  * KEYS: stream, producer key. ARGV: producer TTL, maxlen, then (id, type, json) triples.
+ * Returns { added, length after trimming, entries over maxlen kept because a group needs them }.
  */
 const APPEND_SCRIPT = `
+local function older(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  if #am ~= #bm then return #am < #bm end
+  if am ~= bm then return am < bm end
+  if #as ~= #bs then return #as < #bs end
+  return as < bs
+end
+local function trim(key, maxlen)
+  local len = redis.call('XLEN', key)
+  local excess = len - maxlen
+  if excess <= 0 then return len, 0 end
+  -- The group boundary: entries before it (or up to it, when inclusive) are acknowledged by all.
+  local bound, inclusive = nil, false
+  local groups = redis.call('XINFO', 'GROUPS', key)
+  for _, g in ipairs(groups) do
+    local info = {}
+    for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+    local id, incl = info['last-delivered-id'], true
+    if tonumber(info['pending']) > 0 then
+      id, incl = redis.call('XPENDING', key, info['name'])[2], false
+    end
+    if bound == nil or older(id, bound) or (id == bound and not incl) then
+      bound, inclusive = id, incl
+    end
+  end
+  local range
+  if bound == nil then
+    range = redis.call('XRANGE', key, '-', '+', 'COUNT', excess + 1)
+  else
+    range = redis.call('XRANGE', key, '-', inclusive and bound or ('(' .. bound), 'COUNT', excess + 1)
+  end
+  local removable = #range
+  if removable > excess then
+    redis.call('XTRIM', key, 'MINID', '~', range[excess + 1][1])
+  elseif removable > 0 then
+    local cut = range[removable][1]
+    -- Everything up to and including cut may go: the first entry after it is the new minimum.
+    local nxt = redis.call('XRANGE', key, '(' .. cut, '+', 'COUNT', 1)
+    if #nxt > 0 then redis.call('XTRIM', key, 'MINID', '~', nxt[1][1]) end
+  end
+  local after = redis.call('XLEN', key)
+  local held = 0
+  if removable < excess then held = excess - removable end
+  return after, held
+end
 local last = redis.call('GET', KEYS[2])
 local start = 3
 if last then
@@ -54,12 +150,7 @@ local maxlen = tonumber(ARGV[2])
 local written = nil
 local added = 0
 for i = start, #ARGV, 3 do
-  local r
-  if maxlen > 0 then
-    r = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'id', ARGV[i], 'type', ARGV[i + 1], 'event', ARGV[i + 2])
-  else
-    r = redis.pcall('XADD', KEYS[1], '*', 'id', ARGV[i], 'type', ARGV[i + 1], 'event', ARGV[i + 2])
-  end
+  local r = redis.pcall('XADD', KEYS[1], '*', 'id', ARGV[i], 'type', ARGV[i + 1], 'event', ARGV[i + 2])
   if type(r) == 'table' and r.err then
     if written then redis.call('SET', KEYS[2], written, 'PX', ARGV[1]) end
     return r
@@ -67,11 +158,27 @@ for i = start, #ARGV, 3 do
   written = ARGV[i]
   added = added + 1
 end
-if written then redis.call('SET', KEYS[2], written, 'PX', ARGV[1]) end
-return added
+-- Set even when a retry wrote nothing new: this write advances the connection's replication
+-- offset past the earlier attempt's entries, so WAIT cannot answer for less than the whole batch
+-- (after a reconnect, a fresh connection has written nothing of its own).
+if written then redis.call('SET', KEYS[2], written, 'PX', ARGV[1])
+elseif last then redis.call('SET', KEYS[2], last, 'PX', ARGV[1]) end
+if maxlen > 0 and redis.call('EXISTS', KEYS[1]) == 1 then
+  local len, held = trim(KEYS[1], maxlen)
+  return { added, len, held }
+end
+return { added, -1, 0 }
 `
 const APPEND_SHA = createHash('sha1').update(APPEND_SCRIPT).digest('hex')
-const OPTION_NAMES = ['client', 'stream', 'maxLen', 'producerTtlMs', 'name', 'logger']
+const OPTION_NAMES = [
+  'client',
+  'stream',
+  'maxLen',
+  'waitForReplicas',
+  'producerTtlMs',
+  'name',
+  'logger',
+]
 const STREAM_PATTERN = /^[A-Za-z0-9_:.{}-]{1,128}$/
 
 /** An audit sink on a Redis stream; it does not close your client. */
@@ -113,12 +220,24 @@ export function createRedisStreamAuditSink(
     options.name === undefined
       ? 'redis-stream'
       : v.string('name', options.name, { pattern: /^[A-Za-z0-9_.-]{1,64}$/ })
+  let waitFor: { replicas: number; timeoutMs: number } | undefined
+  if (options.waitForReplicas !== undefined) {
+    const w = v.object('waitForReplicas', options.waitForReplicas)
+    if (w !== undefined) {
+      const wv = v.child('waitForReplicas')
+      wv.knownKeys(w as unknown as Record<string, unknown>, ['replicas', 'timeoutMs'])
+      const replicas = wv.integer('replicas', w.replicas, { min: 1, max: 64 })
+      const timeoutMs = wv.integer('timeoutMs', w.timeoutMs, { min: 1, max: 60_000 })
+      if (replicas !== undefined && timeoutMs !== undefined) waitFor = { replicas, timeoutMs }
+    }
+  }
   const logger = options.logger ?? silentLogger
   v.assert((m) => logger.warn({}, m))
   const client = options.client
   const producerId = randomUUID()
   const producerKey = `${stream as string}:producer:${producerId}`
   const head = [producerKey, String(producerTtlMs), String(maxLen)]
+  let holding = false
   return {
     name: name as string,
     stream: stream as string,
@@ -127,12 +246,28 @@ export function createRedisStreamAuditSink(
       if (events.length === 0) return
       const args: string[] = [...head]
       for (const e of events) args.push(e.id, e.type, JSON.stringify(e))
+      let reply: unknown
       try {
-        await client.evalsha(APPEND_SHA, 2, stream as string, ...args)
+        reply = await client.evalsha(APPEND_SHA, 2, stream as string, ...args)
       } catch (error) {
         // The script is cached per server: a restarted Redis has forgotten it.
         if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error
-        await client.eval(APPEND_SCRIPT, 2, stream as string, ...args)
+        reply = await client.eval(APPEND_SCRIPT, 2, stream as string, ...args)
+      }
+      const [, length, held] = (reply as [number, number, number] | undefined) ?? [0, -1, 0]
+      if (held > 0 && !holding) {
+        holding = true
+        logger.warn(
+          { sink: name, stream, length, maxLen, held },
+          'redis stream sink: entries a consumer group has not acknowledged keep the stream above maxLen',
+        )
+      } else if (held === 0) holding = false
+      if (waitFor !== undefined) {
+        // WAIT covers every write this connection made so far; the script always writes, so
+        // that includes a retried batch's earlier part that it skipped this time.
+        const acknowledged = Number(await client.call('WAIT', waitFor.replicas, waitFor.timeoutMs))
+        if (acknowledged < waitFor.replicas)
+          throw new RedisReplicationError(waitFor.replicas, acknowledged)
       }
     },
   }
