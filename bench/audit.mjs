@@ -10,8 +10,10 @@
  * trail and reports the median rate; the events each sink holds afterwards are counted, so a row
  * that lost events fails the run.
  *
- * `node --import tsx bench/audit.mjs [--quick]` (tsx, for the PostgreSQL starter the tests use);
- * `run.mjs` runs it as its `audit` part. Prints a Markdown table to stdout.
+ * `node --import tsx bench/audit.mjs [--quick] [--only redis,...]` (tsx, for the PostgreSQL and
+ * Redis replica starters the tests use); `run.mjs` runs it as its `audit` part. `--only` keeps the
+ * rows of the listed sinks (memory, jsonl, sqlite, postgres, redis, webhook). Prints a Markdown
+ * table to stdout.
  * @module
  */
 import { spawn } from 'node:child_process'
@@ -33,7 +35,15 @@ import { createRedisStreamAuditSink } from '@portcullis/redis'
 import { createSqliteAuditSink } from '@portcullis/sqlite'
 import { redisAvailable, startRedis } from './lib/redis.mjs'
 
-const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false } } })
+const { values: args } = parseArgs({
+  options: { quick: { type: 'boolean', default: false }, only: { type: 'string' } },
+})
+const SINKS = ['memory', 'jsonl', 'sqlite', 'postgres', 'redis', 'webhook']
+const only = args.only === undefined ? SINKS : args.only.split(',')
+if (only.some((s) => !SINKS.includes(s)))
+  throw new Error(`--only takes a list of ${SINKS.join(', ')}`)
+/** Whether the rows of `sink` run. */
+const runs = (sink) => only.includes(sink)
 const EVENTS = args.quick ? 3_000 : 20_000
 const WARMUP = args.quick ? 500 : 2_000
 const ROUNDS = 3
@@ -144,87 +154,96 @@ async function main() {
   const skipped = []
   const cleanups = []
   try {
-    const memory = []
-    rows.push(
-      await measure(
-        'memory',
-        () => (memory.push(createMemoryAuditSink()), memory.at(-1)),
-        {},
-        () => memory.reduce((n, s) => n + s.events.length, 0),
-      ),
-    )
-    const memoryChained = []
-    rows.push(
-      await measure(
-        'memory, chain on',
-        () => (memoryChained.push(createMemoryAuditSink()), memoryChained.at(-1)),
-        { integrity: CHAIN },
-        () => memoryChained.reduce((n, s) => n + s.events.length, 0),
-      ),
-    )
-
-    const lines = (prefix) => () =>
-      [0, 1, 2].reduce(
-        (n, r) =>
-          n + readFileSync(join(dir, `${prefix}-${r}.jsonl`), 'utf8').split('\n').length - 1,
-        0,
+    if (runs('memory')) {
+      const memory = []
+      rows.push(
+        await measure(
+          'memory',
+          () => (memory.push(createMemoryAuditSink()), memory.at(-1)),
+          {},
+          () => memory.reduce((n, s) => n + s.events.length, 0),
+        ),
       )
-    const jsonl = (prefix, fsync) => (round) =>
-      createJsonLinesFileSink({ path: join(dir, `${prefix}-${round}.jsonl`), fsync })
-    rows.push(await measure('JSON-lines file, fsync off', jsonl('a', false), {}, lines('a')))
-    rows.push(
-      await measure(
-        'JSON-lines file, fsync off, chain on',
-        jsonl('b', false),
-        { integrity: CHAIN },
-        lines('b'),
-      ),
-    )
-    rows.push(
-      await measure(
-        'JSON-lines file, fsync per batch, chain on',
-        jsonl('c', true),
-        { integrity: CHAIN },
-        lines('c'),
-      ),
-    )
-    rows.push(
-      await measure(
-        'JSON-lines file, fsync off, chain on, SOC2 + GDPR + HIPAA (redaction, hashed IPs)',
-        jsonl('d', false),
-        {
-          integrity: CHAIN,
-          compliance: ['SOC2', 'GDPR', 'HIPAA'],
-          redaction: { ipKey: 'bench-ip-key-0123456789abcdef0123' },
-        },
-        lines('d'),
-      ),
-    )
+      const memoryChained = []
+      rows.push(
+        await measure(
+          'memory, chain on',
+          () => (memoryChained.push(createMemoryAuditSink()), memoryChained.at(-1)),
+          { integrity: CHAIN },
+          () => memoryChained.reduce((n, s) => n + s.events.length, 0),
+        ),
+      )
+    }
 
-    const sqlitePath = join(dir, 'audit.db')
-    const sqliteSinks = []
-    rows.push(
-      await measure(
-        'SQLite file (WAL), chain on',
-        () => createSqliteAuditSink({ database: sqlitePath }),
-        { integrity: CHAIN },
-        () => {
-          const s = createSqliteAuditSink({ database: sqlitePath })
-          sqliteSinks.push(s)
-          let n = 0
-          for (let after = 0; ;) {
-            const page = s.read({ afterRow: after, limit: 1000 })
-            if (page.length === 0) return n
-            n += page.length
-            after += page.length
-          }
-        },
-      ),
-    )
-    for (const s of sqliteSinks) await s.close()
+    if (runs('jsonl')) {
+      const lines = (prefix) => () =>
+        [0, 1, 2].reduce(
+          (n, r) =>
+            n + readFileSync(join(dir, `${prefix}-${r}.jsonl`), 'utf8').split('\n').length - 1,
+          0,
+        )
+      const jsonl = (prefix, fsync) => (round) =>
+        createJsonLinesFileSink({ path: join(dir, `${prefix}-${round}.jsonl`), fsync })
+      rows.push(await measure('JSON-lines file, fsync off', jsonl('a', false), {}, lines('a')))
+      rows.push(
+        await measure(
+          'JSON-lines file, fsync off, chain on',
+          jsonl('b', false),
+          { integrity: CHAIN },
+          lines('b'),
+        ),
+      )
+      rows.push(
+        await measure(
+          'JSON-lines file, fsync per batch, chain on',
+          jsonl('c', true),
+          { integrity: CHAIN },
+          lines('c'),
+        ),
+      )
+      rows.push(
+        await measure(
+          'JSON-lines file, fsync off, chain on, SOC2 + GDPR + HIPAA (redaction, hashed IPs)',
+          jsonl('d', false),
+          {
+            integrity: CHAIN,
+            compliance: ['SOC2', 'GDPR', 'HIPAA'],
+            redaction: { ipKey: 'bench-ip-key-0123456789abcdef0123' },
+          },
+          lines('d'),
+        ),
+      )
+    }
+
+    if (runs('sqlite')) {
+      const sqlitePath = join(dir, 'audit.db')
+      const sqliteSinks = []
+      rows.push(
+        await measure(
+          'SQLite file (WAL), chain on',
+          () => createSqliteAuditSink({ database: sqlitePath }),
+          { integrity: CHAIN },
+          () => {
+            const s = createSqliteAuditSink({ database: sqlitePath })
+            sqliteSinks.push(s)
+            let n = 0
+            for (let after = 0; ;) {
+              const page = s.read({ afterRow: after, limit: 1000 })
+              if (page.length === 0) return n
+              n += page.length
+              after += page.length
+            }
+          },
+        ),
+      )
+      for (const s of sqliteSinks) await s.close()
+    }
 
     const { findPostgresBin, startPostgres } = await import('../test/helpers/postgres-server.ts')
-    if (findPostgresBin() === undefined) skipped.push('PostgreSQL (no initdb/postgres found)')
+    if (!runs('postgres')) {
+      // not asked for
+    } else if (findPostgresBin() === undefined)
+      skipped.push('PostgreSQL (no initdb/postgres found)')
     else {
       const server = await startPostgres()
       cleanups.push(() => server.stop())
@@ -249,7 +268,9 @@ async function main() {
       )
     }
 
-    if (!redisAvailable()) skipped.push('Redis Stream (no redis-server found)')
+    if (!runs('redis')) {
+      // not asked for
+    } else if (!redisAvailable()) skipped.push('Redis Stream (no redis-server found)')
     else {
       const redis = await startRedis()
       cleanups.push(() => redis.stop())
@@ -264,18 +285,41 @@ async function main() {
           () => client.xlen('bench:audit'),
         ),
       )
+      // The same with WAIT 1 against a replica on loopback: each batch is acknowledged only once
+      // the replica has it. The sink gets a connection of its own (WAIT holds it).
+      const { startRedisReplica } = await import('../test/helpers/redis-server.ts')
+      const replica = await startRedisReplica({ port: redis.port })
+      cleanups.push(() => replica.stop())
+      const waiting = new Redis({ host: '127.0.0.1', port: redis.port, lazyConnect: true })
+      await waiting.connect()
+      cleanups.push(() => waiting.quit())
+      rows.push(
+        await measure(
+          `Redis Stream ${redis.version} (loopback, XADD, \`waitForReplicas\`: WAIT 1 on a replica on loopback), chain on`,
+          () =>
+            createRedisStreamAuditSink({
+              client: waiting,
+              stream: 'bench:audit-wait',
+              waitForReplicas: { replicas: 1, timeoutMs: 5000 },
+            }),
+          { integrity: CHAIN },
+          () => client.xlen('bench:audit-wait'),
+        ),
+      )
     }
 
-    const receiver = await startReceiver()
-    cleanups.push(() => receiver.stop())
-    rows.push(
-      await measure(
-        'HTTP webhook (batched, to a receiver process on loopback), chain on',
-        () => createWebhookAuditSink({ url: receiver.url }),
-        { integrity: CHAIN },
-        receiver.count,
-      ),
-    )
+    if (runs('webhook')) {
+      const receiver = await startReceiver()
+      cleanups.push(() => receiver.stop())
+      rows.push(
+        await measure(
+          'HTTP webhook (batched, to a receiver process on loopback), chain on',
+          () => createWebhookAuditSink({ url: receiver.url }),
+          { integrity: CHAIN },
+          receiver.count,
+        ),
+      )
+    }
   } finally {
     for (const c of cleanups.reverse()) await c()
     rmSync(dir, { recursive: true, force: true })
