@@ -56,11 +56,12 @@ export interface RedisStreamAuditSinkOptions {
    * Trim the stream to about this many entries after each write; 0 keeps every entry. Trimming
    * never removes an entry that a consumer group of the stream has not been delivered and
    * acknowledged (it stops at the oldest pending entry, or the last delivered one, of the group
-   * furthest behind), so unread events can hold the stream above `maxLen`: the sink then logs a
-   * warning once (`{ stream, length, maxLen }`) until trimming catches up. A stream without any
-   * consumer group is trimmed by length alone (no group reads it; a group created later starts
-   * from what is left). Approximate: whole internal nodes go (`XTRIM MINID ~`), so the stream
-   * keeps somewhat more than `maxLen`. Needs Redis 6.2 or later. @default 0
+   * furthest behind), so unread events can hold the stream above `maxLen`: the sink then logs one
+   * warning (`{ sink, stream, length, maxLen, held }`) until trimming catches up, and one again the
+   * next time it falls behind. A stream without any consumer group is trimmed by length alone
+   * (no group reads it; a group created later starts from what is left). Approximate: whole
+   * internal nodes go (`XTRIM MINID ~`), so the stream keeps somewhat more than `maxLen`. Needs
+   * Redis 6.2 or later. @default 0
    */
   readonly maxLen?: number
   /**
@@ -75,7 +76,7 @@ export interface RedisStreamAuditSinkOptions {
   readonly producerTtlMs?: number
   /** Name for logs and metrics. @default 'redis-stream' */
   readonly name?: string
-  /** Receives unknown-option warnings. @default silent */
+  /** Receives unknown-option warnings and the warning of a stream held above `maxLen`. @default silent */
   readonly logger?: Logger
 }
 
@@ -86,9 +87,10 @@ export interface RedisStreamAuditSinkOptions {
  *
  * With maxlen > 0 it then trims, but never an entry a consumer group still needs: for each group,
  * entries before its oldest pending entry (XPENDING) are acknowledged, or, when nothing is pending,
- * every entry up to its last-delivered-id. The script removes the `XLEN - maxlen` oldest entries,
- * or fewer when the oldest group boundary comes first (`XTRIM MINID ~`, which never removes an
- * entry at or after the id given). Without any group, it trims by length alone.
+ * every entry up to its last-delivered-id. The script removes the `XLEN - maxlen` oldest entries
+ * (at most 1024 a call), or fewer when the oldest group boundary comes first (`XTRIM MINID ~`,
+ * which never removes an entry at or after the id given). Without any group, it trims by length
+ * alone (`XTRIM MAXLEN ~`).
  * KEYS: stream, producer key. ARGV: producer TTL, maxlen, then (id, type, json) triples.
  * Returns { added, length after trimming, entries over maxlen kept because a group needs them }.
  */
@@ -119,25 +121,26 @@ local function trim(key, maxlen)
       bound, inclusive = id, incl
     end
   end
-  local range
   if bound == nil then
-    range = redis.call('XRANGE', key, '-', '+', 'COUNT', excess + 1)
-  else
-    range = redis.call('XRANGE', key, '-', inclusive and bound or ('(' .. bound), 'COUNT', excess + 1)
+    redis.call('XTRIM', key, 'MAXLEN', '~', maxlen)
+    return redis.call('XLEN', key), 0
   end
+  -- Reads at most 1024 entries per write (a group that catches up after a long stall is trimmed
+  -- over the next writes, not in one long script).
+  local want = math.min(excess, 1024)
+  local range = redis.call('XRANGE', key, '-', inclusive and bound or ('(' .. bound), 'COUNT', want + 1)
   local removable = #range
-  if removable > excess then
-    redis.call('XTRIM', key, 'MINID', '~', range[excess + 1][1])
+  if removable > want then
+    redis.call('XTRIM', key, 'MINID', '~', range[want + 1][1])
   elseif removable > 0 then
     local cut = range[removable][1]
     -- Everything up to and including cut may go: the first entry after it is the new minimum.
     local nxt = redis.call('XRANGE', key, '(' .. cut, '+', 'COUNT', 1)
     if #nxt > 0 then redis.call('XTRIM', key, 'MINID', '~', nxt[1][1]) end
   end
-  local after = redis.call('XLEN', key)
   local held = 0
-  if removable < excess then held = excess - removable end
-  return after, held
+  if removable < want then held = excess - removable end
+  return redis.call('XLEN', key), held
 end
 local last = redis.call('GET', KEYS[2])
 local start = 3
