@@ -309,14 +309,15 @@ export function createAuditTrail(options: Readonly<AuditOptions> = {}): AuditTra
     (sinks ?? []).length > 1 && options.integrity === undefined,
     complianceStamp(compliance),
   )
-  let trail: Trail | undefined
+  // The watch reports into the trail, which is made after the queues that hold the watch.
+  const made: { trail?: Trail } = {}
   const clock =
-    now === systemClock || options.monotonicNow !== undefined
+    (sinks ?? []).length > 0 && (now === systemClock || options.monotonicNow !== undefined)
       ? new ClockWatch({
           wall: now,
           monotonic: options.monotonicNow ?? monotonicMs,
           thresholdMs: clockJumpThresholdMs,
-          report: (event) => trail?.emit(event),
+          report: (event) => made.trail?.emit(event),
         })
       : undefined
   const queues = (sinks ?? []).map(
@@ -353,12 +354,13 @@ export function createAuditTrail(options: Readonly<AuditOptions> = {}): AuditTra
     ip,
     pseudonymize: options.pseudonyms !== undefined,
   }
-  trail = new Trail(queues, level as AuditLevel, durable, now, (failClosed) =>
+  const trail = new Trail(queues, level as AuditLevel, durable, now, (failClosed) =>
     auditComplianceReport({
       ...reportInput,
       ...(failClosed === undefined ? {} : { failClosed }),
     }),
   )
+  made.trail = trail
   return trail
 }
 
