@@ -106,6 +106,12 @@ describe('audit event compliance stamp', () => {
     expect(resolveCompliance(['GDPR']).retention).to.equal('6m')
   })
 
+  it("reports the retention class and mapping version (trail.report(), 'audit report --json')", () => {
+    const trail = createAuditTrail({ sinks: [createMemoryAuditSink()], compliance: ['GDPR'] })
+    expect(trail.report()).to.deep.include({ retention: '6m', mappingVersion: '2026-12-07' })
+    void trail.close()
+  })
+
   it('writes no stamp without a profile', async () => {
     for (const e of await eventsUnder([])) expect(e).to.not.have.property('compliance')
   })

@@ -309,6 +309,10 @@ export interface AuditComplianceReport {
   }
   readonly controls: readonly ComplianceControlReport[]
   readonly minRetentionDays: number
+  /** The retention class the events carry (the longest of the profiles; absent without one). */
+  readonly retention?: AuditRetentionClass
+  /** The version of the event→control mapping the report (and the events) follow. */
+  readonly mappingVersion: string
   /** Every gap, one sentence each. Empty when the configuration covers every control. */
   readonly gaps: readonly string[]
 }
@@ -368,6 +372,8 @@ export function auditComplianceReport(
     events: { written, missing: resolved.requiredEvents.filter((e) => !writtenSet.has(e)) },
     controls,
     minRetentionDays: resolved.minRetentionDays,
+    ...(resolved.retention === undefined ? {} : { retention: resolved.retention }),
+    mappingVersion: COMPLIANCE_MAPPING_VERSION,
     gaps: all,
   }
 }
