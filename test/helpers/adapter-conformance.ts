@@ -608,6 +608,20 @@ export function describeAdapterConformance(
           expect(text).to.not.include(secret)
       })
 
+      it('names the adapter that answered in every request event (request.adapter)', async () => {
+        // Each conformance file names its runs after the adapter, with the major ('express 4').
+        const adapter = framework.split(' ')[0]
+        await http().get('/docs/1').set('X-API-Key', f.readKey)
+        await http().get('/docs/1')
+        await http().get('/ctl/docs').set('X-API-Key', f.readKey)
+        await http().get('/limited').set('X-API-Key', f.readKey)
+        const list = await events()
+        expect(list).to.have.length.of.at.least(6)
+        expect(list.map((e) => [e.type, e.request?.adapter])).to.deep.equal(
+          list.map((e) => [e.type, adapter]),
+        )
+      })
+
       it('records handler events with the request context', async () => {
         await http().get('/record').set('X-API-Key', f.readKey).set('X-Request-Id', 'rec-1')
         const custom = (await events()).find((e) => e.type === 'custom')

@@ -71,6 +71,8 @@ export const DEFAULT_AUDIT_BATCH_SIZE = 256
 export const DEFAULT_AUDIT_FLUSH_INTERVAL_MS = 50
 /** `audit.maxQueue`: events held in memory before `emit` reports backpressure. */
 export const DEFAULT_AUDIT_MAX_QUEUE = 100_000
+/** `audit.clockJumpThresholdMs`: a forward step of the wall clock beyond this is an audit event. */
+export const DEFAULT_AUDIT_CLOCK_JUMP_THRESHOLD_MS = 300_000
 
 /** `ratelimit.maxKeys` of the memory backend: windows kept per limiter. */
 export const DEFAULT_RATE_LIMIT_MAX_KEYS = 100_000

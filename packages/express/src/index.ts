@@ -101,6 +101,7 @@ function toGateRequest(req: Request): NodeGateRequest {
     // Path-based rules fold case as the app's router does (Express routes `/ADMIN` to `/admin`
     // unless `case sensitive routing` is on).
     caseSensitive: req.app.enabled('case sensitive routing'),
+    adapter: 'express',
   })
   return request
 }

@@ -96,6 +96,7 @@ function toGateRequest(
     headers: request.headers,
     rawHeaders: request.raw.rawHeaders,
     caseSensitive,
+    adapter: 'fastify',
   })
 }
 

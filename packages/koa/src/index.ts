@@ -85,6 +85,7 @@ function toGateRequest(ctx: ParameterizedContext): NodeGateRequest {
     // The global middleware runs before any router: fold case as @koa/router does by default
     // (`sensitive: false`), so path-based rules see `/ADMIN` as the `/admin` it is routed to.
     caseSensitive: false,
+    adapter: 'koa',
   })
   holder[BUILT] = request
   return request

@@ -1,7 +1,10 @@
 import { expect } from 'chai'
 import {
   AUDIT_EVENT_TYPES,
+  AUDIT_RETENTION_CLASS_DAYS,
   auditEventJson,
+  COMPLIANCE_MAPPING_VERSION,
+  COMPLIANCE_PROFILE_DEFINITIONS,
   canonicalize,
   createAuditRedactor,
   createAuditTrail,
@@ -35,6 +38,7 @@ function reference(
     redaction: AuditRedactionOptions
     tags: Record<string, readonly string[]>
     pseudonyms?: Pseudonymizer
+    profiles: readonly ComplianceProfileName[]
   },
 ): Record<string, unknown> {
   const given = typeof raw.id === 'string' && raw.id !== ''
@@ -76,6 +80,16 @@ function reference(
   if (out.outcome !== 'success' && out.outcome !== 'failure') out.outcome = 'failure'
   if (typeof out.action !== 'string') out.action = String(out.type)
   if (typeof out.actor !== 'object' || out.actor === null) out.actor = { id: null }
+  // Under profiles, the trail's own stamp: the profiles, the mapping version, the longest retention.
+  if (o.profiles.length > 0) {
+    const classes = o.profiles.map((p) => COMPLIANCE_PROFILE_DEFINITIONS[p].retention)
+    classes.sort((a, b) => AUDIT_RETENTION_CLASS_DAYS[b] - AUDIT_RETENTION_CLASS_DAYS[a])
+    out.compliance = {
+      profiles: o.profiles,
+      mappingVersion: COMPLIANCE_MAPPING_VERSION,
+      retention: classes[0],
+    }
+  }
   return out
 }
 
@@ -255,6 +269,7 @@ describe('audit event preparation', () => {
             level: c.level,
             redaction: c.redaction,
             tags,
+            profiles: c.compliance,
             ...(pseudonyms === undefined ? {} : { pseudonyms }),
           },
         )

@@ -6,6 +6,7 @@
  */
 import type { AuthErrorCode } from '../errors.js'
 import type { TraceEntry } from '../types.js'
+import type { AuditComplianceStamp } from './compliance.js'
 
 export { auditEventJson } from './event-json.js'
 
@@ -25,6 +26,7 @@ export type AuditEventType =
   | 'policy.changed'
   | 'config.changed'
   | 'audit.checkpoint'
+  | 'audit.clock_jump'
   | 'custom'
 
 /** The known event types. */
@@ -43,6 +45,7 @@ export const AUDIT_EVENT_TYPES: readonly AuditEventType[] = Object.freeze([
   'policy.changed',
   'config.changed',
   'audit.checkpoint',
+  'audit.clock_jump',
   'custom',
 ])
 
@@ -58,7 +61,8 @@ export function isSecurityEvent(type: AuditEventType): boolean {
     type === 'authz.deny' ||
     type.startsWith('key.') ||
     type.startsWith('policy.') ||
-    type === 'audit.checkpoint'
+    type === 'audit.checkpoint' ||
+    type === 'audit.clock_jump'
   )
 }
 
@@ -86,6 +90,11 @@ export interface AuditRequestContext {
   readonly route?: string
   readonly ip?: string
   readonly userAgent?: string
+  /**
+   * The adapter that answered the request (`express`, `koa`, `fastify`; `custom` when application
+   * code called the gate directly). Set on every event the gate writes for a request.
+   */
+  readonly adapter?: string
 }
 
 /** One audit event. Never contains a credential. */
@@ -116,6 +125,11 @@ export interface AuditEvent {
   readonly tags?: readonly string[]
   /** Event-specific data (never secrets). */
   readonly data?: Readonly<Record<string, unknown>>
+  /**
+   * The compliance profiles the trail prepared it under, the version of their event→control
+   * mapping and the retention class that applies (absent without a profile).
+   */
+  readonly compliance?: AuditComplianceStamp
   /** The event's link in its sink's hash chain (see `verifyAuditChain`). */
   readonly chain?: AuditChainLink
 }
@@ -135,7 +149,7 @@ export interface AuditChainLink {
 }
 
 /** An event as handed to the trail; id and time are filled in. */
-export type AuditEventInput = Omit<AuditEvent, 'id' | 'time' | 'chain' | 'level'> & {
+export type AuditEventInput = Omit<AuditEvent, 'id' | 'time' | 'chain' | 'level' | 'compliance'> & {
   readonly id?: string
   readonly time?: string
 }

@@ -12,6 +12,7 @@
 import { randomUUID } from 'node:crypto'
 import {
   DEFAULT_AUDIT_BATCH_SIZE,
+  DEFAULT_AUDIT_CLOCK_JUMP_THRESHOLD_MS,
   DEFAULT_AUDIT_FLUSH_INTERVAL_MS,
   DEFAULT_AUDIT_MAX_QUEUE,
 } from '../defaults.js'
@@ -37,12 +38,15 @@ import {
   type AuditSink,
 } from './audit-event.js'
 import { AuditSpool } from './audit-spool.js'
+import { ClockWatch } from './clock-watch.js'
 import { rememberAuditEventJson } from './event-json.js'
 import {
   auditComplianceReport,
   COMPLIANCE_PROFILES,
+  complianceStamp,
   resolveCompliance,
   type AuditComplianceReport,
+  type AuditComplianceStamp,
   type ComplianceProfileName,
 } from './compliance.js'
 import type { Pseudonymizer } from './pseudonyms.js'
@@ -95,6 +99,19 @@ export interface AuditOptions {
   readonly metrics?: MetricsClient
   /** Clock. @default Date.now */
   readonly now?: Clock
+  /**
+   * The monotonic clock (ms) the wall clock `now` is checked against on each flush: a step of
+   * `now` backwards, or forwards by more than `clockJumpThresholdMs`, is recorded as an
+   * `audit.clock_jump` event. When `now` is given without it, the check is off (an injected wall
+   * clock is usually a test's, whose time travel is no jump). @default performance.now
+   */
+  readonly monotonicNow?: () => number
+  /**
+   * A forward step of the wall clock larger than this is recorded (`audit.clock_jump`); a
+   * backward step always is. Five minutes: smaller forward corrections are what time daemons
+   * routinely make, and it is the clock skew Kerberos tolerates (RFC 4120 §1.7). @default 300000
+   */
+  readonly clockJumpThresholdMs?: number
   /** Where write failures are reported. */
   readonly logger?: Logger
   /**
@@ -160,6 +177,8 @@ const OPTION_NAMES = [
   'retentionDays',
   'metrics',
   'now',
+  'monotonicNow',
+  'clockJumpThresholdMs',
   'logger',
   'durable',
 ]
@@ -200,6 +219,8 @@ export function createAuditTrail(options: Readonly<AuditOptions> = {}): AuditTra
   const flushIntervalMs = int('flushIntervalMs', DEFAULT_AUDIT_FLUSH_INTERVAL_MS, 0)
   const maxQueue = int('maxQueue', DEFAULT_AUDIT_MAX_QUEUE, 1)
   const writeTimeoutMs = int('writeTimeoutMs', DEFAULT_WRITE_TIMEOUT_MS, 1)
+  const clockJumpThresholdMs = int('clockJumpThresholdMs', DEFAULT_AUDIT_CLOCK_JUMP_THRESHOLD_MS, 1)
+  if (options.monotonicNow !== undefined) v.function('monotonicNow', options.monotonicNow)
   if (options.retentionDays !== undefined)
     v.integer('retentionDays', options.retentionDays, { min: 0 })
   const durable =
@@ -286,7 +307,19 @@ export function createAuditTrail(options: Readonly<AuditOptions> = {}): AuditTra
     complianceTags(compliance),
     // Several sinks without a chain get the same event object: serialize it once for all.
     (sinks ?? []).length > 1 && options.integrity === undefined,
+    complianceStamp(compliance),
   )
+  // The watch reports into the trail, which is made after the queues that hold the watch.
+  const made: { trail?: Trail } = {}
+  const clock =
+    (sinks ?? []).length > 0 && (now === systemClock || options.monotonicNow !== undefined)
+      ? new ClockWatch({
+          wall: now,
+          monotonic: options.monotonicNow ?? monotonicMs,
+          thresholdMs: clockJumpThresholdMs,
+          report: (event) => made.trail?.emit(event),
+        })
+      : undefined
   const queues = (sinks ?? []).map(
     (s) =>
       new SinkQueue(s, {
@@ -298,6 +331,7 @@ export function createAuditTrail(options: Readonly<AuditOptions> = {}): AuditTra
         metrics,
         now,
         prep,
+        clock,
         chainer: options.integrity === undefined ? undefined : new AuditChainer(options.integrity),
         spool:
           options.spool === undefined
@@ -320,12 +354,14 @@ export function createAuditTrail(options: Readonly<AuditOptions> = {}): AuditTra
     ip,
     pseudonymize: options.pseudonyms !== undefined,
   }
-  return new Trail(queues, level as AuditLevel, durable, now, (failClosed) =>
+  const trail = new Trail(queues, level as AuditLevel, durable, now, (failClosed) =>
     auditComplianceReport({
       ...reportInput,
       ...(failClosed === undefined ? {} : { failClosed }),
     }),
   )
+  made.trail = trail
+  return trail
 }
 
 function complianceTags(
@@ -397,6 +433,7 @@ class Preparer {
     readonly pseudonyms: Pseudonymizer | undefined,
     readonly tags: Map<string, readonly string[]>,
     readonly shareJson: boolean,
+    readonly compliance: AuditComplianceStamp | undefined,
   ) {
     this.#fast = SCHEMA_FIELDS.every((f) => redaction.kind(f) === 'keep')
   }
@@ -431,6 +468,9 @@ class Preparer {
     } catch {
       e = this.#unreadable(raw, at)
     }
+    // The trail's own field, like `level`: one frozen object shared by every event.
+    if (this.compliance !== undefined)
+      (e as { compliance?: AuditComplianceStamp }).compliance = this.compliance
     if (this.shareJson) rememberAuditEventJson(e, JSON.stringify(e))
     return e
   }
@@ -650,6 +690,8 @@ interface QueueConfig {
   readonly metrics: MetricsClient
   readonly now: Clock
   readonly prep: Preparer
+  /** Checks the wall clock for jumps on each flush timer (absent: not watched). */
+  readonly clock: ClockWatch | undefined
   readonly chainer: AuditChainer | undefined
   readonly spool: AuditSpool | undefined
 }
@@ -800,6 +842,7 @@ class SinkQueue {
     }
     this.#timerNow = delayMs <= 0
     this.#timer = unrefTimeout(() => {
+      this.c.clock?.check()
       this.#timer = undefined
       this.#timerNow = false
       this.#running ??= this.#runSafely().finally(() => {

@@ -22,6 +22,35 @@ export const COMPLIANCE_PROFILES: readonly ComplianceProfileName[] = Object.free
   'HIPAA',
 ])
 
+/**
+ * The version of the event→control mapping below ({@link COMPLIANCE_PROFILE_DEFINITIONS}): the
+ * date it last changed. Every event prepared under a profile records it (`compliance.mappingVersion`)
+ * so an auditor reading an old event knows which mapping tagged it. Bumped in the same commit as
+ * any change to the controls, their events or fields, or a profile's retention class.
+ */
+export const COMPLIANCE_MAPPING_VERSION = '2026-12-07'
+
+/**
+ * How long a profile's evidence is usually kept: `6m` six months, `1y` one year, `6y` six years.
+ * These are defaults drawn from each standard's usual evidence-retention expectations, to confirm
+ * with the auditor (a contract or a national law may ask for more).
+ */
+export type AuditRetentionClass = '6m' | '1y' | '6y'
+
+/** The retention classes, shortest first, with the days each stands for. */
+export const AUDIT_RETENTION_CLASS_DAYS: Readonly<Record<AuditRetentionClass, number>> =
+  Object.freeze({ '6m': 183, '1y': 365, '6y': 6 * 365 })
+
+/** What every event prepared under compliance profiles carries (`event.compliance`). */
+export interface AuditComplianceStamp {
+  /** The trail's profiles, in the order configured. */
+  readonly profiles: readonly ComplianceProfileName[]
+  /** {@link COMPLIANCE_MAPPING_VERSION} when the event was prepared. */
+  readonly mappingVersion: string
+  /** The longest retention class of the profiles. */
+  readonly retention: AuditRetentionClass
+}
+
 /** One control of a standard. */
 export interface ComplianceControl {
   readonly profile: ComplianceProfileName
@@ -42,6 +71,8 @@ export interface ComplianceProfile {
   readonly controls: readonly ComplianceControl[]
   /** Minimum retention in days (0: the standard sets none). */
   readonly minRetentionDays: number
+  /** The evidence-retention class events written under the profile carry (a default to confirm with the auditor). */
+  readonly retention: AuditRetentionClass
   /** How client IPs must be written. */
   readonly ip: AuditIpMode
   /** Whether principal ids must be pseudonymized. */
@@ -75,6 +106,9 @@ export const COMPLIANCE_PROFILE_DEFINITIONS: Readonly<
   SOC2: {
     name: 'SOC2',
     minRetentionDays: 365,
+    // No period in the Trust Services Criteria: auditors sample the whole (up to 12-month) Type 2
+    // period, so a year of evidence is the usual expectation.
+    retention: '1y',
     ip: 'keep',
     pseudonymize: false,
     controls: [
@@ -105,6 +139,9 @@ export const COMPLIANCE_PROFILE_DEFINITIONS: Readonly<
   ISO27001: {
     name: 'ISO27001',
     minRetentionDays: 365,
+    // A.8.15 leaves the period to the organization's policy; a year covers the annual
+    // surveillance audit.
+    retention: '1y',
     ip: 'keep',
     pseudonymize: false,
     controls: [
@@ -123,11 +160,21 @@ export const COMPLIANCE_PROFILE_DEFINITIONS: Readonly<
         ['authn.failure', 'authz.deny', 'ratelimit.exceeded'],
         [...BASE_FIELDS, 'reason'],
       ),
+      c(
+        'ISO27001',
+        'A.8.17',
+        'Clock synchronization: a jump of the clock the events are stamped with is recorded',
+        ['audit.clock_jump'],
+        [...BASE_FIELDS, 'data'],
+      ),
     ],
   },
   GDPR: {
     name: 'GDPR',
     minRetentionDays: 0,
+    // No minimum, and storage limitation (Art. 5(1)(e)) caps it: CNIL's 2021 recommendation on
+    // logging keeps access logs six months to a year.
+    retention: '6m',
     ip: 'truncate',
     pseudonymize: true,
     controls: [
@@ -152,6 +199,7 @@ export const COMPLIANCE_PROFILE_DEFINITIONS: Readonly<
     name: 'HIPAA',
     // 45 CFR 164.316(b)(2)(i): documentation retained six years.
     minRetentionDays: 6 * 365,
+    retention: '6y',
     ip: 'hmac',
     pseudonymize: true,
     controls: [
@@ -174,6 +222,8 @@ export interface ResolvedCompliance {
   readonly requiredEvents: readonly AuditEventType[]
   readonly requiredFields: readonly string[]
   readonly minRetentionDays: number
+  /** The longest retention class of the profiles (`undefined` without a profile). */
+  readonly retention: AuditRetentionClass | undefined
   readonly ip: AuditIpMode
   readonly pseudonymize: boolean
   readonly integrity: boolean
@@ -187,16 +237,37 @@ export function resolveCompliance(profiles: readonly ComplianceProfileName[]): R
   const controls = defs.flatMap((d) => d.controls)
   let ip: AuditIpMode = 'keep'
   for (const d of defs) if (IP_STRICTNESS[d.ip] > IP_STRICTNESS[ip]) ip = d.ip
+  let retention: AuditRetentionClass | undefined
+  for (const d of defs)
+    if (
+      retention === undefined ||
+      AUDIT_RETENTION_CLASS_DAYS[d.retention] > AUDIT_RETENTION_CLASS_DAYS[retention]
+    )
+      retention = d.retention
   return {
     profiles: defs.map((d) => d.name),
     controls,
     requiredEvents: [...new Set(controls.flatMap((x) => x.events))],
     requiredFields: [...new Set(controls.flatMap((x) => x.fields))],
     minRetentionDays: Math.max(0, ...defs.map((d) => d.minRetentionDays)),
+    retention,
     ip,
     pseudonymize: defs.some((d) => d.pseudonymize),
     integrity: controls.some((x) => x.integrity === true),
   }
+}
+
+/** The stamp events prepared under `profiles` carry; `undefined` without a profile. */
+export function complianceStamp(
+  profiles: readonly ComplianceProfileName[],
+): AuditComplianceStamp | undefined {
+  const resolved = resolveCompliance(profiles)
+  if (resolved.retention === undefined) return undefined
+  return Object.freeze({
+    profiles: Object.freeze([...resolved.profiles]),
+    mappingVersion: COMPLIANCE_MAPPING_VERSION,
+    retention: resolved.retention,
+  })
 }
 
 /** What {@link auditComplianceReport} looks at: the audit configuration in plain terms. */
@@ -238,6 +309,10 @@ export interface AuditComplianceReport {
   }
   readonly controls: readonly ComplianceControlReport[]
   readonly minRetentionDays: number
+  /** The retention class the events carry (the longest of the profiles; absent without one). */
+  readonly retention?: AuditRetentionClass
+  /** The version of the event→control mapping the report (and the events) follow. */
+  readonly mappingVersion: string
   /** Every gap, one sentence each. Empty when the configuration covers every control. */
   readonly gaps: readonly string[]
 }
@@ -297,6 +372,8 @@ export function auditComplianceReport(
     events: { written, missing: resolved.requiredEvents.filter((e) => !writtenSet.has(e)) },
     controls,
     minRetentionDays: resolved.minRetentionDays,
+    ...(resolved.retention === undefined ? {} : { retention: resolved.retention }),
+    mappingVersion: COMPLIANCE_MAPPING_VERSION,
     gaps: all,
   }
 }

@@ -132,8 +132,14 @@ export function createJsonLinesFileSink(options: Readonly<JsonLinesFileSinkOptio
     handle = undefined
     await fh?.close()
     const stamp = new Date(now()).toISOString().replace(/:/g, '-')
-    let target = `${options.path}.${stamp}`
-    for (let i = 1; await exists(target); i++) target = `${options.path}.${stamp}.${i}`
+    let base = `${options.path}.${stamp}`
+    // Readers take rotated files in name order: after the wall clock stepped back, this file is
+    // named after the last one (a longer name sorts after its prefix), or `audit verify` would read
+    // the chain out of order and call it tampered.
+    const last = (await listAuditFiles(options.path)).filter((f) => f !== options.path).at(-1)
+    if (last !== undefined && base <= last) base = last
+    let target = base
+    for (let i = 1; target === last || (await exists(target)); i++) target = `${base}.${i}`
     await rename(options.path, target)
   }
 

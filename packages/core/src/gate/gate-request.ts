@@ -24,6 +24,12 @@ export interface GateRequest {
   readonly ip: string | undefined
   /** Node's raw header list (`[name, value, ...]`) to detect repeated headers; optional. */
   readonly rawHeaders: readonly string[] | undefined
+  /**
+   * The adapter that built the request and answers it (`express`, `koa`, `fastify`), recorded as
+   * `request.adapter` in its audit events; absent when application code calls the gate directly,
+   * which the events record as `custom`.
+   */
+  readonly adapter?: string
   /** A header's value by lower-case name (Node joins or drops repeats; see `rawHeaders`). */
   header(name: string): string | undefined
 }

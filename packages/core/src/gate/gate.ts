@@ -1162,7 +1162,12 @@ class GateImpl implements Gate {
     const ua = request.header('user-agent')
     const path = normalizePath(request.path)
     const target = request.route ?? path
-    const ctx: Mutable<AuditRequestContext> = { id: requestId, method: request.method, path }
+    const ctx: Mutable<AuditRequestContext> = {
+      id: requestId,
+      method: request.method,
+      path,
+      adapter: request.adapter ?? 'custom',
+    }
     if (request.route !== undefined) ctx.route = request.route
     if (request.ip !== undefined) ctx.ip = request.ip
     if (ua !== undefined) ctx.userAgent = ua.slice(0, USER_AGENT_MAX)

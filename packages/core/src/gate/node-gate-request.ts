@@ -29,6 +29,8 @@ export interface NodeGateRequestInit {
    * @default true
    */
   readonly caseSensitive?: boolean
+  /** The adapter building the request (see {@link GateRequest.adapter}). @default 'custom' */
+  readonly adapter?: string
 }
 
 const CASE_INSENSITIVE = Object.freeze({ caseSensitive: false })
@@ -44,6 +46,8 @@ export class NodeGateRequest implements GateRequest {
   readonly route: string | undefined
   readonly ip: string | undefined
   readonly rawHeaders: readonly string[]
+  /** The adapter that built the request (`custom` when none said). */
+  readonly adapter: string
   readonly #headers: NodeHeaders
   readonly #caseSensitive: boolean
 
@@ -57,6 +61,7 @@ export class NodeGateRequest implements GateRequest {
     this.route = init.route
     this.ip = init.ip
     this.rawHeaders = init.rawHeaders
+    this.adapter = init.adapter ?? 'custom'
     this.#headers = init.headers
   }
 
@@ -72,6 +77,7 @@ export class NodeGateRequest implements GateRequest {
       headers: this.#headers,
       rawHeaders: this.rawHeaders,
       caseSensitive: this.#caseSensitive,
+      adapter: this.adapter,
     })
   }
 
