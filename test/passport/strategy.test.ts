@@ -14,6 +14,7 @@ import {
   type Principal,
   type StageResult,
 } from '@portcullis/core'
+import { createMemoryAuditSink } from '@portcullis/core/testing'
 import { problemHandler } from '@portcullis/express'
 import { PortcullisStrategy, type PortcullisAuthInfo } from '@portcullis/passport'
 import { seconds, signHmac } from '../helpers/jwt.js'
@@ -108,6 +109,18 @@ describe('@portcullis/passport PortcullisStrategy', () => {
     expect(res.body.user).to.include({ id: 'alice', method: 'apikey' })
     expect(res.body.user.scopes).to.deep.equal(['documents:read'])
     expect(res.body.requestId).to.be.a('string')
+  })
+
+  it("names passport as the adapter in the gate's audit events", async () => {
+    const sink = createMemoryAuditSink()
+    const g = await setup({ audit: { sinks: [sink], flushIntervalMs: 0 } })
+    expect((await request(g.app).get('/x').set('X-API-Key', g.key)).status).to.equal(200)
+    expect((await request(g.app).get('/x')).status).to.equal(401)
+    await g.gate.audit.flush()
+    expect(sink.events.map((e) => [e.type, e.request?.adapter])).to.deep.equal([
+      ['authn.success', 'passport'],
+      ['authn.failure', 'passport'],
+    ])
   })
 
   it('denies an invalid API key with 401 and an invalid_token challenge', async () => {

@@ -88,6 +88,7 @@ export class PortcullisStrategy extends StrategyBase {
   /** Passport's entry point. */
   authenticate(req: NodeRequestLike, _options?: unknown): void {
     const request = new NodeGateRequest({
+      adapter: 'passport',
       method: req.method ?? 'GET',
       url: req.originalUrl ?? req.url ?? '/',
       route: undefined,

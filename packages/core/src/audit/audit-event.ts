@@ -91,7 +91,7 @@ export interface AuditRequestContext {
   readonly ip?: string
   readonly userAgent?: string
   /**
-   * The adapter that answered the request (`express`, `koa`, `fastify`; `custom` when application
+   * The adapter that answered the request (`express`, `koa`, `fastify`, `passport`; `custom` when application
    * code called the gate directly). Set on every event the gate writes for a request.
    */
   readonly adapter?: string
