@@ -467,6 +467,35 @@ describeWithRedisClients('@portcullis/redis against a real redis-server', (serve
       expect((await timeCalls()) - before).to.equal(2)
     })
 
+    it('applies the quota failure mode when Redis TIME cannot be read', async () => {
+      const down = connect(ioredis.Redis, server().port)
+      await ready(down)
+      down.disconnect()
+      const store = createMemoryKeyStore()
+      const { key } = await createApiKeyManager({ store, pepper: PEPPER }).create({
+        name: 'k',
+        ownerId: 'u',
+      })
+      const statuses: Record<string, number> = {}
+      for (const onStoreError of ['closed', 'open'] as const) {
+        const gate = createGate({
+          apiKeys: { store, pepper: PEPPER },
+          stages: [
+            createQuotaStage({
+              backend: createRedisBackend({ client: down }),
+              onStoreError,
+              quotas: [{ name: unique('q-down'), limit: 5, period: 'day' }],
+            }),
+          ],
+          audit: false,
+        })
+        const d = await settled(gate.evaluate(fakeRequest({ headers: { 'x-api-key': key } })))
+        statuses[onStoreError] = d.status
+        if (!d.allowed) expect(d.error.code).to.equal('ERR_QUOTA_UNAVAILABLE')
+      }
+      expect(statuses).to.deep.equal({ closed: 503, open: 200 })
+    })
+
     it('counts an Idempotency-Key retry once across nodes (SET NX PX beside the counter)', async () => {
       const { hit, used } = await nodes({ name: unique('q-idem'), limit: 5 }, [0, 0], {
         idempotency: true,
