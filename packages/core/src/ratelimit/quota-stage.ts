@@ -103,7 +103,10 @@ export interface QuotaStageOptions {
    * @default false
    */
   readonly idempotency?: boolean | QuotaIdempotencyOptions
-  /** Clock; with a backend that has its own (Redis), it is used for idempotency records only. */
+  /**
+   * Clock of the calendar periods and of in-memory idempotency records. A backend with its own
+   * clock (Redis `TIME`) decides the period instead. @default Date.now
+   */
   readonly now?: Clock
   readonly logger?: Logger
 }
@@ -458,9 +461,9 @@ class Quotas implements QuotaStage {
         // Without the store's time no quota can be counted: one failure for all of them.
         const first = quotas[0] as CompiledQuota
         const failed = storeFailure(QUOTA_STORE, first.name, first.mode, e, context, this.logger)
-        if (failed === undefined) return this.#passed([], [], undefined)
+        // Nothing was charged: a retry must not pass as already counted.
         if (record !== undefined) this.#release(record)
-        return failed
+        return failed ?? this.#passed([], [], undefined)
       },
     )
   }
@@ -706,20 +709,29 @@ class Quotas implements QuotaStage {
   /** A retry already charged: admitted without counting, with the quotas' current headers. */
   async #replay(quotas: readonly CompiledQuota[], p: Principal): Promise<StageResult> {
     if (this.headers === false) return OK
-    const t = await this.#time()
     const reports: LimitReport[] = []
-    for (const q of quotas) {
-      const points = q.limit(p)
-      const { id, start, end } = periodBounds(q.period, t)
-      const res = await this.#limiter(q, points).get(`${keyOf(q, p)}:${id}`)
-      const used = res?.consumedPoints ?? 0
-      reports.push({
-        name: q.name,
-        limit: points,
-        remaining: Math.max(0, points - used),
-        resetMs: end - t,
-        windowMs: end - start,
-      })
+    try {
+      const t = await this.#time()
+      for (const q of quotas) {
+        const points = q.limit(p)
+        const { id, start, end } = periodBounds(q.period, t)
+        const res = await this.#limiter(q, points).get(`${keyOf(q, p)}:${id}`)
+        const used = res?.consumedPoints ?? 0
+        reports.push({
+          name: q.name,
+          limit: points,
+          remaining: Math.max(0, points - used),
+          resetMs: end - t,
+          windowMs: end - start,
+        })
+      }
+    } catch (e) {
+      // Already charged once: a store that cannot tell the usage costs the headers, not the request.
+      this.logger.warn(
+        { error: String(e) },
+        'quota: usage unreadable; retry admitted without headers',
+      )
+      return OK
     }
     return { ok: true, headers: this.#headers(reports) }
   }
