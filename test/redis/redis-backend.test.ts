@@ -12,6 +12,8 @@ import {
   createRateLimitStage,
   isAuthError,
   type Decision,
+  type Gate,
+  type QuotaStage,
   type RateLimitBackend,
   type StoreFailureMode,
 } from '@portcullis/core'
@@ -332,7 +334,8 @@ describeWithRedisClients('@portcullis/redis against a real redis-server', (serve
       expect([(await hit()).status, (await hit()).status]).to.deep.equal([200, 429])
       expect(first.status).to.equal(200)
       const [usage] = await quotas.usage(record.id)
-      expect(usage).to.include({ name, used: 6, limit: 5, remaining: 0 })
+      // The refused third request (cost 2, 1 left) spent nothing (issue 18).
+      expect(usage).to.include({ name, used: 4, limit: 5, remaining: 1 })
       // The counter expires at 00:00 UTC (customDuration), not 24 h after the first request.
       const keys = await redis.keys(`ptcl:q:${name}:*`)
       expect(keys).to.have.length(1)
@@ -344,6 +347,187 @@ describeWithRedisClients('@portcullis/redis against a real redis-server', (serve
       expect(Math.abs((await redis.pttl(keys[0]!)) - (endOfDay - Date.now()))).to.be.below(2000)
       await quotas.reset(record.id)
       expect((await quotas.usage(record.id))[0]).to.include({ used: 0, remaining: 5 })
+    })
+  })
+
+  describe('quotas on Redis (issue 18)', () => {
+    const clients: Redis[] = []
+    afterEach(async () => {
+      for (const c of clients.splice(0)) await close(c)
+    })
+
+    /** Two nodes: gates sharing one key store and one Redis, each with its own client and clock. */
+    async function nodes(
+      quota: { name: string; limit: number; cost?: number },
+      skewsMs: readonly number[],
+      extra: { idempotency?: boolean; refundOnServerError?: boolean } = {},
+    ) {
+      const store = createMemoryKeyStore()
+      const own: Redis[] = []
+      const stages: QuotaStage[] = []
+      const gates: Gate[] = []
+      for (const skew of skewsMs) {
+        const client = connect(ioredis.Redis, server().port)
+        await ready(client)
+        clients.push(client)
+        own.push(client)
+        const quotas = createQuotaStage({
+          backend: createRedisBackend({ client }),
+          quotas: [{ ...quota, period: 'day' }],
+          now: () => Date.now() + skew,
+          ...extra,
+        })
+        stages.push(quotas)
+        gates.push(
+          createGate({ apiKeys: { store, pepper: PEPPER }, stages: [quotas], audit: false }),
+        )
+      }
+      const { key, record } = await createApiKeyManager({ store, pepper: PEPPER }).create({
+        name: 'k',
+        ownerId: 'u',
+      })
+      const hit = (node: number, headers: Record<string, string> = {}) =>
+        gates[node]!.evaluate(fakeRequest({ headers: { 'x-api-key': key, ...headers } }))
+      const used = async () => (await stages[0]!.usage(record.id))[0]?.used
+      return { hit, used, clients: own }
+    }
+
+    it('refuses a cost larger than what is left without spending the rest', async () => {
+      const prefix = unique('aon')
+      const limiter = createRedisBackend({ client: redis }).create({
+        keyPrefix: prefix,
+        points: 5,
+        durationMs: 86_400_000,
+        blockDurationMs: 0,
+        allOrNothing: true,
+      })
+      expect((await limiter.consume('k', 3)).remainingPoints).to.equal(2)
+      const refused = await limiter.consume('k', 3).then(
+        () => expect.fail('consumed past the limit'),
+        (e: unknown) => e as { remainingPoints: number; consumedPoints: number },
+      )
+      expect(refused).to.include({ remainingPoints: 2, consumedPoints: 3 })
+      expect(await redis.get(`ptcl:${prefix}:k`)).to.equal('3')
+      // What fits still passes.
+      expect((await limiter.consume('k', 2)).remainingPoints).to.equal(0)
+
+      const { hit, used } = await nodes({ name: unique('q-aon'), limit: 5, cost: 3 }, [0])
+      expect((await hit(0)).status).to.equal(200)
+      const over = await hit(0)
+      expect(over.status).to.equal(429)
+      if (over.allowed) return
+      expect(over.error).to.include({ code: 'ERR_QUOTA_EXCEEDED', remaining: 2 })
+      expect(await used()).to.equal(3)
+    })
+
+    it('takes the period from Redis TIME: nodes a day apart count into one period', async () => {
+      const name = unique('q-skew')
+      const { hit } = await nodes({ name, limit: 1 }, [86_400_000, -86_400_000])
+      expect((await hit(0)).status).to.equal(200)
+      expect((await hit(1)).status).to.equal(429)
+      const [seconds] = await redis.time()
+      const today = new Date(Number(seconds) * 1000).toISOString().slice(0, 10)
+      const keys = await redis.keys(`ptcl:q:${name}:*`)
+      expect(keys).to.have.length(1)
+      expect(keys[0]).to.match(new RegExp(`:${today}$`))
+    })
+
+    it('reads TIME once per clockRefreshMs, in the background after the first', async () => {
+      let monotonic = 0
+      const store = createMemoryKeyStore()
+      const quotas = createQuotaStage({
+        backend: createRedisBackend({
+          client: redis,
+          clockRefreshMs: 10_000,
+          monotonicNow: () => monotonic,
+        }),
+        quotas: [{ name: unique('q-clock'), limit: 100, period: 'day' }],
+      })
+      const gate = createGate({
+        apiKeys: { store, pepper: PEPPER },
+        stages: [quotas],
+        audit: false,
+      })
+      const { key } = await createApiKeyManager({ store, pepper: PEPPER }).create({
+        name: 'k',
+        ownerId: 'u',
+      })
+      const hit = () => gate.evaluate(fakeRequest({ headers: { 'x-api-key': key } }))
+      const timeCalls = async () =>
+        Number(/cmdstat_time:calls=(\d+)/.exec(await redis.info('commandstats'))?.[1] ?? 0)
+      const before = await timeCalls()
+      for (let i = 0; i < 3; i++) expect((await hit()).status).to.equal(200)
+      expect((await timeCalls()) - before).to.equal(1)
+      monotonic += 9_999
+      await hit()
+      expect((await timeCalls()) - before).to.equal(1)
+      monotonic += 1
+      // TIME goes out before the counter's script on the same connection: done when it answers.
+      await hit()
+      expect((await timeCalls()) - before).to.equal(2)
+    })
+
+    it('applies the quota failure mode when Redis TIME cannot be read', async () => {
+      const down = connect(ioredis.Redis, server().port)
+      await ready(down)
+      down.disconnect()
+      const store = createMemoryKeyStore()
+      const { key } = await createApiKeyManager({ store, pepper: PEPPER }).create({
+        name: 'k',
+        ownerId: 'u',
+      })
+      const statuses: Record<string, number> = {}
+      for (const onStoreError of ['closed', 'open'] as const) {
+        const gate = createGate({
+          apiKeys: { store, pepper: PEPPER },
+          stages: [
+            createQuotaStage({
+              backend: createRedisBackend({ client: down }),
+              onStoreError,
+              quotas: [{ name: unique('q-down'), limit: 5, period: 'day' }],
+            }),
+          ],
+          audit: false,
+        })
+        const d = await settled(gate.evaluate(fakeRequest({ headers: { 'x-api-key': key } })))
+        statuses[onStoreError] = d.status
+        if (!d.allowed) expect(d.error.code).to.equal('ERR_QUOTA_UNAVAILABLE')
+      }
+      expect(statuses).to.deep.equal({ closed: 503, open: 200 })
+    })
+
+    it('counts an Idempotency-Key retry once across nodes (SET NX PX beside the counter)', async () => {
+      const { hit, used } = await nodes({ name: unique('q-idem'), limit: 5 }, [0, 0], {
+        idempotency: true,
+      })
+      const first = await hit(0, { 'idempotency-key': 'order-7' })
+      const retry = await hit(1, { 'idempotency-key': 'order-7' })
+      expect([first.status, retry.status]).to.deep.equal([200, 200])
+      expect(await used()).to.equal(1)
+      expect(retry.headers.ratelimit).to.match(/;r=4;t=\d+$/)
+      const records = await redis.keys('ptcl:qi:*')
+      expect(records.length).to.be.at.least(1)
+      for (const k of records) expect(await redis.pttl(k)).to.be.within(1, 86_400_000)
+    })
+
+    it('drops the idempotency record when the first attempt is refunded (5xx)', async () => {
+      const {
+        hit,
+        used,
+        clients: [node0],
+      } = await nodes({ name: unique('q-idem-5xx'), limit: 5 }, [0, 0], {
+        idempotency: true,
+        refundOnServerError: true,
+      })
+      const first = await hit(0, { 'idempotency-key': 'order-8' })
+      if (!first.allowed) return expect.fail('refused')
+      first.settle?.(502)
+      // The refund and the record's removal go out without waiting, on node 0's connection: a
+      // PING answered there comes after them.
+      await node0!.ping()
+      expect(await used()).to.equal(0)
+      expect((await hit(1, { 'idempotency-key': 'order-8' })).status).to.equal(200)
+      expect(await used()).to.equal(1)
     })
   })
 

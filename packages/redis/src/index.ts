@@ -34,7 +34,11 @@ import {
   type RateLimiterLike,
 } from '@portcullis/core'
 import type { Redis } from 'ioredis'
-import { RateLimiterRedis, type RateLimiterCompatibleAbstract } from 'rate-limiter-flexible'
+import {
+  RateLimiterRedis,
+  RateLimiterRes,
+  type RateLimiterCompatibleAbstract,
+} from 'rate-limiter-flexible'
 
 /** Options of {@link createRedisBackend}. */
 export interface RedisBackendOptions {
@@ -59,24 +63,54 @@ export interface RedisBackendOptions {
    * Remember keys already over their limit in process memory until their window ends, so refused
    * floods never reach Redis (rate-limiter-flexible's `inMemoryBlockOnConsumed`, set to
    * `points + 1`). Not applied to limits with a `blockDurationMs` ban. A reset or refund reaches
-   * the other processes' memory only when the window ends. @default true
+   * the other processes' memory only when the window ends. Quota counters (which refuse a request
+   * costing more than what is left without spending it) always ask Redis. @default true
    */
   readonly inMemoryBlock?: boolean
+  /**
+   * How often the quota stage's clock reads Redis `TIME`, in ms. Calendar quotas on shared
+   * counters take "now" from Redis, not from each node, so nodes with skewed clocks count into the
+   * same period and roll over at the same moment. The offset between Redis `TIME` and this
+   * process's monotonic clock is measured (at the round trip's midpoint) on the first quota
+   * request, which waits for it, and refreshed in the background once it is older than this; a
+   * failed refresh keeps the last offset. Between refreshes no request pays a round trip.
+   * @default 10000
+   */
+  readonly clockRefreshMs?: number
   /** Clock of the insurance limiters. @default Date.now */
   readonly now?: Clock
+  /**
+   * Monotonic clock (ms) that the Redis `TIME` offset is added to; for tests. @default
+   * performance.now
+   */
+  readonly monotonicNow?: () => number
   /** Receives warnings about unknown options and a client not set up to fail fast. @default silent */
   readonly logger?: Logger
 }
 
 const DEFAULT_PREFIX = 'ptcl'
-const OPTION_NAMES = ['client', 'prefix', 'insurance', 'inMemoryBlock', 'now', 'logger']
+/** Default of {@link RedisBackendOptions.clockRefreshMs}. */
+export const DEFAULT_REDIS_CLOCK_REFRESH_MS = 10_000
+const OPTION_NAMES = [
+  'client',
+  'prefix',
+  'insurance',
+  'inMemoryBlock',
+  'clockRefreshMs',
+  'now',
+  'monotonicNow',
+  'logger',
+]
 
 interface ResolvedRedisBackendOptions {
   readonly client: Redis
   readonly prefix: string
   readonly insurance: boolean
   readonly inMemoryBlock: boolean
+  readonly clockRefreshMs: number
   readonly now: Clock | undefined
+  readonly monotonicNow: () => number
+  readonly logger: Logger
 }
 
 function isIoredisClient(value: unknown): value is Redis {
@@ -108,7 +142,15 @@ function resolveRedisBackendOptions(
     options.insurance === undefined ? false : v.boolean('insurance', options.insurance)
   const inMemoryBlock =
     options.inMemoryBlock === undefined ? true : v.boolean('inMemoryBlock', options.inMemoryBlock)
+  const clockRefreshMs =
+    options.clockRefreshMs === undefined
+      ? DEFAULT_REDIS_CLOCK_REFRESH_MS
+      : v.integer('clockRefreshMs', options.clockRefreshMs, { min: 0 })
   const now = options.now === undefined ? undefined : v.function<Clock>('now', options.now)
+  const monotonicNow =
+    options.monotonicNow === undefined
+      ? undefined
+      : v.function<() => number>('monotonicNow', options.monotonicNow)
   const logger = options.logger ?? silentLogger
   v.assert((m) => logger.warn({}, m))
   const c = client as Redis
@@ -132,7 +174,10 @@ function resolveRedisBackendOptions(
     prefix: prefix as string,
     insurance: insurance as boolean,
     inMemoryBlock: inMemoryBlock as boolean,
+    clockRefreshMs: clockRefreshMs as number,
     now,
+    monotonicNow: monotonicNow ?? (() => performance.now()),
+    logger,
   })
 }
 
@@ -170,11 +215,18 @@ export function createRedisBackend(options: Readonly<RedisBackendOptions>): Rate
   const local = config.insurance
     ? createMemoryBackend(config.now === undefined ? {} : { now: config.now })
     : undefined
+  const client = config.client
   return {
     name: 'redis',
+    now: redisClock(config),
+    claim: async (key, ttlMs) =>
+      (await client.set(prefixed(config.prefix, key), '1', 'PX', ttlMs, 'NX')) === 'OK',
+    release: async (key) => {
+      await client.del(prefixed(config.prefix, key))
+    },
     create(spec: LimiterSpec): RateLimiterLike {
       assertWholeSeconds(spec)
-      return new RateLimiterRedis({
+      const limiter = new RateLimiterRedis({
         storeClient: config.client,
         keyPrefix: prefixed(config.prefix, spec.keyPrefix),
         points: spec.points,
@@ -185,13 +237,137 @@ export function createRedisBackend(options: Readonly<RedisBackendOptions>): Rate
         // window's remaining TTL (Retry-After stays exact). That branch skips writing a ban to
         // Redis, so limits with a ban keep it off; the sliding algorithm's uncapped base too.
         ...(config.inMemoryBlock &&
+        spec.allOrNothing !== true &&
         spec.blockDurationMs === 0 &&
         spec.points < Number.MAX_SAFE_INTEGER
           ? { inMemoryBlockOnConsumed: spec.points + 1 }
           : {}),
         ...(local === undefined ? {} : { insuranceLimiter: insurer(local.create(spec)) }),
       })
+      return spec.allOrNothing === true
+        ? new AllOrNothingLimiter(client, limiter, spec.points, local !== undefined)
+        : limiter
     },
+  }
+}
+
+/**
+ * Adds the points only when they fit (one Lua call: the check and the add are atomic across
+ * processes), on rate-limiter-flexible's key and value format, so its `get`, `reward` and `delete`
+ * read and change the same counter. Refused: `[consumed, pttl, 0]`, nothing written.
+ */
+const CONSUME_IF_FITS = `
+local consumed = tonumber(redis.call('get', KEYS[1]) or '0')
+local points = tonumber(ARGV[1])
+if consumed + points > tonumber(ARGV[2]) then
+  return {consumed, redis.call('pttl', KEYS[1]), 0}
+end
+consumed = redis.call('incrby', KEYS[1], points)
+local ttl = redis.call('pttl', KEYS[1])
+if ttl < 0 then
+  redis.call('pexpire', KEYS[1], ARGV[3])
+  ttl = tonumber(ARGV[3])
+end
+return {consumed, ttl, 1}
+`
+
+type ConsumeIfFits = (key: string, points: number, limit: number, ttlMs: number) => Promise<unknown>
+
+/** A quota counter: a request costing more than what is left is refused without spending it. */
+class AllOrNothingLimiter implements RateLimiterLike {
+  readonly #consume: ConsumeIfFits
+
+  constructor(
+    private readonly client: Redis,
+    private readonly inner: RateLimiterRedis,
+    private readonly points: number,
+    private readonly insured: boolean,
+  ) {
+    const c = client as Redis & { ptclConsumeIfFits?: ConsumeIfFits }
+    if (typeof c.ptclConsumeIfFits !== 'function')
+      client.defineCommand('ptclConsumeIfFits', { numberOfKeys: 1, lua: CONSUME_IF_FITS })
+    this.#consume = (c.ptclConsumeIfFits as ConsumeIfFits).bind(client)
+  }
+
+  async consume(
+    key: string,
+    points = 1,
+    options: { customDuration?: number } = {},
+  ): Promise<RateLimiterRes> {
+    const ttlMs = (options.customDuration ?? this.inner.duration) * 1000
+    let reply: unknown
+    try {
+      if (this.client.status !== 'ready') throw new Error('Redis connection is not ready')
+      reply = await this.#consume(this.inner.getKey(key), points, this.points, ttlMs)
+    } catch (e) {
+      // The insurance limiter (per process, counting as before) takes over while Redis fails.
+      if (this.insured) return this.inner.consume(key, points, options)
+      throw e
+    }
+    const [consumed, ttl, added] = (reply as [number, number, number]).map(Number) as [
+      number,
+      number,
+      number,
+    ]
+    const res = new RateLimiterRes(
+      Math.max(0, this.points - consumed),
+      Math.max(0, ttl),
+      consumed,
+      added === 1 && consumed === points,
+    )
+    if (added !== 1) throw res
+    return res
+  }
+
+  get(key: string): Promise<RateLimiterRes | null> {
+    return this.inner.get(key)
+  }
+
+  reward(key: string, points?: number): Promise<RateLimiterRes> {
+    return this.inner.reward(key, points)
+  }
+
+  delete(key: string): Promise<boolean> {
+    return this.inner.delete(key)
+  }
+}
+
+/**
+ * Redis `TIME` as a clock: an offset to the local monotonic clock, measured at the round trip's
+ * midpoint, refreshed in the background every `clockRefreshMs`. Only the first read waits.
+ */
+function redisClock(config: ResolvedRedisBackendOptions): () => number | Promise<number> {
+  const local = config.monotonicNow
+  let offset: number | undefined
+  let measuredAt = 0
+  let reading: Promise<number> | undefined
+  const read = (): Promise<number> => {
+    reading ??= (async () => {
+      try {
+        const before = local()
+        const [seconds, micros] = await config.client.time()
+        const after = local()
+        offset = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000) - (before + after) / 2
+        measuredAt = after
+        return offset
+      } finally {
+        reading = undefined
+      }
+    })()
+    return reading
+  }
+  return () => {
+    const t = local()
+    if (offset === undefined) return read().then((o) => Math.round(local() + o))
+    if (t - measuredAt >= config.clockRefreshMs && reading === undefined) {
+      read().catch((e: unknown) => {
+        config.logger.warn(
+          { error: String(e) },
+          'redis: TIME failed; the quota clock keeps its last offset',
+        )
+      })
+    }
+    return Math.round(t + offset)
   }
 }
 

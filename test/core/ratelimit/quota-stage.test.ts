@@ -191,3 +191,189 @@ describe('quota refunds on server errors', () => {
     expect(open.types).to.include('quota.bypassed')
   })
 })
+
+/** A gate with one quota stage and an API key holding `docs:read` (issue 18 scenarios). */
+async function quotaGate(options: Omit<QuotaStageOptions, 'now'>) {
+  const clock = createFakeClock(Date.UTC(2026, 10, 30, 12))
+  const store = createMemoryKeyStore()
+  const quotas = createQuotaStage({ now: clock, ...options })
+  const gate = createGate({
+    apiKeys: { store, pepper: PEPPER },
+    stages: [quotas],
+    audit: false,
+    now: clock,
+  })
+  const keys = createApiKeyManager({ store, pepper: PEPPER, now: clock })
+  const a = await keys.create({ name: 'a', ownerId: 'alice', scopes: ['docs:read'] })
+  const b = await keys.create({ name: 'b', ownerId: 'bob', scopes: ['docs:read'] })
+  const request = (key: string, headers: Record<string, string> = {}, path = '/docs') =>
+    fakeRequest({ url: path, headers: { 'x-api-key': key, ...headers } })
+  const used = async (id: string, name?: string) =>
+    (await quotas.usage(id)).find((u) => name === undefined || u.name === name)?.used
+  return { clock, quotas, gate, a, b, request, used }
+}
+
+describe('quota: a request costing more than what is left (issue 18)', () => {
+  it('is refused with 429 ERR_QUOTA_EXCEEDED without spending the rest (memory)', async () => {
+    const { gate, a, request, used } = await quotaGate({
+      quotas: [{ name: 'daily', limit: 5, period: 'day', cost: 3 }],
+    })
+    expect((await gate.evaluate(request(a.key))).status).to.equal(200)
+    const over = await gate.evaluate(request(a.key))
+    expect(over.status).to.equal(429)
+    if (over.allowed) return expect.fail('the second request passed')
+    expect(over.error).to.include({ code: 'ERR_QUOTA_EXCEEDED', remaining: 2, limit: 5 })
+    expect(over.headers).to.include({ ratelimit: '"daily";r=2;t=43200', 'retry-after': '43200' })
+    expect(await used(a.record.id)).to.equal(3)
+    // Still refused, and still nothing spent: the 2 units left stay left.
+    expect((await gate.evaluate(request(a.key))).status).to.equal(429)
+    expect(await used(a.record.id)).to.equal(3)
+  })
+
+  it('gives back the units of the quotas counted before the one that refused', async () => {
+    const { gate, a, request, used } = await quotaGate({
+      quotas: [
+        { name: 'monthly', limit: 100, period: 'month' },
+        { name: 'daily', limit: 1, period: 'day' },
+      ],
+    })
+    expect((await gate.evaluate(request(a.key))).status).to.equal(200)
+    expect((await gate.evaluate(request(a.key))).status).to.equal(429)
+    expect(await used(a.record.id, 'monthly')).to.equal(1)
+    expect(await used(a.record.id, 'daily')).to.equal(1)
+  })
+})
+
+describe('quota: requests refused by authorization (chargeDenied, issue 18)', () => {
+  it('gives the unit back when the authorize step denies, by default (gate.evaluate)', async () => {
+    const { gate, a, request, used } = await quotaGate({
+      quotas: [{ name: 'daily', limit: 5, period: 'day' }],
+    })
+    const denied = await gate.evaluate(request(a.key), gate.compile('docs:write'))
+    expect(denied.status).to.equal(403)
+    expect(await used(a.record.id)).to.equal(0)
+    expect((await gate.evaluate(request(a.key), gate.compile('docs:read'))).status).to.equal(200)
+    expect(await used(a.record.id)).to.equal(1)
+  })
+
+  it('gives the unit back when a route guard denies (gate.authenticate then authorize)', async () => {
+    const { gate, a, request, used } = await quotaGate({
+      quotas: [{ name: 'daily', limit: 5, period: 'day' }],
+    })
+    const req = request(a.key)
+    const authn = await gate.authenticate(req)
+    if (!authn.allowed) return expect.fail('authentication failed')
+    const authz = await gate.authorize(req, authn, gate.compile('docs:write'))
+    expect(authz.status).to.equal(403)
+    // What every adapter does once the response is sent: settle with its final status.
+    authn.settle?.(authz.status)
+    expect(await used(a.record.id)).to.equal(0)
+  })
+
+  it('charges denied requests with chargeDenied: true', async () => {
+    const { gate, a, request, used } = await quotaGate({
+      chargeDenied: true,
+      quotas: [{ name: 'daily', limit: 5, period: 'day' }],
+    })
+    expect((await gate.evaluate(request(a.key), gate.compile('docs:write'))).status).to.equal(403)
+    expect(await used(a.record.id)).to.equal(1)
+  })
+
+  it('refuses a chargeDenied that is not a boolean', () => {
+    expect(() =>
+      createQuotaStage({
+        chargeDenied: 'no' as never,
+        quotas: [{ name: 'q', limit: 1, period: 'day' }],
+      }),
+    ).to.throw(/quota.chargeDenied/)
+  })
+})
+
+describe('quota: Idempotency-Key (issue 18)', () => {
+  const idem = (value: string) => ({ 'idempotency-key': value })
+
+  it('counts retries of one request once, and the retry still sees the quota headers', async () => {
+    const { gate, a, request, used } = await quotaGate({
+      idempotency: true,
+      quotas: [{ name: 'daily', limit: 5, period: 'day' }],
+    })
+    const first = await gate.evaluate(request(a.key, idem('order-1')))
+    const retry = await gate.evaluate(request(a.key, idem('order-1')))
+    expect([first.status, retry.status]).to.deep.equal([200, 200])
+    expect(await used(a.record.id)).to.equal(1)
+    expect(retry.headers.ratelimit).to.equal('"daily";r=4;t=43200')
+    // Another key, or no key: charged.
+    await gate.evaluate(request(a.key, idem('order-2')))
+    await gate.evaluate(request(a.key))
+    expect(await used(a.record.id)).to.equal(3)
+  })
+
+  it('never trusts a key across principals or for another request', async () => {
+    const { gate, a, b, request, used } = await quotaGate({
+      idempotency: true,
+      quotas: [{ name: 'daily', limit: 5, period: 'day' }],
+    })
+    await gate.evaluate(request(a.key, idem('k')))
+    await gate.evaluate(request(b.key, idem('k')))
+    await gate.evaluate(request(a.key, idem('k'), '/other'))
+    expect(await used(a.record.id)).to.equal(2)
+    expect(await used(b.record.id)).to.equal(1)
+  })
+
+  it('forgets a key after its TTL, and beyond maxEntries the least recently used', async () => {
+    const { gate, a, clock, request, used } = await quotaGate({
+      idempotency: { header: 'X-Request-Key', ttlMs: 60_000, maxEntries: 2 },
+      quotas: [{ name: 'daily', limit: 50, period: 'day' }],
+    })
+    const hit = (v: string) => gate.evaluate(request(a.key, { 'x-request-key': v }))
+    await hit('one')
+    await hit('one')
+    expect(await used(a.record.id)).to.equal(1)
+    clock.advance(60_000)
+    await hit('one')
+    expect(await used(a.record.id)).to.equal(2)
+    await hit('two')
+    await hit('three')
+    // 'one' was the least recently used of three records with room for two.
+    await hit('one')
+    expect(await used(a.record.id)).to.equal(5)
+    await hit('three')
+    expect(await used(a.record.id)).to.equal(5)
+  })
+
+  it('charges the retry of a request refunded (5xx)', async () => {
+    const { gate, a, request, used } = await quotaGate({
+      idempotency: true,
+      refundOnServerError: true,
+      quotas: [{ name: 'daily', limit: 5, period: 'day' }],
+    })
+    const first = await gate.evaluate(request(a.key, idem('r')))
+    if (!first.allowed) return expect.fail('refused')
+    first.settle?.(503)
+    expect(await used(a.record.id)).to.equal(0)
+    await gate.evaluate(request(a.key, idem('r')))
+    expect(await used(a.record.id)).to.equal(1)
+  })
+
+  it('charges the retry of a request the quota refused', async () => {
+    const { gate, a, quotas, request, used } = await quotaGate({
+      idempotency: true,
+      quotas: [{ name: 'daily', limit: 1, period: 'day' }],
+    })
+    await gate.evaluate(request(a.key))
+    expect((await gate.evaluate(request(a.key, idem('late')))).status).to.equal(429)
+    await quotas.reset(a.record.id)
+    // The refusal left no record: the retry is counted (and would be refused if over).
+    expect((await gate.evaluate(request(a.key, idem('late')))).status).to.equal(200)
+    expect(await used(a.record.id)).to.equal(1)
+  })
+
+  it('is off by default: a repeated key is charged each time', async () => {
+    const { gate, a, request, used } = await quotaGate({
+      quotas: [{ name: 'daily', limit: 5, period: 'day' }],
+    })
+    await gate.evaluate(request(a.key, idem('k')))
+    await gate.evaluate(request(a.key, idem('k')))
+    expect(await used(a.record.id)).to.equal(2)
+  })
+})

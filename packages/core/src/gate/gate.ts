@@ -631,6 +631,9 @@ class GateImpl implements Gate {
     const authzTrace = [...trace]
     const pending = this.#authorize(request, first.principal, requirements, authzTrace)
     const authz = pending instanceof Promise ? await pending : pending
+    // A denial carries no settle to the adapter: the authentication step's stages hear the refusal
+    // here (a quota gives its unit back unless denied requests are charged; issue 18).
+    if (authz.error !== undefined) authn.settle?.(authz.error.status)
     const step = afterAuthentication(authn.headers, authn.settle, authz)
     let decision = this.#finish(request, requestId, step, authzTrace, audit, durable)
     if (decision instanceof Promise) decision = await decision

@@ -29,6 +29,14 @@ export interface LimiterSpec {
   readonly durationMs: number
   /** Ban length after exceeding; 0 for none. */
   readonly blockDurationMs: number
+  /**
+   * Refuse a consume that would take the counter past `points` without adding its points (the
+   * quota stage asks for it: a request costing more than what is left must not spend the rest).
+   * A backend that counts elsewhere than this process must do the check and the add atomically.
+   * Core's memory limiters are undone by the quota stage in the same synchronous turn instead.
+   * @default false
+   */
+  readonly allOrNothing?: boolean
 }
 
 /** Makes limiters. */
@@ -36,6 +44,22 @@ export interface RateLimitBackend {
   /** `memory`, `redis`, ... */
   readonly name: string
   create(spec: LimiterSpec): RateLimiterLike
+  /**
+   * The store's clock (epoch ms), for counters shared between processes: the quota stage takes
+   * "now" (hence the calendar period's boundary) from it instead of its own clock, so nodes with
+   * skewed clocks count into the same period and roll over at the same moment. A number when the
+   * backend knows the store's time (e.g. a cached offset), a promise when it must ask. Absent for
+   * the memory backend: one process, its own clock.
+   */
+  now?(): number | Promise<number>
+  /**
+   * Records `key` for `ttlMs` unless it is already recorded (Redis `SET NX PX`); resolves whether
+   * this call recorded it. The quota stage's `Idempotency-Key` records live here when the counters
+   * are shared; absent, the stage keeps them in a bounded LRU in process memory.
+   */
+  claim?(key: string, ttlMs: number): Promise<boolean>
+  /** Forgets a key recorded by {@link RateLimitBackend.claim}. */
+  release?(key: string): Promise<void>
 }
 
 /** Options of {@link createMemoryBackend}. */
