@@ -59,6 +59,7 @@ const LABELS = {
   eddsa: 'Portcullis JWT EdDSA',
   full: 'Portcullis full gate (audit on)',
   'full-noaudit': 'Portcullis full gate, audit off',
+  'full-durable': 'Portcullis full gate, durable audit (answer waits for fdatasync)',
   'full-redis': 'Portcullis full gate, Redis limits + quota',
   'full-metrics': 'Portcullis full gate + Prometheus metrics',
   'peer-expressjwt': 'peer: express-jwt + express-rate-limit + scope check',
@@ -201,7 +202,7 @@ const EXPRESS_ONLY = ['full-redis', 'full-metrics']
  */
 function plan(has, quick) {
   const common = quick
-    ? ['bare', 'apikey', 'full', 'full-noaudit']
+    ? ['bare', 'apikey', 'full', 'full-noaudit', 'full-durable']
     : ['bare', 'noop', 'floor', ...PORTCULLIS.filter((v) => !EXPRESS_ONLY.includes(v))]
   const per = {
     express: [
@@ -518,6 +519,12 @@ function httpReport(runs, entries, opts) {
       pairRatio(valid, framework, 'full', 'full-noaudit'),
       0.95,
     )
+  for (const framework of Object.keys(fullTargets))
+    if (entries.some((e) => e.framework === framework && e.variant === 'full-durable'))
+      addCmp(
+        `${FRAMEWORK_LABELS[framework]}: durable audit / audit on (full gate)`,
+        pairRatio(valid, framework, 'full-durable', 'full'),
+      )
   if (entries.some((e) => e.variant === 'full-redis'))
     addCmp(
       'Express 5: Redis limits + quota / memory (full gate)',

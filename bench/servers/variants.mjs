@@ -13,7 +13,8 @@
  *
  * Portcullis variants (every framework): `apikey`, `hs256`, `rs256`, `es256`, `eddsa`, `full`
  * (API key + two named limits + quota + 20-rule policy + audit to a JSON-lines file),
- * `full-noaudit`, `full-redis` (limits and quota in Redis at `BENCH_REDIS_PORT`), `full-metrics`
+ * `full-noaudit`, `full-durable` (audit with `durable: true`: each answer waits until its event is
+ * written and fdatasync'ed), `full-redis` (limits and quota in Redis at `BENCH_REDIS_PORT`), `full-metrics`
  * (with `@portcullis/prometheus` metrics, when that package provides `createPrometheusMetrics`).
  * Peer stacks: Express `peer-expressjwt` (express-jwt + express-rate-limit + scope check),
  * `peer-passportjwt`, `peer-passportapikey`; Koa `peer-koajwt` (koa-jwt + rate-limiter-flexible +
@@ -46,6 +47,7 @@ export const PORTCULLIS = [
   'eddsa',
   'full',
   'full-noaudit',
+  'full-durable',
   'full-redis',
   'full-metrics',
 ]
@@ -143,8 +145,10 @@ async function portcullisSetup(variant) {
   let tmpDir
   if (variant !== 'full-noaudit') {
     tmpDir = await mkdtemp(join(tmpdir(), 'portcullis-bench-audit-'))
+    const durable = variant === 'full-durable'
     audit = createAuditTrail({
-      sinks: [createJsonLinesFileSink({ path: join(tmpDir, 'audit.jsonl'), fsync: false })],
+      sinks: [createJsonLinesFileSink({ path: join(tmpDir, 'audit.jsonl'), fsync: durable })],
+      ...(durable ? { durable: true } : {}),
     })
   }
   const gate = createGate({
