@@ -144,7 +144,11 @@ export type AuditEventInput = Omit<AuditEvent, 'id' | 'time' | 'chain' | 'level'
 export interface AuditSink {
   /** Short name, for logs and metrics. */
   readonly name: string
-  /** Writes a batch in order. Rejects on failure; the trail retries the same batch. */
+  /**
+   * Writes a batch in order. Rejects on failure; the trail retries the same batch, after its
+   * back-off or, when the error carries a numeric `retryAfterMs` (a collector's `Retry-After`), no
+   * sooner than that.
+   */
   write(events: readonly AuditEvent[]): Promise<void>
   /** Flushes and releases resources. */
   close?(): Promise<void>

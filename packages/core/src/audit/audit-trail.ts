@@ -670,6 +670,12 @@ function retryDelay(failures: number): number {
   return Math.round(base / 2 + Math.random() * (base / 2))
 }
 
+/** The wait a failed write asked for (`retryAfterMs` on its error), or 0. */
+function retryAfterOf(error: unknown): number {
+  const ms = (error as { retryAfterMs?: unknown } | null)?.retryAfterMs
+  return typeof ms === 'number' && Number.isFinite(ms) && ms > 0 ? ms : 0
+}
+
 class SinkQueue {
   readonly queue: Entry[] = []
   readonly labels: Readonly<Record<string, string>>
@@ -1014,7 +1020,9 @@ class SinkQueue {
     } catch (error) {
       this.#failures++
       this.#lastError = error
-      const delay = retryDelay(this.#failures)
+      // A sink may say how long to leave it alone (a collector's Retry-After): that wait is kept
+      // even past the back-off's cap; the sink bounds it (the webhook's maxRetryAfterMs).
+      const delay = Math.max(retryDelay(this.#failures), retryAfterOf(error))
       this.#retryAt = monotonicMs() + delay
       this.c.metrics.increment('auditSinkErrors', this.labels)
       this.c.logger.error(
