@@ -25,6 +25,9 @@ export type AuditEventType =
   | 'policy.changed'
   | 'config.changed'
   | 'audit.checkpoint'
+  | 'audit.sink.degraded'
+  | 'audit.sink.recovered'
+  | 'audit.dropped'
   | 'custom'
 
 /** The known event types. */
@@ -43,6 +46,9 @@ export const AUDIT_EVENT_TYPES: readonly AuditEventType[] = Object.freeze([
   'policy.changed',
   'config.changed',
   'audit.checkpoint',
+  'audit.sink.degraded',
+  'audit.sink.recovered',
+  'audit.dropped',
   'custom',
 ])
 
@@ -58,7 +64,8 @@ export function isSecurityEvent(type: AuditEventType): boolean {
     type === 'authz.deny' ||
     type.startsWith('key.') ||
     type.startsWith('policy.') ||
-    type === 'audit.checkpoint'
+    // The trail's own account of itself: checkpoints, sink health and dropped events.
+    type.startsWith('audit.')
   )
 }
 
