@@ -1147,12 +1147,13 @@ class SinkQueue {
   }
 
   /**
-   * Ends an episode of a full queue once it has room again: the count and time range go into
+   * Ends an episode of a full queue once it has room again (half of `maxQueue`, so that a queue
+   * that stays at its limit is one episode, not one per batch): the count and time range go into
    * this sink's own trail (an `audit.dropped` event), so the gap is visible where it is.
    */
   #endEpisode(): void {
     const e = this.#episode
-    if (e === undefined || this.queue.length >= this.c.maxQueue) return
+    if (e === undefined || this.queue.length > this.c.maxQueue / 2) return
     this.#episode = undefined
     this.c.logger.warn(
       { sink: this.sink.name, dropped: e.count },
