@@ -84,7 +84,12 @@ describe('webhook audit sink: Retry-After', function () {
       },
     })
     const failed: unknown[] = []
-    const logger = { ...silentLogger, error: (fields: unknown) => void failed.push(fields) }
+    const logger = {
+      ...silentLogger,
+      error: (fields: unknown, message: string) => {
+        if (message === 'audit sink write failed; will retry') failed.push(fields)
+      },
+    }
     const trail = createAuditTrail({ sinks: [sink], flushIntervalMs: 0, logger })
     trail.emit({ type: 'authz.deny', outcome: 'failure', actor: { id: 'a' }, action: 'GET /x' })
     return { trail, calls, failed }
