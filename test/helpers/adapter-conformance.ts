@@ -685,6 +685,88 @@ export function describeAdapterConformance(
       })
     })
 
+    describe('full audit queue (maxQueue, a sink that stalls)', () => {
+      let release: () => void
+      let target: MemoryAuditSink
+      let dropped: number
+      let full: { gate: Gate; app: ConformanceApp }
+      const jam = () => request(full.app.server)
+
+      /** A gate whose audit queue holds one event while its sink's first write stalls. */
+      async function stalled(failClosedOnAuditBackpressure: boolean): Promise<void> {
+        target = createMemoryAuditSink({ name: 'stalled' })
+        dropped = 0
+        let open!: () => void
+        const stall = new Promise<void>((r) => (open = r))
+        release = open
+        const sink: AuditSink = {
+          name: 'stalled',
+          write: async (batch) => {
+            await stall
+            await target.write(batch)
+          },
+        }
+        const gate = createGate({
+          jwt: { secret: JWT_SECRET, issuer: ISSUER, audience: AUDIENCE },
+          audit: {
+            sinks: [sink],
+            maxQueue: 1,
+            flushIntervalMs: 0,
+            metrics: {
+              increment: (metric, _labels, value = 1) => {
+                if (metric === 'auditEventsDropped') dropped += value
+              },
+              set() {},
+              observe() {},
+            },
+          },
+          failClosedOnAuditBackpressure,
+          now: f.clock,
+        })
+        full = { gate, app: await makeApp({ gate, DocsController }) }
+      }
+      afterEach(async () => {
+        release()
+        await full.app.close()
+        await full.gate.close()
+      })
+
+      it('fails closed with 503 ERR_AUDIT_UNAVAILABLE and Retry-After', async () => {
+        await stalled(true)
+        const statuses: number[] = []
+        for (let i = 0; i < 3; i++) {
+          const res = await jam().get('/docs/7').set('Authorization', `Bearer ${f.jwt()}`)
+          statuses.push(res.status)
+          if (res.status === 503) {
+            expectProblem(res, 503, 'ERR_AUDIT_UNAVAILABLE')
+            expect(res.headers['retry-after']).to.equal('1')
+          }
+        }
+        expect(statuses).to.include(503)
+      })
+
+      it('sheds when failClosedOnAuditBackpressure is false, and records audit.dropped once the queue has room', async () => {
+        await stalled(false)
+        for (let i = 0; i < 3; i++) {
+          const res = await jam().get('/docs/7').set('Authorization', `Bearer ${f.jwt()}`)
+          expect(res.status).to.equal(200)
+        }
+        expect(dropped).to.be.greaterThan(0)
+        release()
+        await full.gate.audit.flush()
+        // One event per episode of a full queue; together they account for every dropped event.
+        const drops = target.events.filter((e) => e.type === 'audit.dropped')
+        expect(drops).to.have.length.greaterThan(0)
+        let counted = 0
+        for (const d of drops) {
+          expect(d.data).to.include({ sink: 'stalled' })
+          expect(Date.parse(String(d.data?.to))).to.be.at.least(Date.parse(String(d.data?.from)))
+          counted += d.data?.count as number
+        }
+        expect(counted).to.equal(dropped)
+      })
+    })
+
     options.extraScenarios?.({ app: () => http() })
   })
 }

@@ -38,6 +38,6 @@ export async function readEvents(file: string): Promise<AuditEvent[]> {
     .map((l) => JSON.parse(l) as AuditEvent)
 }
 
-/** The request events of a trail (checkpoints left out), in stored order. */
+/** The request events of a trail (the trail's own audit.* events left out), in stored order. */
 export const requestEvents = (events: readonly AuditEvent[]): AuditEvent[] =>
-  events.filter((e) => e.type !== 'audit.checkpoint')
+  events.filter((e) => !e.type.startsWith('audit.'))

@@ -27,6 +27,9 @@ export type AuditEventType =
   | 'config.changed'
   | 'audit.checkpoint'
   | 'audit.clock_jump'
+  | 'audit.sink.degraded'
+  | 'audit.sink.recovered'
+  | 'audit.dropped'
   | 'custom'
 
 /** The known event types. */
@@ -46,6 +49,9 @@ export const AUDIT_EVENT_TYPES: readonly AuditEventType[] = Object.freeze([
   'config.changed',
   'audit.checkpoint',
   'audit.clock_jump',
+  'audit.sink.degraded',
+  'audit.sink.recovered',
+  'audit.dropped',
   'custom',
 ])
 
@@ -61,8 +67,8 @@ export function isSecurityEvent(type: AuditEventType): boolean {
     type === 'authz.deny' ||
     type.startsWith('key.') ||
     type.startsWith('policy.') ||
-    type === 'audit.checkpoint' ||
-    type === 'audit.clock_jump'
+    // The trail's own account of itself: checkpoints, sink health and dropped events.
+    type.startsWith('audit.')
   )
 }
 
@@ -158,7 +164,11 @@ export type AuditEventInput = Omit<AuditEvent, 'id' | 'time' | 'chain' | 'level'
 export interface AuditSink {
   /** Short name, for logs and metrics. */
   readonly name: string
-  /** Writes a batch in order. Rejects on failure; the trail retries the same batch. */
+  /**
+   * Writes a batch in order. Rejects on failure; the trail retries the same batch, after its
+   * back-off or, when the error carries a numeric `retryAfterMs` (a collector's `Retry-After`), no
+   * sooner than that.
+   */
   write(events: readonly AuditEvent[]): Promise<void>
   /** Flushes and releases resources. */
   close?(): Promise<void>

@@ -83,6 +83,14 @@ export interface AuditOptions {
   readonly maxQueue?: number
   /** A sink write slower than this counts as failed (the batch goes to the spool). @default 10000 */
   readonly writeTimeoutMs?: number
+  /**
+   * The longest {@link AuditTrail.close} takes, even while a sink does not answer: three quarters
+   * of it wait for the sinks to take what is queued, the rest moves what is left to the spool and
+   * closes the sinks; then it resolves with what it left behind (see {@link AuditCloseReport}).
+   * Above `writeTimeoutMs` by default, so a hung write times out and its events reach the spool
+   * before close gives up. @default 15000
+   */
+  readonly closeTimeoutMs?: number
   /** Keyed hash chain and checkpoints; without it events carry no chain link. */
   readonly integrity?: AuditIntegrityOptions
   /** Disk spool for sinks that are down or slow; without it events wait in memory. */
@@ -158,8 +166,34 @@ export interface AuditTrail {
   report(options?: { readonly failClosed?: boolean }): AuditComplianceReport
   /** Resolves when everything queued so far is written (or rejects if a sink keeps failing past `timeoutMs`). */
   flush(timeoutMs?: number): Promise<void>
-  /** Writes a final checkpoint, flushes (leaving what a dead sink has not taken in its spool), then closes the sinks. */
-  close(timeoutMs?: number): Promise<void>
+  /**
+   * Writes a final checkpoint, flushes (leaving what a dead sink has not taken in its spool), then
+   * closes the sinks. Settles within `timeoutMs` (default `closeTimeoutMs`) even while a sink does
+   * not answer, with a report of what each sink was left without; it never rejects.
+   */
+  close(timeoutMs?: number): Promise<AuditCloseReport>
+}
+
+/** What {@link AuditTrail.close} left behind for one sink. */
+export interface AuditSinkCloseReport {
+  /** The sink's name. */
+  readonly sink: string
+  /** Events the sink did not get that were only in memory: lost with the process. */
+  readonly unwritten: number
+  /** Whether the sink's spool still holds events (the next trail on the same spool replays them). */
+  readonly spooled: boolean
+  /** Bytes of the events waiting in the spool. */
+  readonly spoolBytes: number
+}
+
+/** The result of {@link AuditTrail.close}. */
+export interface AuditCloseReport {
+  /** Whether every sink got every event (nothing lost, nothing left in a spool). */
+  readonly complete: boolean
+  /** Whether close gave up at its deadline (a sink did not answer in time). */
+  readonly timedOut: boolean
+  /** One entry per sink, in the order of `sinks`. */
+  readonly sinks: readonly AuditSinkCloseReport[]
 }
 
 const OPTION_NAMES = [
@@ -169,6 +203,7 @@ const OPTION_NAMES = [
   'flushIntervalMs',
   'maxQueue',
   'writeTimeoutMs',
+  'closeTimeoutMs',
   'integrity',
   'spool',
   'compliance',
@@ -187,6 +222,7 @@ const IP_MODES = ['keep', 'truncate', 'hmac'] as const
 const MAX_RETRY_DELAY_MS = 5_000
 const DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
 const DEFAULT_WRITE_TIMEOUT_MS = 10_000
+const DEFAULT_CLOSE_TIMEOUT_MS = 15_000
 
 /**
  * Creates an audit trail.
@@ -221,6 +257,7 @@ export function createAuditTrail(options: Readonly<AuditOptions> = {}): AuditTra
   const writeTimeoutMs = int('writeTimeoutMs', DEFAULT_WRITE_TIMEOUT_MS, 1)
   const clockJumpThresholdMs = int('clockJumpThresholdMs', DEFAULT_AUDIT_CLOCK_JUMP_THRESHOLD_MS, 1)
   if (options.monotonicNow !== undefined) v.function('monotonicNow', options.monotonicNow)
+  const closeTimeoutMs = int('closeTimeoutMs', DEFAULT_CLOSE_TIMEOUT_MS, 1)
   if (options.retentionDays !== undefined)
     v.integer('retentionDays', options.retentionDays, { min: 0 })
   const durable =
@@ -354,11 +391,18 @@ export function createAuditTrail(options: Readonly<AuditOptions> = {}): AuditTra
     ip,
     pseudonymize: options.pseudonyms !== undefined,
   }
-  const trail = new Trail(queues, level as AuditLevel, durable, now, (failClosed) =>
-    auditComplianceReport({
-      ...reportInput,
-      ...(failClosed === undefined ? {} : { failClosed }),
-    }),
+  const trail = new Trail(
+    queues,
+    level as AuditLevel,
+    durable,
+    now,
+    (failClosed) =>
+      auditComplianceReport({
+        ...reportInput,
+        ...(failClosed === undefined ? {} : { failClosed }),
+      }),
+    closeTimeoutMs,
+    logger,
   )
   made.trail = trail
   return trail
@@ -712,6 +756,18 @@ function retryDelay(failures: number): number {
   return Math.round(base / 2 + Math.random() * (base / 2))
 }
 
+/** An injected clock's time as ISO 8601 (the epoch for a clock that answers nonsense). */
+function isoTime(at: number): string {
+  const d = new Date(at)
+  return Number.isNaN(d.getTime()) ? EPOCH : d.toISOString()
+}
+
+/** The wait a failed write asked for (`retryAfterMs` on its error), or 0. */
+function retryAfterOf(error: unknown): number {
+  const ms = (error as { retryAfterMs?: unknown } | null)?.retryAfterMs
+  return typeof ms === 'number' && Number.isFinite(ms) && ms > 0 ? ms : 0
+}
+
 class SinkQueue {
   readonly queue: Entry[] = []
   readonly labels: Readonly<Record<string, string>>
@@ -734,7 +790,12 @@ class SinkQueue {
   #spooling = false
   #spoolReady: Promise<void> | undefined
   #closing = false
-  #dropped = 0
+  /** The current episode of a full queue: events refused, and when the first and last were. */
+  #episode: { count: number; from: number; to: number } | undefined
+  /** When the sink began failing (the injected clock), and how many events have waited since. */
+  #degraded: { since: number; error: string; waited: number } | undefined
+  /** Where this queue reports its sink's health and its dropped events (set by the trail). */
+  onTrailEvent: ((from: SinkQueue, event: AuditEventInput) => void) | undefined
   readonly #waiters: Array<() => void> = []
   readonly #reserve: number
 
@@ -743,6 +804,7 @@ class SinkQueue {
     readonly c: QueueConfig,
   ) {
     this.labels = Object.freeze({ sink: sink.name })
+    c.metrics.set('auditSinkHealthy', 1, this.labels)
     this.#reserve = Math.max(1000, Math.ceil(c.maxQueue / 10))
     if (c.spool !== undefined) {
       this.#spoolReady = c.spool.open().then(
@@ -791,16 +853,23 @@ class SinkQueue {
         this.queue.push(entry)
         this.#kick(0)
       } else {
-        this.#dropped++
         entry.ack(this.c.prep)
-        if (this.#dropped === 1 || this.#dropped % 1000 === 0)
+        this.c.metrics.increment('auditEventsDropped', this.labels)
+        const at = this.c.now()
+        if (this.#episode === undefined) {
+          this.#episode = { count: 0, from: at, to: at }
+          // Once per episode; its end is told by the audit.dropped event and a warning.
           this.c.logger.error(
-            { sink: this.sink.name, refused: this.#dropped, type: entry.raw.type },
-            'audit queue full: event refused',
+            { sink: this.sink.name, type: entry.raw.type, maxQueue: this.c.maxQueue },
+            'audit queue full: events are being dropped',
           )
+        }
+        this.#episode.count++
+        this.#episode.to = at
       }
       return false
     }
+    if (this.#degraded !== undefined) this.#degraded.waited++
     this.queue.push(entry)
     if (n === 0) this.#since = monotonicMs()
     if (entry.onFail !== undefined) {
@@ -898,6 +967,7 @@ class SinkQueue {
         const entries = this.queue.splice(0, this.c.batchSize)
         if (this.queue.length === 0) this.#urgent = false
         this.#inflight = { entries, events: this.#link(entries) }
+        this.#endEpisode()
       }
       const { entries, events } = this.#inflight
       if (await this.#write(events)) {
@@ -971,6 +1041,7 @@ class SinkQueue {
         this.#appendRetryAt = 0
         this.#moving = 0
         for (const e of parts.entries) e.ack(this.c.prep)
+        this.#endEpisode()
         this.#report()
         return true
       }
@@ -1053,11 +1124,14 @@ class SinkQueue {
       this.#failures = 0
       this.#retryAt = 0
       this.c.metrics.increment('auditEvents', this.labels, events.length)
+      if (this.#degraded !== undefined) this.#recovered()
       return true
     } catch (error) {
       this.#failures++
       this.#lastError = error
-      const delay = retryDelay(this.#failures)
+      // A sink may say how long to leave it alone (a collector's Retry-After): that wait is kept
+      // even past the back-off's cap; the sink bounds it (the webhook's maxRetryAfterMs).
+      const delay = Math.max(retryDelay(this.#failures), retryAfterOf(error))
       this.#retryAt = monotonicMs() + delay
       this.c.metrics.increment('auditSinkErrors', this.labels)
       this.c.logger.error(
@@ -1069,10 +1143,85 @@ class SinkQueue {
         },
         'audit sink write failed; will retry',
       )
+      if (this.#degraded === undefined) this.#degrade(error)
       return false
     } finally {
       clearTimeout(timer)
     }
+  }
+
+  /** The sink's first failed write after working: told once, until it writes again. */
+  #degrade(error: unknown): void {
+    const message = String(error).slice(0, 1024)
+    this.#degraded = { since: this.c.now(), error: message, waited: this.depth }
+    this.c.metrics.set('auditSinkHealthy', 0, this.labels)
+    this.c.logger.error({ sink: this.sink.name, error: message }, 'audit sink degraded')
+    this.onTrailEvent?.(this, {
+      type: 'audit.sink.degraded',
+      outcome: 'failure',
+      actor: { id: null },
+      action: 'audit.sink.degraded',
+      target: { type: 'audit.sink', id: this.sink.name },
+      data: { sink: this.sink.name, error: message },
+    })
+  }
+
+  /** The sink's first successful write after failing. */
+  #recovered(): void {
+    const d = this.#degraded!
+    this.#degraded = undefined
+    const downMs = Math.max(0, this.c.now() - d.since)
+    this.c.metrics.set('auditSinkHealthy', 1, this.labels)
+    this.c.logger.warn({ sink: this.sink.name, downMs, waited: d.waited }, 'audit sink recovered')
+    this.onTrailEvent?.(this, {
+      type: 'audit.sink.recovered',
+      outcome: 'success',
+      actor: { id: null },
+      action: 'audit.sink.recovered',
+      target: { type: 'audit.sink', id: this.sink.name },
+      data: {
+        sink: this.sink.name,
+        since: isoTime(d.since),
+        downMs,
+        waited: d.waited,
+        error: d.error,
+      },
+    })
+  }
+
+  /**
+   * Ends an episode of a full queue once it has room again (half of `maxQueue`, so that a queue
+   * that stays at its limit is one episode, not one per batch): the count and time range go into
+   * this sink's own trail (an `audit.dropped` event), so the gap is visible where it is.
+   */
+  #endEpisode(): void {
+    const e = this.#episode
+    if (e === undefined || this.queue.length > this.c.maxQueue / 2) return
+    this.#episode = undefined
+    this.c.logger.warn(
+      { sink: this.sink.name, dropped: e.count },
+      'audit queue has room again: events were dropped',
+    )
+    this.addOwn({
+      type: 'audit.dropped',
+      outcome: 'failure',
+      actor: { id: null },
+      action: 'audit.dropped',
+      target: { type: 'audit.sink', id: this.sink.name },
+      data: { sink: this.sink.name, count: e.count, from: isoTime(e.from), to: isoTime(e.to) },
+    })
+  }
+
+  /** Queues an event of the trail's own for this sink alone. */
+  addOwn(event: AuditEventInput): void {
+    this.add(new Entry(event, this.c.now(), true, 1))
+  }
+
+  /** Queues one of the trail's own events (within the reserve) and writes it without waiting. */
+  add(entry: Entry): void {
+    this.push(entry)
+    this.#urgent = true
+    this.#kick(0)
   }
 
   #report(): void {
@@ -1089,6 +1238,24 @@ class SinkQueue {
       this.#waiters.push(resolve)
       this.#kick(0)
     })
+  }
+
+  /** What this sink was left without (for the close report). */
+  leftBehind(): AuditSinkCloseReport {
+    const spoolBytes = this.c.spool?.pendingBytes ?? 0
+    return { sink: this.sink.name, unwritten: this.depth, spooled: spoolBytes > 0, spoolBytes }
+  }
+
+  /**
+   * Gives up at close's deadline: no more retries, the drain loop ends at its next step (a write
+   * that never settles is left to itself), and flush waiters are released.
+   */
+  abandon(): void {
+    this.#closing = true
+    this.#closed = true
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    this.#timer = undefined
+    for (const w of this.#waiters.splice(0)) w()
   }
 
   /** Stops retrying; memory that can still go to the spool goes there. */
@@ -1114,7 +1281,21 @@ class Trail implements AuditTrail {
     readonly durable: boolean,
     readonly now: Clock,
     readonly makeReport: (failClosed: boolean | undefined) => AuditComplianceReport,
-  ) {}
+    readonly closeTimeoutMs: number,
+    readonly logger: Logger,
+  ) {
+    for (const q of queues) q.onTrailEvent = (from, event) => this.#tell(from, event)
+  }
+
+  /**
+   * A sink's health event goes to the other sinks at once and to its own queue behind what waits
+   * there, so each sink's trail tells the whole story in its own order.
+   */
+  #tell(from: SinkQueue, event: AuditEventInput): void {
+    const entry = new Entry(event, this.now(), true, this.queues.length)
+    for (const q of this.queues) if (q !== from) q.add(entry)
+    from.add(entry)
+  }
 
   get pending(): number {
     let n = 0
@@ -1236,23 +1417,69 @@ class Trail implements AuditTrail {
       timer.ref()
     })
     try {
-      await Promise.race([Promise.all(this.queues.map((q) => q.idle())), timeout])
+      await Promise.race([this.#allIdle(), timeout])
     } finally {
       clearTimeout(timer)
     }
   }
 
-  async close(timeoutMs = 30_000): Promise<void> {
+  /**
+   * Resolves when every queue is idle at once: one sink's recovery queues an event for the others,
+   * which may have been idle already.
+   */
+  async #allIdle(): Promise<void> {
+    do await Promise.all(this.queues.map((q) => q.idle()))
+    while (this.queues.some((q) => q.busy))
+  }
+
+  async close(timeoutMs = this.closeTimeoutMs): Promise<AuditCloseReport> {
     for (const q of this.queues) q.finalCheckpoint()
-    let error: unknown
-    try {
-      await this.flush(timeoutMs)
-    } catch (e) {
-      error = e
+    const timers: NodeJS.Timeout[] = []
+    const after = (ms: number): Promise<void> =>
+      new Promise((resolve) => {
+        const t = unrefTimeout(resolve, ms)
+        // A caller awaiting close (a shutdown hook) keeps the process alive until it settles.
+        t.ref()
+        timers.push(t)
+      })
+    let timedOut = false
+    const deadline = after(timeoutMs).then(() => {
+      timedOut = true
+    })
+    const work = (async () => {
+      // A sink that never answers must not hold the shutdown: the queues get most of the time to
+      // drain, and the rest is for moving what is left to the spool and closing the sinks.
+      await Promise.race([this.#allIdle(), after(Math.floor((timeoutMs * 3) / 4))])
+      await Promise.all(this.queues.map((q) => q.stop()))
+      await Promise.all(
+        this.queues.map((q) =>
+          Promise.resolve()
+            .then(() => q.sink.close?.())
+            .catch((error: unknown) =>
+              this.logger.error(
+                { sink: q.sink.name, error: String(error) },
+                'audit sink close failed',
+              ),
+            ),
+        ),
+      )
+    })()
+    await Promise.race([work, deadline])
+    for (const t of timers) clearTimeout(t)
+    if (timedOut) for (const q of this.queues) q.abandon()
+    const sinks = this.queues.map((q) => q.leftBehind())
+    const report: AuditCloseReport = {
+      complete: sinks.every((s) => s.unwritten === 0 && !s.spooled),
+      timedOut,
+      sinks,
     }
-    for (const q of this.queues) await q.stop()
-    for (const q of this.queues) await q.sink.close?.()
-    // Without a spool, a dead sink at shutdown means lost events: say so.
-    if (error !== undefined && this.queues.some((q) => q.depth > 0)) throw error
+    if (!report.complete)
+      this.logger.error(
+        { timedOut, sinks: sinks.filter((s) => s.unwritten > 0 || s.spooled) },
+        timedOut
+          ? 'audit trail close timed out: events left behind'
+          : 'audit trail closed with events left behind',
+      )
+    return report
   }
 }

@@ -2,12 +2,16 @@
  * An audit sink posting batches to an HTTP endpoint (a SIEM collector, a log pipeline). Each batch
  * is one `POST` of `{"events": [...]}` with an `Idempotency-Key` derived from the batch's event ids,
  * so a retried or replayed batch carries the same key; retries use exponential backoff with full
- * jitter and honour `Retry-After`. Receivers should also drop events by id.
+ * jitter and honour `Retry-After` (seconds or an HTTP date), up to `maxRetryAfterMs` even past
+ * `maxDelayMs`: a wait longer than `maxDelayMs` is not slept inside the write, the write fails with
+ * the wait attached (`retryAfterMs`) and the trail tries the sink again only after it. Receivers
+ * should also drop events by id.
  *
  * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
 import { createHash } from 'node:crypto'
+import { systemClock } from '../internal/clock.js'
 import { TypeValidator } from '../validation/type-validator.js'
 import { auditEventJson, type AuditEvent, type AuditSink } from './audit-event.js'
 
@@ -21,8 +25,14 @@ export interface WebhookAuditSinkOptions {
   readonly attempts?: number
   /** First retry delay; doubles each attempt. @default 100 */
   readonly baseDelayMs?: number
-  /** Longest retry delay. @default 5000 */
+  /** Longest retry delay of the sink's own back-off. @default 5000 */
   readonly maxDelayMs?: number
+  /**
+   * Longest wait a collector's `Retry-After` (on 429, 503 or any retried status) can ask for; a
+   * larger value is clamped to it. It is honoured beyond `maxDelayMs`: the trail holds the sink's
+   * events (in memory, or in its spool) and writes again once it has passed. @default 600000
+   */
+  readonly maxRetryAfterMs?: number
   /** Per-request timeout. @default 5000 */
   readonly timeoutMs?: number
   /** Sink name. @default 'webhook' */
@@ -31,6 +41,13 @@ export interface WebhookAuditSinkOptions {
   readonly fetch?: typeof globalThis.fetch
 }
 
+/** The default of {@link WebhookAuditSinkOptions.maxRetryAfterMs}: 10 minutes. */
+const DEFAULT_MAX_RETRY_AFTER_MS = 600_000
+
+/**
+ * A collector's answer other than 2xx. `retryAfterMs` (its `Retry-After`, clamped) is read by the
+ * trail, which waits at least that long before writing to the sink again.
+ */
 class HttpStatusError extends Error {
   constructor(
     readonly status: number,
@@ -38,6 +55,20 @@ class HttpStatusError extends Error {
   ) {
     super(`webhook answered ${status}`)
   }
+}
+
+/** `Retry-After` in ms: delay-seconds or an HTTP-date (RFC 9110 §10.2.3); `undefined` if neither. */
+function parseRetryAfter(value: string | null, max: number): number | undefined {
+  if (value === null) return undefined
+  const text = value.trim()
+  let ms: number
+  if (/^\d+$/.test(text)) ms = Number(text) * 1000
+  else {
+    const at = Date.parse(text)
+    if (Number.isNaN(at)) return undefined
+    ms = at - systemClock()
+  }
+  return Math.min(max, Math.max(0, ms))
 }
 
 /**
@@ -56,6 +87,7 @@ export function createWebhookAuditSink(options: Readonly<WebhookAuditSinkOptions
     'attempts',
     'baseDelayMs',
     'maxDelayMs',
+    'maxRetryAfterMs',
     'timeoutMs',
     'name',
     'fetch',
@@ -64,11 +96,14 @@ export function createWebhookAuditSink(options: Readonly<WebhookAuditSinkOptions
   if (options.attempts !== undefined) v.integer('attempts', options.attempts, { min: 1 })
   if (options.baseDelayMs !== undefined) v.integer('baseDelayMs', options.baseDelayMs, { min: 0 })
   if (options.maxDelayMs !== undefined) v.integer('maxDelayMs', options.maxDelayMs, { min: 0 })
+  if (options.maxRetryAfterMs !== undefined)
+    v.integer('maxRetryAfterMs', options.maxRetryAfterMs, { min: 0 })
   if (options.timeoutMs !== undefined) v.integer('timeoutMs', options.timeoutMs, { min: 1 })
   v.assert()
   const attempts = options.attempts ?? 3
   const base = options.baseDelayMs ?? 100
   const max = options.maxDelayMs ?? 5000
+  const maxRetryAfter = options.maxRetryAfterMs ?? DEFAULT_MAX_RETRY_AFTER_MS
   const timeoutMs = options.timeoutMs ?? 5000
   const doFetch = options.fetch ?? globalThis.fetch
   const headers = { ...options.headers, 'content-type': 'application/json' }
@@ -83,9 +118,10 @@ export function createWebhookAuditSink(options: Readonly<WebhookAuditSinkOptions
     // Drain the body so the connection can be reused.
     await res.arrayBuffer().catch(() => undefined)
     if (res.ok) return
-    const ra = res.headers.get('retry-after')
-    const seconds = ra === null ? Number.NaN : Number(ra)
-    throw new HttpStatusError(res.status, Number.isFinite(seconds) ? seconds * 1000 : undefined)
+    throw new HttpStatusError(
+      res.status,
+      parseRetryAfter(res.headers.get('retry-after'), maxRetryAfter),
+    )
   }
 
   return {
@@ -106,12 +142,13 @@ export function createWebhookAuditSink(options: Readonly<WebhookAuditSinkOptions
           // A 4xx other than 408/429 will not get better by retrying.
           const permanent = status >= 400 && status < 500 && status !== 408 && status !== 429
           if (permanent || attempt >= attempts) throw error
+          const asked = error instanceof HttpStatusError ? error.retryAfterMs : undefined
+          // A wait past the usual cap is the trail's to keep (the error carries it): sleeping it
+          // here would hold the write past the trail's writeTimeoutMs, which then retries sooner.
+          if (asked !== undefined && asked > max) throw error
           const ceiling = Math.min(max, base * 2 ** (attempt - 1))
-          const wait = Math.max(
-            error instanceof HttpStatusError ? (error.retryAfterMs ?? 0) : 0,
-            Math.random() * ceiling,
-          )
-          await new Promise<void>((resolve) => setTimeout(resolve, Math.min(wait, max)).unref())
+          const wait = Math.max(asked ?? 0, Math.random() * ceiling)
+          await new Promise<void>((resolve) => setTimeout(resolve, wait).unref())
         }
       }
     },

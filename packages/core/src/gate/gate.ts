@@ -496,7 +496,7 @@ interface StagesRun {
 }
 
 const USER_AGENT_MAX = 256
-/** A durable audit write failed: the trail retries a failing sink within seconds. */
+/** A durable audit write failed, or the audit queue is full: the trail retries a failing sink within seconds. */
 const AUDIT_RETRY_AFTER: HeaderBag = Object.freeze({ 'retry-after': '1' })
 /** An audit event's parts, filled in field by field (no spreads on the request path). */
 type Mutable<T> = { -readonly [K in keyof T]: T[K] }
@@ -1098,6 +1098,7 @@ class GateImpl implements Gate {
         error = new AuthError('ERR_AUDIT_UNAVAILABLE', 'The request could not be audited', {
           reason: 'audit queue full',
         })
+        step = { ...step, headers: mergeHeaders(step.headers, AUDIT_RETRY_AFTER) }
       }
     }
     if (error === undefined) {

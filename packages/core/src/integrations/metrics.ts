@@ -50,6 +50,8 @@ export type PortcullisMetric =
   | 'auditSpoolBytes'
   | 'auditEvents'
   | 'auditSinkErrors'
+  | 'auditSinkHealthy'
+  | 'auditEventsDropped'
   | 'storeFailures'
   | 'failureModeActivations'
   | 'brokerMessagesRejected'
@@ -129,7 +131,21 @@ export const PORTCULLIS_METRICS: Readonly<Record<PortcullisMetric, MetricDefinit
       name: 'portcullis_audit_sink_errors_total',
       kind: 'counter',
       unit: 'errors',
-      help: 'Failed audit sink writes (each retried), per sink.',
+      help: 'Failed audit sink writes (each retried) and failed appends to its disk spool (a full or failing disk), per sink.',
+      labels: ['sink'],
+    }),
+    auditSinkHealthy: define({
+      name: 'portcullis_audit_sink_healthy',
+      kind: 'gauge',
+      unit: '1',
+      help: 'Whether an audit sink takes writes: 1, or 0 from its first failed write until one succeeds again, per sink.',
+      labels: ['sink'],
+    }),
+    auditEventsDropped: define({
+      name: 'portcullis_audit_events_dropped_total',
+      kind: 'counter',
+      unit: 'events',
+      help: 'Audit events refused because the sink queue was full (maxQueue), per sink; each episode is also recorded in the trail as an audit.dropped event.',
       labels: ['sink'],
     }),
     storeFailures: define({
