@@ -136,23 +136,32 @@ describe('Logger (with a real pino)', () => {
       name: 'flaky',
       async write(events) {
         if (failures-- > 0) throw new Error('disk full')
-        delivered.push(...events.map((e) => e.action ?? ''))
+        // The trail's own sink-health events (audit.sink.*) travel with the request event.
+        delivered.push(
+          ...events.filter((e) => !e.type.startsWith('audit.')).map((e) => e.action ?? ''),
+        )
       },
     }
     const trail = createAuditTrail({ sinks: [flaky], flushIntervalMs: 0, logger })
     trail.emit({ type: 'authz.allow', outcome: 'success', actor: { id: 'u' }, action: 'GET /1' })
     await trail.close()
     expect(delivered).to.deep.equal(['GET /1'])
-    expect(lines).to.have.length(1)
-    const [line] = lines
+    // The failed write, and the sink's health turning (degraded, then recovered), each with fields.
+    expect(lines.map((l) => l.msg)).to.have.members([
+      'audit sink write failed; will retry',
+      'audit sink degraded',
+      'audit sink recovered',
+    ])
+    const line = lines.find((l) => l.msg === 'audit sink write failed; will retry')
     expect(line).to.include({
       level: ERROR,
       sink: 'flaky',
       error: 'Error: disk full',
       spool: false,
-      msg: 'audit sink write failed; will retry',
     })
     expect(line?.retryInMs).to.be.a('number')
+    expect(lines.find((l) => l.msg === 'audit sink degraded')).to.include({ sink: 'flaky' })
+    expect(lines.find((l) => l.msg === 'audit sink recovered')).to.include({ sink: 'flaky' })
   })
 
   it('keeps the fields of a refused broker message, and of a 5xx the gate renders', () => {
