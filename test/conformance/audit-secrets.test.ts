@@ -25,6 +25,8 @@ import {
   createMemoryKeyStore,
   createWebhookAuditSink,
   type Gate,
+  type LogFields,
+  type TraceEntry,
 } from '@portcullis/core'
 import { createMemoryAuditSink } from '@portcullis/core/testing'
 import { authMiddleware as expressAuth, requirePolicy as expressPolicy } from '@portcullis/express'
@@ -202,6 +204,83 @@ describe('audit: no secret reaches any sink (real HTTP, every framework)', funct
         for (const secret of secrets)
           expect(text, `${sink} leaked ${secret}`).to.not.include(secret)
       }
+    })
+  }
+
+  // Values without a space after the scheme (the whole value would be the "scheme"), known schemes
+  // glued to a token, odd casing, a tab, obs-text bytes, 8 KB: the denial names only a scheme from
+  // the fixed list, or `unknown scheme`.
+  const HOSTILE: readonly { value: string; secret: string; reason: string }[] = [
+    { value: 'Bearerabc.def.ghi', secret: 'abc.def.ghi', reason: 'unknown scheme' },
+    { value: 'BasicdXNlcjpwdw==', secret: 'dXNlcjpwdw==', reason: 'unknown scheme' },
+    { value: 'bAsIcSeCrEt-glued-0001', secret: 'SeCrEt-glued-0001', reason: 'unknown scheme' },
+    { value: 'Token\tsecret-tab-0002', secret: 'secret-tab-0002', reason: 'unknown scheme' },
+    {
+      value: `Digest\u00e9secret-obs-0003`,
+      secret: 'secret-obs-0003',
+      reason: 'unknown scheme',
+    },
+    { value: `X${'s'.repeat(8192)}`, secret: 's'.repeat(64), reason: 'unknown scheme' },
+    {
+      value: 'PrivateSchemeSecret0004 realm',
+      secret: 'privateschemesecret0004',
+      reason: 'unknown scheme',
+    },
+    {
+      value: 'nEgOtIaTe c2VjcmV0LTAwMDU=',
+      secret: 'c2VjcmV0LTAwMDU=',
+      reason: 'unsupported scheme negotiate',
+    },
+  ]
+  for (const [framework, listen] of Object.entries(FRAMEWORKS)) {
+    it(`never copies an Authorization value into a problem, event, trace or log line (${framework})`, async () => {
+      const memory = createMemoryAuditSink()
+      const traces: TraceEntry[] = []
+      const logLines: string[] = []
+      const log =
+        (level: string) =>
+        (fields: LogFields, message: string): void => {
+          logLines.push(`${level} ${message} ${JSON.stringify(fields)}`)
+        }
+      const gate = createGate({
+        jwt: { secret: JWT_SECRET, issuer: ISSUER, audience: AUDIENCE },
+        audit: { level: 'verbose', flushIntervalMs: 0, sinks: [memory] },
+        tracer: { startStage: () => undefined, endStage: (_span, entry) => traces.push(entry) },
+        logger: { warn: log('warn'), error: log('error'), debug: log('debug') },
+      })
+      const app = await listen(gate)
+      const bodies: string[] = []
+      try {
+        for (const { value } of HOSTILE) {
+          const res = await request(app.server).get('/docs/1').set('Authorization', value)
+          expect(res.status, value.slice(0, 40)).to.equal(401)
+          expect(res.headers['content-type']).to.match(/^application\/problem\+json/)
+          expect(res.body).to.include({ status: 401, code: 'ERR_AUTH_REQUIRED' })
+          bodies.push(res.text)
+        }
+        await gate.audit.flush()
+      } finally {
+        await app.close()
+        await gate.close()
+      }
+      const outputs = {
+        problem: bodies.join('\n'),
+        audit: JSON.stringify(memory.events),
+        trace: JSON.stringify(traces),
+        log: logLines.join('\n'),
+      }
+      for (const [where, text] of Object.entries(outputs)) {
+        // The old leak lower-cased the value: compare without case.
+        const lower = text.toLowerCase()
+        for (const { secret } of HOSTILE)
+          expect(lower, `${where} leaked ${secret.slice(0, 40)}`).to.not.include(
+            secret.toLowerCase(),
+          )
+      }
+      // Only names from the fixed list of schemes, and a trace that was really recorded.
+      const failures = memory.events.filter((e) => e.type === 'authn.failure')
+      expect(failures.map((e) => e.reason?.detail)).to.deep.equal(HOSTILE.map((h) => h.reason))
+      expect(traces.map((t) => t.reason)).to.include.members(['unknown scheme'])
     })
   }
 })

@@ -4,7 +4,13 @@ import { expect } from 'chai'
 import express5 from 'express'
 import express4 from 'express4'
 import helmet from 'helmet'
-import { authMiddleware, mountController, problemHandler, requirePolicy } from '@portcullis/express'
+import {
+  authMiddleware,
+  mountController,
+  notFoundHandler,
+  problemHandler,
+  requirePolicy,
+} from '@portcullis/express'
 import { getAccessContext } from '@portcullis/core'
 import {
   describeAdapterConformance,
@@ -69,7 +75,7 @@ export const expressApp =
       gate.audit.record('document.viewed')
       res.json({ ok: true })
     })
-    app.use(problemHandler({ gate }))
+    app.use(notFoundHandler(), problemHandler({ gate }))
     const server = app.listen(0, '127.0.0.1')
     await once(server, 'listening')
     return { server, close: () => new Promise<void>((resolve) => server.close(() => resolve())) }

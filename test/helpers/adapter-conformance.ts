@@ -92,7 +92,8 @@ export const ROUTE_LIMIT = { name: 'route', limit: 5, windowMs: 1000 } as const
  * | GET /record | `'documents:read'` | calls `env.gate.audit.record('document.viewed')`, answers `{ ok: true }` |
  * | DocsController | decorators | mounted with the adapter's `mountController` |
  *
- * Errors must render as RFC 9457 problems through the adapter's problem handler.
+ * Errors must render as RFC 9457 problems through the adapter's problem handler, and so must the
+ * framework's own 404 (a route nobody declared) and its body parser's 400 and 413.
  */
 export interface ConformanceEnv {
   readonly gate: Gate
@@ -203,6 +204,9 @@ async function fixture(extraAuthenticators: readonly Authenticator[]): Promise<F
 }
 
 const HELMET_HEADER = 'x-content-type-options'
+
+/** The members of a 4xx problem, the same on every framework. */
+const PROBLEM_KEYS = ['code', 'detail', 'requestId', 'status', 'title', 'type']
 
 function expectProblem(res: request.Response, status: number, code: string): void {
   expect(res.status, JSON.stringify(res.body)).to.equal(status)
@@ -572,6 +576,31 @@ export function describeAdapterConformance(
           .set('Content-Type', 'application/json')
           .send('{"title": "x", "__proto__": {"admin": true')
         expectProblem(res, 400, 'ERR_REQUEST_MALFORMED')
+        expect(Object.keys(res.body).sort()).to.deep.equal(PROBLEM_KEYS)
+      })
+
+      it('renders an oversized JSON body as a 413 problem', async () => {
+        const editor = f.jwt({ roles: ['editor'] })
+        const res = await http()
+          .post('/docs')
+          .set('Authorization', `Bearer ${editor}`)
+          .set('Content-Type', 'application/json')
+          .send(JSON.stringify({ title: 'x'.repeat(2 * 1024 * 1024) }))
+        expectProblem(res, 413, 'ERR_REQUEST_TOO_LARGE')
+        expect(Object.keys(res.body).sort()).to.deep.equal(PROBLEM_KEYS)
+      })
+
+      it('answers an unknown route with a 404 ERR_ROUTE_NOT_FOUND problem', async () => {
+        const res = await http().get('/no-such-route').set('X-API-Key', f.readKey)
+        expectProblem(res, 404, 'ERR_ROUTE_NOT_FOUND')
+        expect(res.body).to.deep.include({
+          type: 'urn:portcullis:problem:route-not-found',
+          title: 'Not found',
+          detail: 'No route matches the request',
+        })
+        expect(Object.keys(res.body).sort()).to.deep.equal(PROBLEM_KEYS)
+        // Without credentials the gate answers first: a 404 reveals nothing to anonymous callers.
+        expectProblem(await http().get('/no-such-route'), 401, 'ERR_AUTH_REQUIRED')
       })
     })
 

@@ -18,6 +18,7 @@ export type AuthErrorCode =
   | 'ERR_REQUEST_MALFORMED'
   | 'ERR_REQUEST_TOO_LARGE'
   | 'ERR_REQUEST_REJECTED'
+  | 'ERR_ROUTE_NOT_FOUND'
   | 'ERR_APIKEY_MALFORMED'
   | 'ERR_APIKEY_INVALID'
   | 'ERR_APIKEY_NONCOMPLIANT'
@@ -87,6 +88,8 @@ export const ERROR_CODES: Readonly<Record<AuthErrorCode, ErrorCodeInfo>> = Objec
   ERR_REQUEST_TOO_LARGE: row(413, 'request-too-large', 'Request too large', null),
   // Another 4xx raised by the application (404, 409, 422...): its status is kept (see `status`).
   ERR_REQUEST_REJECTED: row(400, 'request-rejected', 'Request rejected', null),
+  // No route matches the request: a framework's own 404, rendered by an adapter's not-found hook.
+  ERR_ROUTE_NOT_FOUND: row(404, 'route-not-found', 'Not found', null),
   ERR_APIKEY_MALFORMED: row(401, 'invalid-token', 'Invalid API key', 'invalid_token'),
   ERR_APIKEY_INVALID: row(401, 'invalid-token', 'Invalid API key', 'invalid_token'),
   // A key-management action (create, update, import) broke a compliance rule of the manager.

@@ -8,7 +8,7 @@
  * const app = express()
  * app.use(authMiddleware({ apiKeys: { store, pepper } }))
  * app.get('/docs/:id', requirePolicy('documents:read'), (req, res) => res.json({ id: req.params.id, by: req.auth?.principal?.id }))
- * app.use(problemHandler())
+ * app.use(notFoundHandler(), problemHandler())
  * ```
  * @packageDocumentation
  */
@@ -19,6 +19,7 @@ import {
   describeController,
   NodeGateRequest,
   PROBLEM_CONTENT_TYPE,
+  routeNotFoundError,
   type Decision,
   type Gate,
   type GateOptions,
@@ -229,6 +230,17 @@ export function problemHandler(options: { readonly gate?: Gate } = {}): ErrorReq
     const requestId = req.auth?.decision.requestId ?? randomUUID()
     const answer = gate.errorResponse(error, requestId)
     send(res, answer.status, answer.headers, answer.problem)
+  }
+}
+
+/**
+ * Turns a request no route answered into a 404 `ERR_ROUTE_NOT_FOUND` error for
+ * {@link problemHandler}, instead of Express's HTML "Cannot GET". Mount it after every route and
+ * before `problemHandler`: `app.use(notFoundHandler(), problemHandler())`.
+ */
+export function notFoundHandler(): RequestHandler {
+  return function portcullisNotFound(_req: Request, _res: Response, next: NextFunction): void {
+    next(routeNotFoundError())
   }
 }
 

@@ -19,6 +19,7 @@ import {
   describeController,
   NodeGateRequest,
   PROBLEM_CONTENT_TYPE,
+  routeNotFoundError,
   type CompiledRequirements,
   type Decision,
   type Gate,
@@ -71,7 +72,12 @@ export interface PortcullisPluginOptions extends GateOptions {
   readonly gate?: Gate
   /** Also set `request.user` to the principal, for passport-style code. @default false */
   readonly mirrorToUser?: boolean
-  /** Install an error handler rendering every error as an RFC 9457 problem. @default false */
+  /**
+   * Install an error handler rendering every error as an RFC 9457 problem (content-type-parser
+   * errors `FST_ERR_CTP_*` as 400 `ERR_REQUEST_MALFORMED` / 413 `ERR_REQUEST_TOO_LARGE`), and a
+   * not-found handler answering an unknown route with a 404 `ERR_ROUTE_NOT_FOUND` problem (so the
+   * app must not call `setNotFoundHandler` itself). @default false
+   */
   readonly problemErrors?: boolean
 }
 
@@ -227,6 +233,12 @@ async function portcullis(
     fastify.setErrorHandler(function portcullisErrorHandler(error, request, reply) {
       const answer = gate.errorResponse(error, request.auth?.decision.requestId ?? randomUUID())
       if (answer.status >= 500) request.log.error({ err: error }, 'portcullis: request failed')
+      send(reply, answer.status, answer.headers, answer.problem)
+    })
+    // Fastify's own 404, after the gate's onRequest hook (which authenticated it).
+    fastify.setNotFoundHandler(function portcullisNotFound(request, reply) {
+      const requestId = request.auth?.decision.requestId ?? randomUUID()
+      const answer = gate.errorResponse(routeNotFoundError(), requestId)
       send(reply, answer.status, answer.headers, answer.problem)
     })
   }

@@ -18,6 +18,7 @@ import {
   describeController,
   NodeGateRequest,
   PROBLEM_CONTENT_TYPE,
+  routeNotFoundError,
   type Decision,
   type ErrorResponse,
   type Gate,
@@ -184,7 +185,9 @@ export function requirePolicy(
 
 /**
  * Renders any error thrown downstream as an RFC 9457 problem: Portcullis errors with their code,
- * body-parser failures as 400/413, everything else as a 500 that reveals nothing. Mount it first.
+ * body-parser failures as 400/413, everything else as a 500 that reveals nothing. A request that
+ * falls through every middleware with Koa's default 404 and no body becomes a 404
+ * `ERR_ROUTE_NOT_FOUND` problem. Mount it first.
  */
 export function problemHandler(options: { readonly gate?: Gate } = {}): PortcullisMiddleware {
   const fallback = options.gate ?? createGate({ logger: undefined, audit: false })
@@ -196,6 +199,18 @@ export function problemHandler(options: { readonly gate?: Gate } = {}): Portcull
       const gate = ctx.state.auth?.gate ?? fallback
       const requestId = ctx.state.auth?.decision.requestId ?? randomUUID()
       send(ctx, gate.errorResponse(error, requestId))
+      return
+    }
+    // Koa's own 404: nothing set a body (or a status) on the way down.
+    if (ctx.status === 404 && ctx.body == null && !ctx.headerSent && ctx.respond !== false) {
+      const gate = ctx.state.auth?.gate ?? fallback
+      send(
+        ctx,
+        gate.errorResponse(
+          routeNotFoundError(),
+          ctx.state.auth?.decision.requestId ?? randomUUID(),
+        ),
+      )
     }
   }
 }

@@ -11,7 +11,13 @@ export type PresentedCredential =
   | { readonly kind: 'none' }
   | { readonly kind: 'bearer'; readonly token: string }
   | { readonly kind: 'apikey-header'; readonly token: string }
-  | { readonly kind: 'other-scheme'; readonly scheme: string }
+  | {
+      readonly kind: 'other-scheme'
+      /** The scheme's registered name, lower-cased; `null` when it is not a known scheme. */
+      readonly scheme: string | null
+      /** Why the gate cannot use it: built from {@link KNOWN_SCHEMES} only, never the header. */
+      readonly reason: string
+    }
   | { readonly kind: 'error'; readonly error: AuthError }
 
 /** @internal */
@@ -34,6 +40,44 @@ const malformed = (reason: string): PresentedCredential => ({
   kind: 'error',
   error: new AuthError('ERR_AUTH_MALFORMED', 'The Authorization header is malformed', { reason }),
 })
+
+/**
+ * The only Authorization schemes whose name may be repeated in a reason, trace, event or log line:
+ * the IANA HTTP Authentication Scheme Registry plus common unregistered ones. Anything else is
+ * reported as `unknown scheme`, so that a value without a space (`Bearerabc.def.ghi`) never
+ * leaves the request.
+ */
+export const KNOWN_SCHEMES: ReadonlySet<string> = new Set([
+  // IANA registry
+  'basic',
+  'bearer',
+  'concealed',
+  'digest',
+  'dpop',
+  'gnap',
+  'hoba',
+  'mutual',
+  'negotiate',
+  'oauth',
+  'privatetoken',
+  'scram-sha-1',
+  'scram-sha-256',
+  'vapid',
+  // common, unregistered
+  'apikey',
+  'aws4-hmac-sha256',
+  'hawk',
+  'ntlm',
+  'token',
+])
+
+/** An unusable scheme, named only when it is a known one. */
+function otherScheme(scheme: string): PresentedCredential {
+  const name = scheme.toLowerCase()
+  return KNOWN_SCHEMES.has(name)
+    ? { kind: 'other-scheme', scheme: name, reason: `unsupported scheme ${name}` }
+    : { kind: 'other-scheme', scheme: null, reason: 'unknown scheme' }
+}
 
 /** Builds the query-credential detector for the given parameter names. */
 export function queryCredentialPattern(names: readonly string[]): RegExp | null {
@@ -89,9 +133,7 @@ export function extractCredential(req: GateRequest, rules: CredentialRules): Pre
   const space = value.indexOf(' ')
   const scheme = space === -1 ? value : value.slice(0, space)
   if (scheme.length !== 6 || scheme.toLowerCase() !== 'bearer') {
-    return scheme.length === 0
-      ? malformed('empty Authorization header')
-      : { kind: 'other-scheme', scheme: scheme.toLowerCase() }
+    return scheme.length === 0 ? malformed('empty Authorization header') : otherScheme(scheme)
   }
   const token = space === -1 ? '' : value.slice(space + 1).trim()
   if (token.length === 0) return malformed('Bearer without a token')

@@ -747,10 +747,7 @@ class GateImpl implements Gate {
             verified = {
               ok: false,
               error: new AuthError('ERR_AUTH_REQUIRED', 'Authentication is required', {
-                reason:
-                  credential.kind === 'other-scheme'
-                    ? `unsupported scheme ${credential.scheme}`
-                    : 'no credentials',
+                reason: credential.kind === 'other-scheme' ? credential.reason : 'no credentials',
               }),
             }
           } else {

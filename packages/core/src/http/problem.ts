@@ -135,3 +135,12 @@ export function toAuthError(error: unknown): AuthError {
       : 'The request was rejected'
   return new AuthError('ERR_REQUEST_REJECTED', message, { cause: error, status })
 }
+
+/**
+ * The error for a request that no route matches. Adapters' not-found hooks (Express
+ * `notFoundHandler`, Koa `problemHandler`, Fastify `problemErrors`) render it, so every framework
+ * answers an unknown route with the same 404 `ERR_ROUTE_NOT_FOUND` problem.
+ */
+export function routeNotFoundError(): AuthError {
+  return new AuthError('ERR_ROUTE_NOT_FOUND', 'No route matches the request')
+}
