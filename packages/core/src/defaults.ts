@@ -14,7 +14,8 @@ export const MAX_CLOCK_TOLERANCE_SECONDS = 300
  * `jwt.maxTokenLifetimeSeconds`: 24 h. The longest `exp − iat` accepted. Access tokens are meant to
  * be short-lived (identity providers commonly issue them for 5 min to 1 h); a day leaves room for
  * every usual setting while refusing the week- or year-long "access" tokens that turn a stolen
- * token into a lasting credential.
+ * token into a lasting credential. The default bounds tokens that carry `iat`; a value set by the
+ * user also makes `iat` required.
  */
 export const DEFAULT_MAX_TOKEN_LIFETIME_SECONDS = 86_400
 /**

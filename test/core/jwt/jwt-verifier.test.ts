@@ -274,8 +274,7 @@ describe('createJwtVerifier', () => {
     })
 
     it('denies a JWT older than maxTokenAgeSeconds (plus tolerance) and one without iat', async () => {
-      // The lifetime bound off, so that the missing iat is this option's refusal.
-      const v = hs256({ maxTokenAgeSeconds: 300, maxTokenLifetimeSeconds: false })
+      const v = hs256({ maxTokenAgeSeconds: 300 })
       await expectDenied(
         v,
         signJwt('HS256', SECRET, claims({ iat: NOW - 331 })),
@@ -362,9 +361,9 @@ describe('createJwtVerifier', () => {
       )
     })
 
-    it('requires iat while a maximum lifetime is set, with its own reason', async () => {
+    it('requires iat once maxTokenLifetimeSeconds is set, with its own reason', async () => {
       const error = await expectDenied(
-        hs256(),
+        hs256({ maxTokenLifetimeSeconds: 3600 }),
         signJwt('HS256', SECRET, claims({ iat: undefined })),
         'ERR_JWT_INVALID',
         'iat is required',
@@ -376,6 +375,15 @@ describe('createJwtVerifier', () => {
         signJwt('HS256', SECRET, claims({ iat: '1700000000' })),
         'ERR_JWT_INVALID',
         'iat is not a NumericDate',
+      )
+    })
+
+    it('with the default bound, accepts a token without iat (RFC 7519 keeps it optional) but still bounds its exp', async () => {
+      await expectOk(hs256(), signJwt('HS256', SECRET, claims({ iat: undefined, exp: NOW + 600 })))
+      await expectDenied(
+        hs256(),
+        signJwt('HS256', SECRET, claims({ iat: undefined, exp: NOW + 2 * YEAR })),
+        'ERR_JWT_EXPIRY_TOO_FAR',
       )
     })
 
@@ -1112,7 +1120,7 @@ describe('createJwtVerifier', () => {
     })
 
     it('returns frozen claims where "__proto__" is an own, ordinary key', async () => {
-      const json = `{"sub":"user-1","iat":${NOW},"exp":${NOW + 600},"__proto__":{"isAdmin":true}}`
+      const json = `{"sub":"user-1","exp":${NOW + 600},"__proto__":{"isAdmin":true}}`
       const { claims: verified, principal } = await expectOk(
         hs256(),
         signJws('HS256', SECRET, { alg: 'HS256' }, json),

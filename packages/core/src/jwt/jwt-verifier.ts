@@ -73,9 +73,10 @@ export interface JwtOptions {
   readonly maxTokenAgeSeconds?: number
   /**
    * Longest lifetime accepted, `exp − iat`, in seconds (no clock tolerance: both are the issuer's
-   * times): longer tokens are refused with `ERR_JWT_LIFETIME_TOO_LONG`. While set, `iat` is
-   * required (a token without it is refused, `ERR_JWT_INVALID`, reason `iat is required`). `false`
-   * switches the bound off. 24 h because access tokens are meant to be short-lived (identity
+   * times): longer tokens are refused with `ERR_JWT_LIFETIME_TOO_LONG`. When you set it, `iat` is
+   * required (a token without it is refused, `ERR_JWT_INVALID`, reason `iat is required`); the
+   * default bounds every token that carries `iat` and leaves one without it to
+   * `maxExpiresInSeconds`, since `iat` is optional in RFC 7519 §4.1.6. `false` switches it off. 24 h because access tokens are meant to be short-lived (identity
    * providers commonly issue them for 5 min to 1 h): a day admits every usual setting and refuses
    * week- or year-long tokens that turn a leak into a lasting credential.
    * @default 86400
@@ -398,6 +399,9 @@ export function createJwtVerifier(
     requireExp: requireExp !== false,
     maxAgeMs: maxAge === undefined ? undefined : maxAge * 1000,
     maxLifetimeMs: maxLifetime === undefined ? undefined : maxLifetime * 1000,
+    // Only a bound the user set makes iat mandatory: the default must not refuse issuers that
+    // omit the optional claim.
+    requireIat: options.maxTokenLifetimeSeconds !== undefined && maxLifetime !== undefined,
     maxExpiresInMs: maxExpiresIn === undefined ? undefined : maxExpiresIn * 1000,
     issuers,
     audiences,
@@ -415,6 +419,7 @@ interface ClaimRules {
   readonly requireExp: boolean
   readonly maxAgeMs: number | undefined
   readonly maxLifetimeMs: number | undefined
+  readonly requireIat: boolean
   readonly maxExpiresInMs: number | undefined
   readonly issuers: ReadonlySet<string> | null
   readonly audiences: ReadonlySet<string> | null
@@ -572,8 +577,8 @@ class Verifier implements JwtVerifier {
       }
     }
     if (r.maxLifetimeMs !== undefined) {
-      if (iat === undefined) return invalid('iat is required')
-      if (exp !== undefined && exp - iat > r.maxLifetimeMs) {
+      if (iat === undefined && r.requireIat) return invalid('iat is required')
+      if (exp !== undefined && iat !== undefined && exp - iat > r.maxLifetimeMs) {
         return {
           ok: false,
           error: new AuthError(
