@@ -76,9 +76,10 @@ export interface JwtOptions {
    * times): longer tokens are refused with `ERR_JWT_LIFETIME_TOO_LONG`. When you set it, `iat` is
    * required (a token without it is refused, `ERR_JWT_INVALID`, reason `iat is required`); the
    * default bounds every token that carries `iat` and leaves one without it to
-   * `maxExpiresInSeconds`, since `iat` is optional in RFC 7519 §4.1.6. `false` switches it off. 24 h because access tokens are meant to be short-lived (identity
-   * providers commonly issue them for 5 min to 1 h): a day admits every usual setting and refuses
-   * week- or year-long tokens that turn a leak into a lasting credential.
+   * `maxExpiresInSeconds`, since `iat` is optional in RFC 7519 §4.1.6. `false` switches it off.
+   * 24 h because access tokens are meant to be short-lived (identity providers commonly issue them
+   * for 5 min to 1 h): a day admits every usual setting and refuses week- or year-long tokens that
+   * turn a leak into a lasting credential.
    * @default 86400
    */
   readonly maxTokenLifetimeSeconds?: number | false
