@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { expect } from 'chai'
 import sinon from 'sinon'
 import {
+  createGate,
   createJwtVerifier,
   isConfigError,
   type AuthError,
@@ -1395,6 +1396,19 @@ describe('createJwtVerifier', () => {
           createJwtVerifier({ secret: SECRET, audience: 'api' }, { now: () => NOW_MS }),
         ).issues[0],
       ).to.match(/^jwt\.issuer: /)
+    })
+
+    it('makes createGate refuse a jwt option without issuer at start-up', () => {
+      const error = configErrorOf(() =>
+        createGate({ jwt: { secret: SECRET, audience: 'api' }, audit: false }),
+      )
+      expect(error.issues).to.have.length(1)
+      expect(error.issues[0]).to.match(
+        /^jwt\.issuer: is required \(RFC 8725 §3\.8\).*issuer: false/,
+      )
+      expect(() =>
+        createGate({ jwt: { secret: SECRET, issuer: false, audience: 'api' }, audit: false }),
+      ).to.not.throw()
     })
 
     it('accepts issuer: false and audience: false, said explicitly, and then checks neither', async () => {
