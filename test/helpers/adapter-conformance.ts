@@ -365,6 +365,31 @@ export function describeAdapterConformance(
         expectProblem(res, 401, 'ERR_JWT_EXPIRED')
       })
 
+      it('refuses a JWT living longer than maxTokenLifetimeSeconds (24 h) with ERR_JWT_LIFETIME_TOO_LONG', async () => {
+        const iat = seconds(f.clock())
+        const ok = await http()
+          .get('/me')
+          .set('Authorization', `Bearer ${f.jwt({ iat, exp: iat + 86_400 })}`)
+        expect(ok.status).to.equal(200)
+        const res = await http()
+          .get('/me')
+          .set('Authorization', `Bearer ${f.jwt({ iat, exp: iat + 86_401 })}`)
+        expectProblem(res, 401, 'ERR_JWT_LIFETIME_TOO_LONG')
+        expect(res.headers['www-authenticate']).to.match(
+          /^Bearer realm="api", error="invalid_token", error_description="[^"]+", Basic realm="api"$/,
+        )
+      })
+
+      it('refuses a JWT whose exp is far in the future (milliseconds) with ERR_JWT_EXPIRY_TOO_FAR', async () => {
+        const res = await http()
+          .get('/me')
+          .set('Authorization', `Bearer ${f.jwt({ exp: f.clock() + 600_000 })}`)
+        expectProblem(res, 401, 'ERR_JWT_EXPIRY_TOO_FAR')
+        expect(res.headers['www-authenticate']).to.match(
+          /^Bearer realm="api", error="invalid_token", error_description="[^"]+", Basic realm="api"$/,
+        )
+      })
+
       it('refuses a JWT for another audience', async () => {
         expectProblem(
           await http()

@@ -324,7 +324,7 @@ describe('@portcullis/koa authMiddleware', () => {
       const app = new Koa()
       app.use(
         authMiddleware({
-          jwt: { keys: [{ alg: 'RS256', publicKey: pem }], audience: AUDIENCE },
+          jwt: { keys: [{ alg: 'RS256', publicKey: pem }], issuer: false, audience: AUDIENCE },
           audit: false,
         }),
       )

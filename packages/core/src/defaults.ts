@@ -10,6 +10,21 @@
 export const DEFAULT_CLOCK_TOLERANCE_SECONDS = 30
 /** Upper bound of `jwt.clockToleranceSeconds`. */
 export const MAX_CLOCK_TOLERANCE_SECONDS = 300
+/**
+ * `jwt.maxTokenLifetimeSeconds`: 24 h. The longest `exp − iat` accepted. Access tokens are meant to
+ * be short-lived (identity providers commonly issue them for 5 min to 1 h); a day leaves room for
+ * every usual setting while refusing the week- or year-long "access" tokens that turn a stolen
+ * token into a lasting credential. The default bounds tokens that carry `iat`; a value set by the
+ * user also makes `iat` required.
+ */
+export const DEFAULT_MAX_TOKEN_LIFETIME_SECONDS = 86_400
+/**
+ * `jwt.maxExpiresInSeconds`: 365 days. The farthest `exp` accepted, counted from now. It catches an
+ * `exp` written in milliseconds (about 50,000 years ahead) or any absurd value even where
+ * `maxTokenLifetimeSeconds` is switched off for deliberately long-lived service tokens, which a
+ * year still admits.
+ */
+export const DEFAULT_MAX_EXPIRES_IN_SECONDS = 31_536_000
 /** `jwt.maxTokenLength`, characters. */
 export const DEFAULT_MAX_TOKEN_LENGTH = 8192
 /** `jwt.types`. */

@@ -25,6 +25,8 @@ export type AuthErrorCode =
   | 'ERR_JWT_MALFORMED'
   | 'ERR_JWT_INVALID'
   | 'ERR_JWT_EXPIRED'
+  | 'ERR_JWT_LIFETIME_TOO_LONG'
+  | 'ERR_JWT_EXPIRY_TOO_FAR'
   | 'ERR_SCOPE_INSUFFICIENT'
   | 'ERR_POLICY_DENIED'
   | 'ERR_AUTHZ_STEP_UP_REQUIRED'
@@ -97,6 +99,20 @@ export const ERROR_CODES: Readonly<Record<AuthErrorCode, ErrorCodeInfo>> = Objec
   ERR_JWT_MALFORMED: row(401, 'invalid-token', 'Invalid token', 'invalid_token'),
   ERR_JWT_INVALID: row(401, 'invalid-token', 'Invalid token', 'invalid_token'),
   ERR_JWT_EXPIRED: row(401, 'token-expired', 'Token expired', 'invalid_token'),
+  // exp − iat over `jwt.maxTokenLifetimeSeconds`.
+  ERR_JWT_LIFETIME_TOO_LONG: row(
+    401,
+    'token-lifetime-too-long',
+    'Token lifetime too long',
+    'invalid_token',
+  ),
+  // exp − now over `jwt.maxExpiresInSeconds` (e.g. an exp written in milliseconds).
+  ERR_JWT_EXPIRY_TOO_FAR: row(
+    401,
+    'token-expiry-too-far',
+    'Token expiry too far ahead',
+    'invalid_token',
+  ),
   ERR_SCOPE_INSUFFICIENT: row(
     403,
     'insufficient-scope',

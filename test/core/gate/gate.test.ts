@@ -187,7 +187,14 @@ describe('createGate', () => {
       /credentialsRequired: must be a boolean, received "yes"/,
     )
     expect(() =>
-      createGate({ jwt: { algorithms: ['HS256', 'HS257' as never], secret: 'x'.repeat(32) } }),
+      createGate({
+        jwt: {
+          algorithms: ['HS256', 'HS257' as never],
+          secret: 'x'.repeat(32),
+          issuer: false,
+          audience: false,
+        },
+      }),
     ).to.throw(/jwt.algorithms\[1\]: unknown algorithm "HS257"/)
     const warnings: string[] = []
     createGate({
@@ -274,7 +281,7 @@ describe('createGate with custom authenticators', () => {
       }),
     }
     const gate = createGate({
-      jwt: { secret: 's'.repeat(32) },
+      jwt: { secret: 's'.repeat(32), issuer: false, audience: false },
       authenticators: [custom],
       audit: false,
     })

@@ -19,7 +19,7 @@ describe('the gate under random input', () => {
     const store = createMemoryKeyStore()
     gate = createGate({
       apiKeys: { store, pepper: PEPPER },
-      jwt: { secret: SECRET, audience: 'api' },
+      jwt: { secret: SECRET, issuer: false, audience: 'api' },
       audit: { sinks: [sink], flushIntervalMs: 0 },
     })
     key = (await createApiKeyManager({ store, pepper: PEPPER }).create({ name: 'p', ownerId: 'u' }))

@@ -60,6 +60,8 @@ describe('createJwtVerifier with a remote JWKS', () => {
         jwks: { url, cooldownMs: 30_000, cacheMaxAgeMs: 600_000, timeoutMs: 2000 },
         algorithms: ['RS256', 'ES256'],
         cache: false,
+        issuer: false,
+        audience: false,
         ...options,
       },
       { now: manualClock(NOW_MS).now },

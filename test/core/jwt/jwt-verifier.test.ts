@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { expect } from 'chai'
 import sinon from 'sinon'
 import {
+  createGate,
   createJwtVerifier,
   isConfigError,
   type AuthError,
@@ -41,8 +42,9 @@ const claims = (extra: Record<string, unknown> = {}): Record<string, unknown> =>
   ...extra,
 })
 
+/** `issuer` and `audience` default to `false` here (said explicitly) unless a test sets them. */
 function verifier(options: JwtOptions, clock: ManualClock = manualClock(NOW_MS)): JwtVerifier {
-  return createJwtVerifier(options, { now: clock.now })
+  return createJwtVerifier({ issuer: false, audience: false, ...options }, { now: clock.now })
 }
 
 const hs256 = (options: Partial<JwtOptions> = {}, clock?: ManualClock): JwtVerifier =>
@@ -326,6 +328,108 @@ describe('createJwtVerifier', () => {
         'ERR_JWT_INVALID',
         'iat is not a NumericDate',
       )
+    })
+  })
+
+  describe('token lifetime bounds', () => {
+    const DAY = 86_400
+    const YEAR = 31_536_000
+
+    it('accepts exp − iat of exactly 24 h by default and refuses one second more with ERR_JWT_LIFETIME_TOO_LONG', async () => {
+      const v = hs256()
+      await expectOk(v, signJwt('HS256', SECRET, claims({ iat: NOW, exp: NOW + DAY })))
+      await expectDenied(
+        v,
+        signJwt('HS256', SECRET, claims({ iat: NOW, exp: NOW + DAY + 1 })),
+        'ERR_JWT_LIFETIME_TOO_LONG',
+        'exp - iat over maxTokenLifetimeSeconds',
+      )
+      // Measured between the issuer's own times: an old iat with a near exp is still too long.
+      await expectDenied(
+        v,
+        signJwt('HS256', SECRET, claims({ iat: NOW - DAY, exp: NOW + 60 })),
+        'ERR_JWT_LIFETIME_TOO_LONG',
+      )
+    })
+
+    it('applies a configured maxTokenLifetimeSeconds with no clock tolerance', async () => {
+      const v = hs256({ maxTokenLifetimeSeconds: 900, clockToleranceSeconds: 300 })
+      await expectOk(v, signJwt('HS256', SECRET, claims({ iat: NOW, exp: NOW + 900 })))
+      await expectDenied(
+        v,
+        signJwt('HS256', SECRET, claims({ iat: NOW, exp: NOW + 901 })),
+        'ERR_JWT_LIFETIME_TOO_LONG',
+      )
+    })
+
+    it('requires iat once maxTokenLifetimeSeconds is set, with its own reason', async () => {
+      const error = await expectDenied(
+        hs256({ maxTokenLifetimeSeconds: 3600 }),
+        signJwt('HS256', SECRET, claims({ iat: undefined })),
+        'ERR_JWT_INVALID',
+        'iat is required',
+      )
+      expect(error.status).to.equal(401)
+      // A non-numeric iat keeps its own reason.
+      await expectDenied(
+        hs256(),
+        signJwt('HS256', SECRET, claims({ iat: '1700000000' })),
+        'ERR_JWT_INVALID',
+        'iat is not a NumericDate',
+      )
+    })
+
+    it('with the default bound, accepts a token without iat (RFC 7519 keeps it optional) but still bounds its exp', async () => {
+      await expectOk(hs256(), signJwt('HS256', SECRET, claims({ iat: undefined, exp: NOW + 600 })))
+      await expectDenied(
+        hs256(),
+        signJwt('HS256', SECRET, claims({ iat: undefined, exp: NOW + 2 * YEAR })),
+        'ERR_JWT_EXPIRY_TOO_FAR',
+      )
+    })
+
+    it('with maxTokenLifetimeSeconds false, accepts a token without iat and a long lifetime', async () => {
+      const v = hs256({ maxTokenLifetimeSeconds: false })
+      await expectOk(v, signJwt('HS256', SECRET, claims({ iat: undefined })))
+      await expectOk(v, signJwt('HS256', SECRET, claims({ iat: NOW, exp: NOW + 30 * DAY })))
+    })
+
+    it('refuses an exp written in milliseconds with ERR_JWT_EXPIRY_TOO_FAR, before the lifetime check', async () => {
+      await expectDenied(
+        hs256(),
+        signJwt('HS256', SECRET, claims({ iat: NOW, exp: (NOW + 600) * 1000 })),
+        'ERR_JWT_EXPIRY_TOO_FAR',
+        'exp too far ahead',
+      )
+      await expectDenied(
+        hs256({ maxTokenLifetimeSeconds: false }),
+        signJwt('HS256', SECRET, claims({ iat: undefined, exp: (NOW + 600) * 1000 })),
+        'ERR_JWT_EXPIRY_TOO_FAR',
+      )
+    })
+
+    it('bounds exp − now at 365 days plus the tolerance by default', async () => {
+      const v = hs256({ maxTokenLifetimeSeconds: false })
+      await expectOk(v, signJwt('HS256', SECRET, claims({ exp: NOW + YEAR + 30 })))
+      await expectDenied(
+        v,
+        signJwt('HS256', SECRET, claims({ exp: NOW + YEAR + 31 })),
+        'ERR_JWT_EXPIRY_TOO_FAR',
+      )
+    })
+
+    it('applies a configured maxExpiresInSeconds against the injected clock', async () => {
+      const clock = manualClock(NOW_MS)
+      const v = hs256({ maxExpiresInSeconds: 3600, clockToleranceSeconds: 0, cache: false }, clock)
+      const token = signJwt('HS256', SECRET, claims({ iat: NOW, exp: NOW + 3601 }))
+      await expectDenied(v, token, 'ERR_JWT_EXPIRY_TOO_FAR')
+      clock.advance(1000)
+      await expectOk(v, token)
+    })
+
+    it('with maxExpiresInSeconds false, accepts a far exp when the lifetime bound is off too', async () => {
+      const v = hs256({ maxExpiresInSeconds: false, maxTokenLifetimeSeconds: false })
+      await expectOk(v, signJwt('HS256', SECRET, claims({ exp: NOW + 10 * YEAR })))
     })
   })
 
@@ -1249,10 +1353,107 @@ describe('createJwtVerifier', () => {
 
     it('warns about an unknown option, suggesting the close one', () => {
       const warn = sinon.spy()
-      createJwtVerifier({ secret: SECRET, issuers: 'x' } as JwtOptions, { now: () => NOW_MS, warn })
+      createJwtVerifier(
+        { secret: SECRET, issuers: 'x', issuer: false, audience: 'api' } as JwtOptions,
+        {
+          now: () => NOW_MS,
+          warn,
+        },
+      )
       expect(
         warn.calledOnceWithExactly('jwt.issuers: unknown option "issuers"; did you mean "issuer"?'),
       ).to.equal(true)
+    })
+
+    it('refuses a misspelt issuer option, since issuer is then missing', () => {
+      const warn = sinon.spy()
+      const error = configErrorOf(() =>
+        createJwtVerifier({ secret: SECRET, issuers: 'x', audience: 'api' } as JwtOptions, {
+          now: () => NOW_MS,
+          warn,
+        }),
+      )
+      expect(error.issues).to.have.length(1)
+      expect(error.issues[0]).to.match(/^jwt\.issuer: is required \(RFC 8725 §3\.8\)/)
+    })
+
+    it('refuses a configuration without issuer or audience, naming each and the fix', () => {
+      const error = configErrorOf(() =>
+        createJwtVerifier({ secret: SECRET }, { now: () => NOW_MS }),
+      )
+      expect(error.code).to.equal('ERR_CONFIG_INVALID')
+      expect(error.issues).to.deep.equal([
+        `jwt.issuer: is required (RFC 8725 §3.8): set the accepted "iss" value(s), e.g. issuer: 'https://id.example', or issuer: false to accept any issuer on purpose`,
+        `jwt.audience: is required (RFC 8725 §3.9): set the accepted "aud" value(s), e.g. audience: 'my-api', or audience: false to accept any audience on purpose`,
+      ])
+      expect(
+        configErrorOf(() =>
+          createJwtVerifier({ secret: SECRET, issuer: 'https://id' }, { now: () => NOW_MS }),
+        ).issues,
+      ).to.have.length(1)
+      expect(
+        configErrorOf(() =>
+          createJwtVerifier({ secret: SECRET, audience: 'api' }, { now: () => NOW_MS }),
+        ).issues[0],
+      ).to.match(/^jwt\.issuer: /)
+    })
+
+    it('makes createGate refuse a jwt option without issuer at start-up', () => {
+      const error = configErrorOf(() =>
+        createGate({ jwt: { secret: SECRET, audience: 'api' }, audit: false }),
+      )
+      expect(error.issues).to.have.length(1)
+      expect(error.issues[0]).to.match(
+        /^jwt\.issuer: is required \(RFC 8725 §3\.8\).*issuer: false/,
+      )
+      expect(() =>
+        createGate({ jwt: { secret: SECRET, issuer: false, audience: 'api' }, audit: false }),
+      ).to.not.throw()
+    })
+
+    it('accepts issuer: false and audience: false, said explicitly, and then checks neither', async () => {
+      const v = createJwtVerifier(
+        { secret: SECRET, issuer: false, audience: false },
+        { now: () => NOW_MS },
+      )
+      await expectOk(v, signJwt('HS256', SECRET, claims({ iss: 'https://any', aud: 'other' })))
+      await expectOk(v, signJwt('HS256', SECRET, claims()))
+      // false for one still checks the other.
+      const audOnly = createJwtVerifier(
+        { secret: SECRET, issuer: false, audience: 'api' },
+        { now: () => NOW_MS },
+      )
+      await expectOk(audOnly, signJwt('HS256', SECRET, claims({ iss: 'https://any', aud: 'api' })))
+      await expectDenied(
+        audOnly,
+        signJwt('HS256', SECRET, claims({ aud: 'other' })),
+        'ERR_JWT_INVALID',
+        'audience mismatch',
+      )
+    })
+
+    it('rejects issuer: true, an empty issuer list and a non-string audience', () => {
+      expect(configErrorOf(() => hs256({ issuer: true as never })).issues[0]).to.match(
+        /^jwt\.issuer: /,
+      )
+      expect(configErrorOf(() => hs256({ issuer: [] })).issues).to.deep.equal([
+        'jwt.issuer: must not be empty',
+      ])
+      expect(configErrorOf(() => hs256({ audience: 42 as never })).issues[0]).to.match(
+        /^jwt\.audience: /,
+      )
+    })
+
+    it('validates maxTokenLifetimeSeconds and maxExpiresInSeconds: positive integers or false', () => {
+      for (const field of ['maxTokenLifetimeSeconds', 'maxExpiresInSeconds'] as const) {
+        for (const bad of [0, -1, 1.5, '3600', true, null]) {
+          const error = configErrorOf(() => hs256({ [field]: bad as never }))
+          expect(error.issues, `${field}: ${String(bad)}`).to.have.length(1)
+          expect(error.issues[0]).to.match(new RegExp(`^jwt\\.${field}: `))
+        }
+        expect(() => hs256({ [field]: 1 })).to.not.throw()
+        expect(() => hs256({ [field]: false })).to.not.throw()
+      }
     })
   })
 })

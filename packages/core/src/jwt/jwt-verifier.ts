@@ -33,7 +33,9 @@ import {
   DEFAULT_JWT_CACHE_MAX,
   DEFAULT_JWT_CACHE_TTL_MS,
   DEFAULT_JWT_TYPES,
+  DEFAULT_MAX_EXPIRES_IN_SECONDS,
   DEFAULT_MAX_TOKEN_LENGTH,
+  DEFAULT_MAX_TOKEN_LIFETIME_SECONDS,
   MAX_CLOCK_TOLERANCE_SECONDS,
 } from '../defaults.js'
 
@@ -53,16 +55,42 @@ export interface JwtOptions {
    * @default the algorithms of the static keys; required when only `jwks` is given
    */
   readonly algorithms?: readonly JwsAlgorithm[]
-  /** Accepted `iss` values; when set, tokens without a matching `iss` are refused. */
-  readonly issuer?: string | readonly string[]
-  /** Accepted `aud` values; when set, a token must name at least one. */
-  readonly audience?: string | readonly string[]
+  /**
+   * Accepted `iss` values: tokens without a matching `iss` are refused. Required (RFC 8725 §3.8):
+   * leaving it out is a {@link ConfigError}; write `issuer: false` to accept any issuer on purpose.
+   */
+  readonly issuer?: string | readonly string[] | false
+  /**
+   * Accepted `aud` values: a token must name at least one. Required (RFC 8725 §3.9): leaving it out
+   * is a {@link ConfigError}; write `audience: false` to accept any audience on purpose.
+   */
+  readonly audience?: string | readonly string[] | false
   /** Allowed clock skew for `exp`, `nbf` and `iat`, in seconds (at most 300). @default 30 */
   readonly clockToleranceSeconds?: number
   /** Refuse tokens without `exp`. @default true */
   readonly requireExpiration?: boolean
   /** Refuse tokens whose `iat` is older than this (requires `iat`). */
   readonly maxTokenAgeSeconds?: number
+  /**
+   * Longest lifetime accepted, `exp − iat`, in seconds (no clock tolerance: both are the issuer's
+   * times): longer tokens are refused with `ERR_JWT_LIFETIME_TOO_LONG`. When you set it, `iat` is
+   * required (a token without it is refused, `ERR_JWT_INVALID`, reason `iat is required`); the
+   * default bounds every token that carries `iat` and leaves one without it to
+   * `maxExpiresInSeconds`, since `iat` is optional in RFC 7519 §4.1.6. `false` switches it off.
+   * 24 h because access tokens are meant to be short-lived (identity providers commonly issue them
+   * for 5 min to 1 h): a day admits every usual setting and refuses week- or year-long tokens that
+   * turn a leak into a lasting credential.
+   * @default 86400
+   */
+  readonly maxTokenLifetimeSeconds?: number | false
+  /**
+   * Farthest `exp` accepted, counted from now, in seconds (plus the clock tolerance): a token
+   * expiring later is refused with `ERR_JWT_EXPIRY_TOO_FAR`. It catches an `exp` written in
+   * milliseconds (about 50,000 years ahead) even where `maxTokenLifetimeSeconds` is off for
+   * deliberately long-lived service tokens, which a year still admits. `false` switches it off.
+   * @default 31536000 (365 days)
+   */
+  readonly maxExpiresInSeconds?: number | false
   /** Longest token accepted, in characters. @default 8192 */
   readonly maxTokenLength?: number
   /** Accepted `typ` header values (case-insensitive). @default ['JWT', 'at+jwt', 'application/jwt', 'application/at+jwt'] */
@@ -112,6 +140,8 @@ const OPTION_NAMES = [
   'clockToleranceSeconds',
   'requireExpiration',
   'maxTokenAgeSeconds',
+  'maxTokenLifetimeSeconds',
+  'maxExpiresInSeconds',
   'maxTokenLength',
   'types',
   'requireType',
@@ -141,6 +171,39 @@ function rolesFrom(claims: JwtClaims, claim: string): RoleID[] {
     if (role !== undefined) out.push(role)
   }
   return out
+}
+
+/**
+ * `issuer` / `audience`: a list, or `false` for "any" said explicitly. RFC 8725 §3.8 (issuer) and
+ * §3.9 (audience): a verifier must check both, so leaving one out is refused at start-up rather
+ * than silently accepting tokens minted for another issuer or another service.
+ */
+function requiredListOption(
+  v: TypeValidator,
+  field: 'issuer' | 'audience',
+  value: unknown,
+): ReadonlySet<string> | null {
+  if (value === false) return null
+  if (value === undefined) {
+    const claim = field === 'issuer' ? 'iss' : 'aud'
+    v.fail(
+      field,
+      `is required (RFC 8725 §${field === 'issuer' ? '3.8' : '3.9'}): set the accepted "${claim}" value(s), e.g. ${field}: '${field === 'issuer' ? 'https://id.example' : 'my-api'}', or ${field}: false to accept any ${field} on purpose`,
+    )
+    return null
+  }
+  return listOption(v, field, value)
+}
+
+/** A positive number of seconds, `false` (off), or the default when left out. */
+function boundOption(
+  v: TypeValidator,
+  field: string,
+  value: unknown,
+  fallback: number,
+): number | undefined {
+  if (value === false) return undefined
+  return v.integerOr(field, value, fallback, { min: 1 })
 }
 
 function listOption(v: TypeValidator, field: string, value: unknown): ReadonlySet<string> | null {
@@ -264,14 +327,26 @@ export function createJwtVerifier(
   const maxAge = v.integerOr('maxTokenAgeSeconds', options.maxTokenAgeSeconds, undefined, {
     min: 1,
   })
+  const maxLifetime = boundOption(
+    v,
+    'maxTokenLifetimeSeconds',
+    options.maxTokenLifetimeSeconds,
+    DEFAULT_MAX_TOKEN_LIFETIME_SECONDS,
+  )
+  const maxExpiresIn = boundOption(
+    v,
+    'maxExpiresInSeconds',
+    options.maxExpiresInSeconds,
+    DEFAULT_MAX_EXPIRES_IN_SECONDS,
+  )
   const maxTokenLength = v.integerOr(
     'maxTokenLength',
     options.maxTokenLength,
     DEFAULT_MAX_TOKEN_LENGTH,
     { min: 64, max: 65536 },
   )
-  const issuers = listOption(v, 'issuer', options.issuer)
-  const audiences = listOption(v, 'audience', options.audience)
+  const issuers = requiredListOption(v, 'issuer', options.issuer)
+  const audiences = requiredListOption(v, 'audience', options.audience)
   const types = v.array(
     'types',
     options.types ?? DEFAULT_JWT_TYPES,
@@ -324,6 +399,11 @@ export function createJwtVerifier(
     toleranceMs: tolerance * 1000,
     requireExp: requireExp !== false,
     maxAgeMs: maxAge === undefined ? undefined : maxAge * 1000,
+    maxLifetimeMs: maxLifetime === undefined ? undefined : maxLifetime * 1000,
+    // Only a bound the user set makes iat mandatory: the default must not refuse issuers that
+    // omit the optional claim.
+    requireIat: options.maxTokenLifetimeSeconds !== undefined && maxLifetime !== undefined,
+    maxExpiresInMs: maxExpiresIn === undefined ? undefined : maxExpiresIn * 1000,
     issuers,
     audiences,
     rolesClaim: rolesClaim ?? 'roles',
@@ -339,6 +419,9 @@ interface ClaimRules {
   readonly toleranceMs: number
   readonly requireExp: boolean
   readonly maxAgeMs: number | undefined
+  readonly maxLifetimeMs: number | undefined
+  readonly requireIat: boolean
+  readonly maxExpiresInMs: number | undefined
   readonly issuers: ReadonlySet<string> | null
   readonly audiences: ReadonlySet<string> | null
   readonly rolesClaim: string
@@ -483,6 +566,30 @@ class Verifier implements JwtVerifier {
     if (c.iat !== undefined && iat === undefined) return invalid('iat is not a NumericDate')
     if (iat !== undefined && iat > nowMs + r.toleranceMs)
       return invalid('issued in the future (iat)')
+    // A far-future exp first: an exp in milliseconds gets this code, not the lifetime one.
+    if (r.maxExpiresInMs !== undefined && exp !== undefined) {
+      if (exp - nowMs > r.maxExpiresInMs + r.toleranceMs) {
+        return {
+          ok: false,
+          error: new AuthError('ERR_JWT_EXPIRY_TOO_FAR', 'The access token expires too far ahead', {
+            reason: 'exp too far ahead',
+          }),
+        }
+      }
+    }
+    if (r.maxLifetimeMs !== undefined) {
+      if (iat === undefined && r.requireIat) return invalid('iat is required')
+      if (exp !== undefined && iat !== undefined && exp - iat > r.maxLifetimeMs) {
+        return {
+          ok: false,
+          error: new AuthError(
+            'ERR_JWT_LIFETIME_TOO_LONG',
+            'The access token lifetime is too long',
+            { reason: 'exp - iat over maxTokenLifetimeSeconds' },
+          ),
+        }
+      }
+    }
     if (
       r.maxAgeMs !== undefined &&
       (iat === undefined || nowMs - iat > r.maxAgeMs + r.toleranceMs)
