@@ -241,6 +241,34 @@ describe('createRateLimitStage', () => {
     ])
   })
 
+  it('audits a failing stage or store as store.unavailable, never authn.failure (issue 17)', async () => {
+    const sink = createMemoryAuditSink()
+    const store = createMemoryKeyStore()
+    const gate = createGate({
+      apiKeys: { store, pepper: PEPPER },
+      stages: [
+        {
+          name: 'counter',
+          run: () => {
+            throw new Error('ECONNREFUSED')
+          },
+        },
+      ],
+      audit: { sinks: [sink] },
+    })
+    const { key } = await createApiKeyManager({ store, pepper: PEPPER }).create({
+      name: 'a',
+      ownerId: 'alice',
+    })
+    const d = await gate.evaluate(fakeRequest({ headers: { 'x-api-key': key } }))
+    expect(d.status).to.equal(503)
+    await gate.audit.flush()
+    await gate.close()
+    expect(
+      sink.events.filter((e) => e.outcome === 'failure').map((e) => [e.type, e.reason?.code]),
+    ).to.deep.equal([['store.unavailable', 'ERR_STORE_UNAVAILABLE']])
+  })
+
   it('fails closed with 503 when the store fails, by default', async () => {
     const broken = createFailingBackend()
     const closed = await setup({
