@@ -17,6 +17,7 @@ import {
   createJsonLinesFileSink,
   createMemoryBroker,
   createMemoryKeyStore,
+  createRateLimitStage,
   Get,
   Policy,
   Post,
@@ -29,6 +30,7 @@ import {
   type StageResult,
 } from '@portcullis/core'
 import {
+  createFailingBackend,
   createFakeClock,
   createMemoryAuditSink,
   type FakeClock,
@@ -123,9 +125,16 @@ interface Fixture {
 // step (as a route's own `rateLimits` do), which every adapter must send merged.
 // With `x-test-bad-header`, the header it answers carries a line break, which Node refuses to
 // send: the adapter must turn that into a 500 problem on every framework, never a hung request.
+// On /store-down it hands the request to a real limits stage whose counter store fails (issue 17).
+const storeDown = createRateLimitStage({
+  backend: createFailingBackend(),
+  limits: [{ name: 'down', limit: 5, windowMs: '1m' }],
+})
 const testLimiter: GateStage = {
   name: 'ratelimit',
-  run: ({ request: r, requirements }): StageResult => {
+  run: (context): StageResult | Promise<StageResult> => {
+    const { request: r, requirements } = context
+    if (r.path === '/store-down') return storeDown.run(context)
     const tail = r.header('x-test-bad-header') === undefined ? '' : '\r\nx-injected: 1'
     if (r.path === '/route-limited') {
       const routeStep = requirements !== undefined && requirements.rateLimits.length > 0
@@ -558,6 +567,16 @@ export function describeAdapterConformance(
         expect(res.headers['ratelimit-policy']).to.equal('"burst";q=1;w=1')
         expect(res.headers.ratelimit).to.equal('"burst";r=0;t=7')
         expect(res.headers).to.not.have.property('www-authenticate')
+      })
+
+      it('answers a limit store outage with 503 and Retry-After: 1, audited as ratelimit.unavailable (issue 17)', async () => {
+        const res = await http().get('/store-down').set('X-API-Key', f.readKey).timeout(2000)
+        expectProblem(res, 503, 'ERR_RATELIMIT_UNAVAILABLE')
+        expect(res.headers['retry-after']).to.equal('1')
+        const failures = (await events()).filter((e) => e.outcome === 'failure')
+        expect(failures.map((e) => [e.type, e.reason?.code])).to.deep.equal([
+          ['ratelimit.unavailable', 'ERR_RATELIMIT_UNAVAILABLE'],
+        ])
       })
 
       it("sends a route step's RateLimit field with the global step's on success", async () => {

@@ -17,7 +17,7 @@ import {
   type RateLimitBackend,
   type StoreFailureMode,
 } from '@portcullis/core'
-import { createMemoryAuditSink, fakeRequest } from '@portcullis/core/testing'
+import { createMemoryAuditSink, createMemoryMetrics, fakeRequest } from '@portcullis/core/testing'
 import { createRedisBackend } from '@portcullis/redis'
 import { describeWithRedisClients } from '../helpers/redis-server.js'
 
@@ -630,6 +630,71 @@ describeWithRedisClients('@portcullis/redis against a real redis-server', (serve
       expect(parseRateLimit(resumed.headers.ratelimit).r).to.equal(1)
       expect((await insured.hit()).status).to.equal(200)
       expect(await redis.keys('ptcl:rl:insurance-*')).to.have.length(1)
+    })
+
+    it('insurance does not hide an outage: counted, start and end logged once, audited, decisions marked (issue 17)', async function () {
+      this.timeout(20_000)
+      const name = unique('insured')
+      const store = createMemoryKeyStore()
+      const sink = createMemoryAuditSink()
+      const metrics = createMemoryMetrics()
+      const logs: [string, Readonly<Record<string, unknown>>][] = []
+      const gate = createGate({
+        apiKeys: { store, pepper: PEPPER },
+        stages: [
+          createRateLimitStage({
+            backend: createRedisBackend({ client: redis, insurance: true }),
+            onStoreError: 'insurance',
+            logger: { warn: (f, m) => logs.push([m, f]), error: (f, m) => logs.push([m, f]) },
+            limits: [{ name, limit: 2, windowMs: '60s' }],
+          }),
+        ],
+        audit: { sinks: [sink] },
+        metrics,
+      })
+      const { key } = await createApiKeyManager({ store, pepper: PEPPER }).create({
+        name: 'k',
+        ownerId: 'u',
+      })
+      const hit = () => settled(gate.evaluate(fakeRequest({ headers: { 'x-api-key': key } })))
+      const limitEntry = (d: Decision) => d.trace.find((t) => t.stage === 'ratelimit')
+      const before = await hit()
+      expect(before.status).to.equal(200)
+      expect(limitEntry(before)?.by).to.equal('ratelimit')
+
+      await server().kill()
+      const during = [await hit(), await hit(), await hit()]
+      expect(during.map((d) => d.status)).to.deep.equal([200, 200, 429])
+      // Decisions taken by the insurance limiter say so in their trace.
+      expect(limitEntry(during[0]!)?.by).to.equal('insurance')
+      expect(limitEntry(during[1]!)?.by).to.equal('insurance')
+      expect(limitEntry(during[2]!)?.reason).to.include('(insurance: store unavailable)')
+      // Every failure counted; the start logged and audited once.
+      expect(metrics.value('storeFailures', { store: 'ratelimit' })).to.equal(3)
+      expect(
+        metrics.value('failureModeActivations', { store: 'ratelimit', mode: 'insurance' }),
+      ).to.equal(3)
+      expect(logs.map(([m]) => m)).to.deep.equal([
+        'ratelimit: store failed; counting in process memory (insurance) until it answers again',
+      ])
+      expect(logs[0]![1]).to.include({ store: 'ratelimit', limit: name })
+      expect(String(logs[0]![1].error)).to.not.equal('undefined')
+      await gate.audit.flush()
+      expect(sink.events.filter((e) => e.type === 'ratelimit.degraded')).to.have.length(1)
+
+      await server().restart()
+      await ready(redis)
+      // The store answers again: the end logged once, decisions no longer marked.
+      const after = [await hit(), await hit()]
+      expect(after.map((d) => d.status)).to.deep.equal([200, 200])
+      expect(limitEntry(after[0]!)?.by).to.equal('ratelimit')
+      expect(logs.map(([m]) => m)).to.deep.equal([
+        'ratelimit: store failed; counting in process memory (insurance) until it answers again',
+        'ratelimit: store answers again; insurance ended',
+      ])
+      expect(logs[1]![1]).to.include({ store: 'ratelimit', limit: name })
+      expect(metrics.value('storeFailures', { store: 'ratelimit' })).to.equal(3)
+      await gate.close()
     })
 
     it('settles every request when Redis is killed under load, then resumes', async function () {

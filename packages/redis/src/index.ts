@@ -25,6 +25,7 @@
 import {
   ConfigError,
   createMemoryBackend,
+  markInsured,
   silentLogger,
   TypeValidator,
   type Clock,
@@ -34,11 +35,7 @@ import {
   type RateLimiterLike,
 } from '@portcullis/core'
 import type { Redis } from 'ioredis'
-import {
-  RateLimiterRedis,
-  RateLimiterRes,
-  type RateLimiterCompatibleAbstract,
-} from 'rate-limiter-flexible'
+import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible'
 
 /** Options of {@link createRedisBackend}. */
 export interface RedisBackendOptions {
@@ -53,8 +50,8 @@ export interface RedisBackendOptions {
   readonly prefix?: string
   /**
    * Give each limiter an in-memory insurance limiter with the same limit (core's bounded memory
-   * limiter), which rate-limiter-flexible consults while Redis fails: the `insurance` failure
-   * mode. Counts are then per process until Redis returns. It applies to every limiter of this
+   * limiter), which counts while Redis fails: the `insurance` failure mode. Its answers are
+   * marked (`markInsured`) so the limits stage reports the outage. Counts are then per process until Redis returns. It applies to every limiter of this
    * backend, whatever the limit's `onStoreError`: give `closed`/`open` limits and quotas a
    * backend without it. @default false
    */
@@ -242,11 +239,13 @@ export function createRedisBackend(options: Readonly<RedisBackendOptions>): Rate
         spec.points < Number.MAX_SAFE_INTEGER
           ? { inMemoryBlockOnConsumed: spec.points + 1 }
           : {}),
-        ...(local === undefined ? {} : { insuranceLimiter: insurer(local.create(spec)) }),
       })
-      return spec.allOrNothing === true
-        ? new AllOrNothingLimiter(client, limiter, spec.points, local !== undefined)
-        : limiter
+      // The insurance limiter is ours rather than rate-limiter-flexible's `insuranceLimiter`,
+      // which hides the store's error: each of its answers is marked (`markInsured`) with it.
+      const insurance = local?.create(spec)
+      if (spec.allOrNothing === true)
+        return new AllOrNothingLimiter(client, limiter, spec.points, insurance)
+      return insurance === undefined ? limiter : new InsuredLimiter(limiter, insurance)
     },
   }
 }
@@ -281,7 +280,7 @@ class AllOrNothingLimiter implements RateLimiterLike {
     private readonly client: Redis,
     private readonly inner: RateLimiterRedis,
     private readonly points: number,
-    private readonly insured: boolean,
+    private readonly insurance: RateLimiterLike | undefined,
   ) {
     const c = client as Redis & { ptclConsumeIfFits?: ConsumeIfFits }
     if (typeof c.ptclConsumeIfFits !== 'function')
@@ -301,7 +300,8 @@ class AllOrNothingLimiter implements RateLimiterLike {
       reply = await this.#consume(this.inner.getKey(key), points, this.points, ttlMs)
     } catch (e) {
       // The insurance limiter (per process, counting as before) takes over while Redis fails.
-      if (this.insured) return this.inner.consume(key, points, options)
+      if (this.insurance !== undefined)
+        return insuredConsume(this.insurance, key, points, options, e)
       throw e
     }
     const [consumed, ttl, added] = (reply as [number, number, number]).map(Number) as [
@@ -320,15 +320,25 @@ class AllOrNothingLimiter implements RateLimiterLike {
   }
 
   get(key: string): Promise<RateLimiterRes | null> {
-    return this.inner.get(key)
+    return this.#fallback(this.inner.get(key), (l) => l.get(key))
   }
 
   reward(key: string, points?: number): Promise<RateLimiterRes> {
-    return this.inner.reward(key, points)
+    return this.#fallback(this.inner.reward(key, points), (l) => l.reward(key, points))
   }
 
   delete(key: string): Promise<boolean> {
-    return this.inner.delete(key)
+    return this.#fallback(this.inner.delete(key), (l) => l.delete(key))
+  }
+
+  /** The store's answer, or the insurance limiter's while the store fails. */
+  #fallback<T>(pending: Promise<T>, local: (l: RateLimiterLike) => Promise<T>): Promise<T> {
+    const insurance = this.insurance
+    if (insurance === undefined) return pending
+    return pending.catch((e: unknown) => {
+      if (e instanceof RateLimiterRes) throw e
+      return local(insurance)
+    })
   }
 }
 
@@ -379,12 +389,67 @@ function prefixed(prefix: string, keyPrefix: string): string {
   return keyPrefix.startsWith('ptcl:') ? prefix + keyPrefix.slice(4) : `${prefix}:${keyPrefix}`
 }
 
-/**
- * Core's memory backend makes `BoundedMemoryLimiter`s, which extend rate-limiter-flexible's
- * `RateLimiterCompatibleAbstract`; rate-limiter-flexible checks that again when it is set.
- */
-function insurer(limiter: RateLimiterLike): RateLimiterCompatibleAbstract {
-  return limiter as unknown as RateLimiterCompatibleAbstract
+/** Counts in the insurance limiter after the store failed with `error`; marks its answer. */
+async function insuredConsume(
+  insurance: RateLimiterLike,
+  key: string,
+  points: number,
+  options: { customDuration?: number },
+  error: unknown,
+): Promise<RateLimiterRes> {
+  let res: RateLimiterRes
+  try {
+    res = await insurance.consume(key, points, options)
+  } catch (r) {
+    if (r instanceof RateLimiterRes) throw markInsured(r, error)
+    throw r
+  }
+  return markInsured(res, error)
+}
+
+/** A Redis limiter whose failures fall back to a per-process insurance limiter. */
+class InsuredLimiter implements RateLimiterLike {
+  constructor(
+    private readonly store: RateLimiterLike,
+    private readonly insurance: RateLimiterLike,
+  ) {}
+
+  async consume(
+    key: string,
+    points = 1,
+    options: { customDuration?: number } = {},
+  ): Promise<RateLimiterRes> {
+    try {
+      return await this.store.consume(key, points, options)
+    } catch (e) {
+      if (e instanceof RateLimiterRes) throw e
+      return insuredConsume(this.insurance, key, points, options, e)
+    }
+  }
+
+  async get(key: string): Promise<RateLimiterRes | null> {
+    try {
+      return await this.store.get(key)
+    } catch {
+      return this.insurance.get(key)
+    }
+  }
+
+  async reward(key: string, points?: number): Promise<RateLimiterRes> {
+    try {
+      return await this.store.reward(key, points)
+    } catch {
+      return this.insurance.reward(key, points)
+    }
+  }
+
+  async delete(key: string): Promise<boolean> {
+    try {
+      return await this.store.delete(key)
+    } catch {
+      return this.insurance.delete(key)
+    }
+  }
 }
 
 export * from './broker.js'

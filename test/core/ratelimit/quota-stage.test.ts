@@ -131,6 +131,34 @@ describe('quota refunds on server errors', () => {
     expect((await quotas.usage(record.id))[0]?.used).to.equal(2)
   })
 
+  it('answers a quota store outage with 503 and Retry-After, audited as quota.unavailable (issue 17)', async () => {
+    const sink = createMemoryAuditSink()
+    const store = createMemoryKeyStore()
+    const gate = createGate({
+      apiKeys: { store, pepper: PEPPER },
+      stages: [
+        createQuotaStage({
+          backend: createFailingBackend(),
+          quotas: [{ name: 'monthly', limit: 10, period: 'month' }],
+          logger: { warn() {}, error() {} },
+        }),
+      ],
+      audit: createAuditTrail({ sinks: [sink] }),
+    })
+    const { key } = await createApiKeyManager({ store, pepper: PEPPER }).create({
+      name: 'a',
+      ownerId: 'alice',
+    })
+    const decision = await gate.evaluate(fakeRequest({ headers: { 'x-api-key': key } }))
+    expect(decision.status).to.equal(503)
+    expect(decision.headers['retry-after']).to.equal('1')
+    await gate.audit.flush()
+    await gate.close()
+    expect(
+      sink.events.filter((e) => e.outcome === 'failure').map((e) => [e.type, e.reason?.code]),
+    ).to.deep.equal([['quota.unavailable', 'ERR_QUOTA_UNAVAILABLE']])
+  })
+
   it('fails closed with 503 when the store fails, by default, and open when configured', async () => {
     const broken = createFailingBackend()
     const run = async (onStoreError?: 'open' | 'closed') => {

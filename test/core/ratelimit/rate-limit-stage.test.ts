@@ -217,6 +217,58 @@ describe('createRateLimitStage', () => {
     ])
   })
 
+  it('answers a store outage with 503 and Retry-After, audited as ratelimit.unavailable (issue 17)', async () => {
+    const { as, a, b, sink, gate } = await setup({
+      backend: createFailingBackend(),
+      limits: [{ name: 'l', limit: 5, windowMs: '1m' }],
+    })
+    const d = await as(a)
+    expect(d.status).to.equal(503)
+    expect(d.headers['retry-after']).to.equal('1')
+    // A route limit (authorization step) too.
+    const route = gate.compile({ rateLimits: [{ name: 'r', limit: 1, windowMs: 60_000 }] })
+    const r = await gate.evaluate(
+      fakeRequest({ headers: { 'x-api-key': b }, route: '/export' }),
+      route,
+    )
+    expect(r.status).to.equal(503)
+    expect(r.headers['retry-after']).to.equal('1')
+    await gate.audit.flush()
+    const failures = sink.events.filter((e) => e.outcome === 'failure')
+    expect(failures.map((e) => [e.type, e.reason?.code])).to.deep.equal([
+      ['ratelimit.unavailable', 'ERR_RATELIMIT_UNAVAILABLE'],
+      ['ratelimit.unavailable', 'ERR_RATELIMIT_UNAVAILABLE'],
+    ])
+  })
+
+  it('audits a failing stage or store as store.unavailable, never authn.failure (issue 17)', async () => {
+    const sink = createMemoryAuditSink()
+    const store = createMemoryKeyStore()
+    const gate = createGate({
+      apiKeys: { store, pepper: PEPPER },
+      stages: [
+        {
+          name: 'counter',
+          run: () => {
+            throw new Error('ECONNREFUSED')
+          },
+        },
+      ],
+      audit: { sinks: [sink] },
+    })
+    const { key } = await createApiKeyManager({ store, pepper: PEPPER }).create({
+      name: 'a',
+      ownerId: 'alice',
+    })
+    const d = await gate.evaluate(fakeRequest({ headers: { 'x-api-key': key } }))
+    expect(d.status).to.equal(503)
+    await gate.audit.flush()
+    await gate.close()
+    expect(
+      sink.events.filter((e) => e.outcome === 'failure').map((e) => [e.type, e.reason?.code]),
+    ).to.deep.equal([['store.unavailable', 'ERR_STORE_UNAVAILABLE']])
+  })
+
   it('fails closed with 503 when the store fails, by default', async () => {
     const broken = createFailingBackend()
     const closed = await setup({

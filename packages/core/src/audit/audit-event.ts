@@ -18,6 +18,10 @@ export type AuditEventType =
   | 'authz.deny'
   | 'ratelimit.exceeded'
   | 'quota.exceeded'
+  | 'ratelimit.unavailable'
+  | 'quota.unavailable'
+  | 'store.unavailable'
+  | 'ratelimit.degraded'
   | 'key.created'
   | 'key.rotated'
   | 'key.revoked'
@@ -40,6 +44,10 @@ export const AUDIT_EVENT_TYPES: readonly AuditEventType[] = Object.freeze([
   'authz.deny',
   'ratelimit.exceeded',
   'quota.exceeded',
+  'ratelimit.unavailable',
+  'quota.unavailable',
+  'store.unavailable',
+  'ratelimit.degraded',
   'key.created',
   'key.rotated',
   'key.revoked',

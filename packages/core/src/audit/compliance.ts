@@ -28,7 +28,7 @@ export const COMPLIANCE_PROFILES: readonly ComplianceProfileName[] = Object.free
  * so an auditor reading an old event knows which mapping tagged it. Bumped in the same commit as
  * any change to the controls, their events or fields, or a profile's retention class.
  */
-export const COMPLIANCE_MAPPING_VERSION = '2026-12-07'
+export const COMPLIANCE_MAPPING_VERSION = '2026-12-08'
 
 /**
  * How long a profile's evidence is usually kept: `6m` six months, `1y` one year, `6y` six years.
@@ -88,6 +88,13 @@ const CHANGES: readonly AuditEventType[] = [
   'policy.changed',
   'config.changed',
 ]
+/** Outages of a store the gate depends on: a denial (503) or a degraded (insurance) decision. */
+const OUTAGES: readonly AuditEventType[] = [
+  'ratelimit.unavailable',
+  'quota.unavailable',
+  'store.unavailable',
+  'ratelimit.degraded',
+]
 const BASE_FIELDS = ['id', 'time', 'type', 'outcome', 'actor.id', 'action']
 
 const c = (
@@ -130,7 +137,7 @@ export const COMPLIANCE_PROFILE_DEFINITIONS: Readonly<
         'SOC2',
         'CC7.2',
         'Monitoring for anomalies: denials and failures are kept, tamper-evident',
-        ['authn.failure', 'authz.deny', 'ratelimit.exceeded', 'quota.exceeded'],
+        ['authn.failure', 'authz.deny', 'ratelimit.exceeded', 'quota.exceeded', ...OUTAGES],
         [...BASE_FIELDS, 'reason'],
         true,
       ),
@@ -157,7 +164,7 @@ export const COMPLIANCE_PROFILE_DEFINITIONS: Readonly<
         'ISO27001',
         'A.8.16',
         'Monitoring activities: anomalous access is visible',
-        ['authn.failure', 'authz.deny', 'ratelimit.exceeded'],
+        ['authn.failure', 'authz.deny', 'ratelimit.exceeded', ...OUTAGES],
         [...BASE_FIELDS, 'reason'],
       ),
       c(

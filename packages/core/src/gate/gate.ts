@@ -498,6 +498,18 @@ interface StagesRun {
 const USER_AGENT_MAX = 256
 /** A durable audit write failed, or the audit queue is full: the trail retries a failing sink within seconds. */
 const AUDIT_RETRY_AFTER: HeaderBag = Object.freeze({ 'retry-after': '1' })
+/**
+ * The audit event type of a denial by its code, whatever the step: limits, quotas and store
+ * outages are audited as what they are. Other codes are `authz.deny` in the authorization step,
+ * `authn.failure` otherwise.
+ */
+const DENIAL_EVENT_TYPES: Readonly<Partial<Record<string, AuditEventType>>> = Object.freeze({
+  ERR_RATE_LIMITED: 'ratelimit.exceeded',
+  ERR_QUOTA_EXCEEDED: 'quota.exceeded',
+  ERR_RATELIMIT_UNAVAILABLE: 'ratelimit.unavailable',
+  ERR_QUOTA_UNAVAILABLE: 'quota.unavailable',
+  ERR_STORE_UNAVAILABLE: 'store.unavailable',
+})
 /** An audit event's parts, filled in field by field (no spreads on the request path). */
 type Mutable<T> = { -readonly [K in keyof T]: T[K] }
 
@@ -1147,13 +1159,8 @@ class GateImpl implements Gate {
     const audit = this.#c.audit
     const failed = step.error !== undefined
     const type: AuditEventType = failed
-      ? step.error.code === 'ERR_RATE_LIMITED'
-        ? 'ratelimit.exceeded'
-        : step.error.code === 'ERR_QUOTA_EXCEEDED'
-          ? 'quota.exceeded'
-          : step.stage === 'authorize'
-            ? 'authz.deny'
-            : 'authn.failure'
+      ? (DENIAL_EVENT_TYPES[step.error.code] ??
+        (step.stage === 'authorize' ? 'authz.deny' : 'authn.failure'))
       : step.stage === 'authorize'
         ? 'authz.allow'
         : 'authn.success'

@@ -86,3 +86,23 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): RateLim
       }),
   }
 }
+
+/** The store errors behind answers of a backend's insurance limiter. */
+const insured = new WeakMap<RateLimiterRes, { readonly error: unknown }>()
+
+/**
+ * Marks `res` (resolved or thrown by a backend's insurance limiter) as counted in process memory
+ * because the shared store failed with `error`. The rate-limit stage reads the mark to count,
+ * log and audit the outage and to mark the decision (`onStoreError: 'insurance'`); a backend with
+ * an insurance limiter must mark every answer of it.
+ * @returns `res`
+ */
+export function markInsured<T extends RateLimiterRes>(res: T, error: unknown): T {
+  insured.set(res, { error })
+  return res
+}
+
+/** The store failure behind an insurance answer (see {@link markInsured}); `undefined` for the store's own answers. */
+export function insuredBy(res: RateLimiterRes): { readonly error: unknown } | undefined {
+  return insured.get(res)
+}

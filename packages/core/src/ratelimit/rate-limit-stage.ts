@@ -20,7 +20,13 @@ import { silentLogger, type Logger } from '../logger.js'
 import type { LimitKey, Principal, PrincipalLimits, RateLimitRule } from '../types.js'
 import { parseDurationMs, type DurationInput } from '../validation/type-converter.js'
 import { TypeValidator } from '../validation/type-validator.js'
-import { createMemoryBackend, type RateLimitBackend, type RateLimiterLike } from './backend.js'
+import {
+  createMemoryBackend,
+  insuredBy,
+  markInsured,
+  type RateLimitBackend,
+  type RateLimiterLike,
+} from './backend.js'
 import { isMemoryLimiter } from './memory-fast-path.js'
 import { clientIpKey } from './client-ip.js'
 import {
@@ -29,7 +35,13 @@ import {
   type LimitReport,
   type RateLimitHeaderStyle,
 } from './headers.js'
-import { RATE_LIMIT_STORE, storeFailure } from './store-failure.js'
+import {
+  RATE_LIMIT_STORE,
+  storeAnswered,
+  storeFailure,
+  storeInsured,
+  type Outage,
+} from './store-failure.js'
 
 /** What limit functions see. */
 export interface LimitContext {
@@ -411,6 +423,10 @@ class Stage implements RateLimitStage {
   /** The limiter each limit used last, with its points and window: the common case, no key string. */
   readonly #last = new WeakMap<CompiledLimit, LastLimiter>()
   readonly #dropped = new WeakSet<RateLimiterLike>()
+  /** The store's outage answered by insurance limiters, if one is under way. */
+  readonly #outage: Outage = { since: undefined }
+  /** The requests (by their reports) counted by an insurance limiter: their decision says so. */
+  readonly #insured = new WeakSet<LimitReport[]>()
 
   constructor(
     private readonly limits: readonly CompiledLimit[],
@@ -549,8 +565,11 @@ class Stage implements RateLimitStage {
         },
       )
     }
-    return reports.length === 0 || (this.headers === false && !this.legacy)
-      ? OK
+    const insured = this.#insured.has(reports)
+    if (reports.length === 0 || (this.headers === false && !this.legacy))
+      return insured ? INSURED : OK
+    return insured
+      ? { ok: true, by: 'insurance', headers: this.#headers(reports) }
       : { ok: true, headers: this.#headers(reports) }
   }
 
@@ -564,6 +583,7 @@ class Stage implements RateLimitStage {
     reports: LimitReport[],
     context: StageContext,
   ): StageResult | undefined {
+    const insured = this.#storeHealth(l, res, reports, context)
     reports.push({
       name: l.name,
       limit: points,
@@ -579,13 +599,46 @@ class Stage implements RateLimitStage {
       error: new RateLimitedError(
         'ERR_RATE_LIMITED',
         { policy: l.name, limit: points, remaining: 0, retryAfterMs: res.msBeforeNext },
-        { reason: `${l.name}: ${res.consumedPoints}/${points} in ${windowMs} ms` },
+        {
+          reason:
+            `${l.name}: ${res.consumedPoints}/${points} in ${windowMs} ms` +
+            (insured ? ' (insurance: store unavailable)' : ''),
+        },
       ),
       headers: {
         ...this.#headers(reports),
         'retry-after': String(Math.max(1, Math.ceil(res.msBeforeNext / 1000))),
       },
     }
+  }
+
+  /**
+   * Notes whether the store or its insurance limiter answered (backends mark insurance answers,
+   * see `markInsured`); true for an insurance answer.
+   */
+  #storeHealth(
+    l: CompiledLimit,
+    res: RateLimiterRes,
+    reports: LimitReport[],
+    context: StageContext,
+  ): boolean {
+    const insured = insuredBy(res)
+    if (insured === undefined) {
+      if (this.#outage.since !== undefined)
+        storeAnswered(RATE_LIMIT_STORE, l.name, this.logger, this.#outage, this.now())
+      return false
+    }
+    this.#insured.add(reports)
+    storeInsured(
+      RATE_LIMIT_STORE,
+      l.name,
+      insured.error,
+      context,
+      this.logger,
+      this.#outage,
+      this.now(),
+    )
+    return true
   }
 
   #headers(reports: readonly LimitReport[]): Record<string, string> {
@@ -600,6 +653,8 @@ class Stage implements RateLimitStage {
 }
 
 const OK: StageResult = Object.freeze({ ok: true })
+/** Allowed, counted by an insurance limiter while the store failed: the trace entry's `by`. */
+const INSURED: StageResult = Object.freeze({ ok: true, by: 'insurance' })
 
 /**
  * Sliding window estimate over two fixed windows (as Cloudflare describes it): the previous
@@ -623,16 +678,22 @@ class SlidingWindow implements RateLimiterLike {
     const weight = 1 - elapsed / this.windowMs
     const estimate = (previous?.consumedPoints ?? 0) * weight + current.consumedPoints
     const remaining = Math.max(0, Math.floor(this.points - estimate))
+    // An insurance answer stays one (the stage reports the store's outage).
+    const insured = insuredBy(current)
+    const mark = (res: RateLimiterRes) =>
+      insured === undefined ? res : markInsured(res, insured.error)
     if (estimate > this.points) {
       await this.base.reward(`${key}:${index}`, points)
       // The estimate falls as the previous window slides out; at worst wait for the next window.
-      throw new RateLimiterRes(0, this.windowMs - elapsed, Math.ceil(estimate), false)
+      throw mark(new RateLimiterRes(0, this.windowMs - elapsed, Math.ceil(estimate), false))
     }
-    return new RateLimiterRes(
-      remaining,
-      this.windowMs - elapsed,
-      Math.ceil(estimate),
-      current.isFirstInDuration,
+    return mark(
+      new RateLimiterRes(
+        remaining,
+        this.windowMs - elapsed,
+        Math.ceil(estimate),
+        current.isFirstInDuration,
+      ),
     )
   }
 
