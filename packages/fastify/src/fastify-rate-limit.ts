@@ -463,7 +463,10 @@ function sendProblem(
         retryAfterMs: r.ttl,
       })
   const problem = toProblemDetails(error, request.id, DEFAULT_PROBLEM_TYPE_BASE)
-  reply.code(error.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem))
+  reply
+    .code(error.status)
+    .header('content-type', PROBLEM_CONTENT_TYPE)
+    .send(Buffer.from(JSON.stringify(problem)))
 }
 
 async function rateLimitPlugin(

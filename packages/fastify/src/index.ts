@@ -121,7 +121,11 @@ function send(
   headers: HeaderBag,
   problem: ProblemDetails,
 ): void {
-  reply.code(status).headers(headers).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem))
+  reply
+    .code(status)
+    .headers(headers)
+    .header('content-type', PROBLEM_CONTENT_TYPE)
+    .send(Buffer.from(JSON.stringify(problem)))
 }
 
 async function portcullis(
