@@ -39,6 +39,7 @@ export type AuthErrorCode =
   | 'ERR_RATELIMIT_UNAVAILABLE'
   | 'ERR_QUOTA_UNAVAILABLE'
   | 'ERR_AUDIT_UNAVAILABLE'
+  | 'ERR_DEPENDENCY_TIMEOUT'
   | 'ERR_INTERNAL_ERROR'
 
 /** The RFC 6750 §3.1 error value a code maps to in a `WWW-Authenticate: Bearer` challenge. */
@@ -136,6 +137,7 @@ export const ERROR_CODES: Readonly<Record<AuthErrorCode, ErrorCodeInfo>> = Objec
   ERR_RATELIMIT_UNAVAILABLE: row(503, 'unavailable', 'Service unavailable', null),
   ERR_QUOTA_UNAVAILABLE: row(503, 'unavailable', 'Service unavailable', null),
   ERR_AUDIT_UNAVAILABLE: row(503, 'unavailable', 'Service unavailable', null),
+  ERR_DEPENDENCY_TIMEOUT: row(503, 'unavailable', 'Service unavailable', null),
   ERR_INTERNAL_ERROR: row(500, 'internal', 'Internal server error', null),
 })
 

@@ -16,19 +16,26 @@ import {
   compileRequirements,
   ConfigError,
   createGate,
-  describeController,
-  NodeGateRequest,
-  PROBLEM_CONTENT_TYPE,
-  routeNotFoundError,
   type Decision,
   type Gate,
   type GateOptions,
   type HeaderBag,
   type Principal,
-  type ProblemDetails,
   type RouteRequirements,
 } from '@portcullis/core'
-import { randomUUID } from 'node:crypto'
+import {
+  controllerRoutes,
+  decideGlobal,
+  decideRoute,
+  finishRequest,
+  headersToSet,
+  NodeGateRequest,
+  problemAnswer,
+  PROBLEM_CONTENT_TYPE,
+  routeNotFoundError,
+  type ControllerInput,
+  type ErrorResponse,
+} from '@portcullis/core/adapter'
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express'
 
 /** What the gate attaches to `req.auth`. */
@@ -107,15 +114,19 @@ function toGateRequest(req: Request): NodeGateRequest {
   return request
 }
 
-function send(res: Response, status: number, headers: HeaderBag, problem: ProblemDetails): void {
-  res.status(status)
-  for (const name in headers) res.setHeader(name, headers[name] as string)
+/** A denial or an error answer: status, headers and problem body. */
+type Answer = Pick<ErrorResponse, 'status' | 'headers' | 'problem'>
+
+function send(res: Response, answer: Answer): void {
+  res.status(answer.status)
+  for (const name in answer.headers) res.setHeader(name, answer.headers[name] as string)
   res.setHeader('content-type', PROBLEM_CONTENT_TYPE)
-  res.end(JSON.stringify(problem))
+  res.end(JSON.stringify(answer.problem))
 }
 
-function applyHeaders(res: Response, headers: HeaderBag): void {
-  for (const name in headers) res.setHeader(name, headers[name] as string)
+function applyHeaders(res: Response, headers: HeaderBag | undefined): void {
+  if (headers !== undefined)
+    for (const name in headers) res.setHeader(name, headers[name] as string)
 }
 
 /**
@@ -136,13 +147,14 @@ export function authMiddleware(options: Readonly<AuthMiddlewareOptions>): Reques
       // Read only by the access context, which only `asyncContext` builds.
       const startedAt = gate.asyncContext ? gate.now() : 0
       const request = toGateRequest(req)
-      const decision = await gate.authenticate(request)
-      if (!decision.allowed) return send(res, decision.status, decision.headers, decision.problem)
+      const decision = await decideGlobal(gate, request)
+      if (!decision.allowed) return send(res, decision)
       applyHeaders(res, decision.headers)
       req.auth = new ExpressAuth(decision, gate, request)
       if (mirrorToUser) (req as { user?: unknown }).user = decision.principal ?? undefined
-      const settle = decision.settle
-      if (settle !== undefined) res.once('finish', () => settle(res.statusCode))
+      // One listener: the stages hear the final status, and a request no route guard decided
+      // gets its access event.
+      res.once('finish', () => finishRequest(gate, request, decision, res.statusCode))
       gate.proceed(request, decision, startedAt, next)
     } catch (error) {
       // Express 4 ignores the promise a middleware returns (Express 5 passes its rejection on).
@@ -193,16 +205,13 @@ export function requirePolicy(
       // Read only by the access context, which only `asyncContext` builds.
       const startedAt = gate.asyncContext ? gate.now() : 0
       const request = toGateRequest(req)
-      const decision =
-        auth?.decision.allowed === true
-          ? await gate.authorize(request, auth.decision, compiled)
-          : await gate.evaluate(request, compiled)
-      if (!decision.allowed) return send(res, decision.status, decision.headers, decision.problem)
-      req.auth = new ExpressAuth(decision, gate, request)
-      // The route step's own headers (route rate limits) are sent on success too; the same bag as
-      // the global step's (no route limits) is already on the response.
-      if (decision.headers !== auth?.decision.headers) applyHeaders(res, decision.headers)
+      const before = auth?.decision.headers
+      const decision = await decideRoute(gate, request, auth?.decision, compiled)
+      if (!decision.allowed) return send(res, decision)
+      // The route step's own headers (route rate limits) are sent on success too.
+      applyHeaders(res, headersToSet(decision, before))
       if (auth !== undefined) return next()
+      req.auth = new ExpressAuth(decision, gate, request)
       if (mirrorToUser) (req as { user?: unknown }).user = decision.principal ?? undefined
       gate.proceed(request, decision, startedAt, next)
     } catch (error) {
@@ -218,7 +227,6 @@ export function requirePolicy(
  * Mount it last.
  */
 export function problemHandler(options: { readonly gate?: Gate } = {}): ErrorRequestHandler {
-  const fallback = options.gate ?? createGate({ logger: undefined, audit: false })
   return function portcullisProblemHandler(
     error: unknown,
     req: Request,
@@ -226,10 +234,7 @@ export function problemHandler(options: { readonly gate?: Gate } = {}): ErrorReq
     next: NextFunction,
   ): void {
     if (res.headersSent) return next(error)
-    const gate = req.auth?.gate ?? fallback
-    const requestId = req.auth?.decision.requestId ?? randomUUID()
-    const answer = gate.errorResponse(error, requestId)
-    send(res, answer.status, answer.headers, answer.problem)
+    send(res, problemAnswer(error, req.auth?.gate ?? options.gate, req.auth?.decision))
   }
 }
 
@@ -265,18 +270,13 @@ export interface ExpressRouteTarget {
  */
 export function mountController<TController extends object>(
   target: ExpressRouteTarget,
-  controller: (new () => TController) | { readonly instance: TController },
+  controller: ControllerInput<TController>,
   options: RequirePolicyOptions = {},
 ): void {
-  const instance = typeof controller === 'function' ? new controller() : controller.instance
-  const description = describeController(instance.constructor as new () => TController)
-  for (const route of description.routes) {
-    const method = (instance as Record<string | symbol, unknown>)[route.handler]
-    if (typeof method !== 'function')
-      throw new ConfigError(`${String(route.handler)} is not a method`)
+  for (const route of controllerRoutes(controller)) {
     const handler: RequestHandler = async function portcullisControllerRoute(req, res, next) {
       try {
-        const result: unknown = await method.call(instance, req, res, next)
+        const result = await route.invoke(req, res, next)
         if (result !== undefined && !res.headersSent) res.json(result)
       } catch (error) {
         // Express 4 ignores the returned promise: a rejected method would leave the request hanging.

@@ -16,19 +16,24 @@
 import {
   ConfigError,
   createGate,
-  describeController,
-  NodeGateRequest,
-  PROBLEM_CONTENT_TYPE,
-  routeNotFoundError,
   type CompiledRequirements,
   type Decision,
   type Gate,
   type GateOptions,
-  type HeaderBag,
   type Principal,
-  type ProblemDetails,
   type RouteRequirements,
 } from '@portcullis/core'
+import {
+  controllerRoutes,
+  decideRoute,
+  headersToSet,
+  NodeGateRequest,
+  problemAnswer,
+  PROBLEM_CONTENT_TYPE,
+  routeNotFoundError,
+  type ControllerInput,
+  type ErrorResponse,
+} from '@portcullis/core/adapter'
 import type {
   FastifyInstance,
   FastifyPluginAsync,
@@ -38,7 +43,6 @@ import type {
   onRequestHookHandler,
 } from 'fastify'
 import fp from 'fastify-plugin'
-import { randomUUID } from 'node:crypto'
 import { validateHeaderValue } from 'node:http'
 
 /** What the gate attaches to `request.auth`. */
@@ -117,15 +121,13 @@ function routesCaseSensitively(fastify: FastifyInstance): boolean {
 
 function send(
   reply: FastifyReply,
-  status: number,
-  headers: HeaderBag,
-  problem: ProblemDetails,
+  answer: Pick<ErrorResponse, 'status' | 'headers' | 'problem'>,
 ): void {
   reply
-    .code(status)
-    .headers(headers)
+    .code(answer.status)
+    .headers(answer.headers)
     .header('content-type', PROBLEM_CONTENT_TYPE)
-    .send(Buffer.from(JSON.stringify(problem)))
+    .send(Buffer.from(JSON.stringify(answer.problem)))
 }
 
 async function portcullis(
@@ -151,19 +153,20 @@ async function portcullis(
     startedAt: number,
     pending: Promise<Decision>,
   ): void {
+    // Read now: an allowed route step extends the earlier decision in place.
+    const priorHeaders = prior?.headers
     pending.then(function portcullisDecided(decision) {
       try {
-        if (!decision.allowed)
-          return send(reply, decision.status, decision.headers, decision.problem)
+        if (!decision.allowed) return send(reply, decision)
         request.auth = { principal: decision.principal, decision, gate }
         // A later step's own headers (route rate limits) are sent on success too; the same bag as
         // the earlier step's is already on the reply.
-        if (decision.headers !== prior?.headers) {
+        const added = headersToSet(decision, priorHeaders)
+        if (added !== undefined) {
           // Checked now, as Express's setHeader does: Fastify writes them after the handler, too
           // late for a problem answer.
-          for (const name in decision.headers)
-            validateHeaderValue(name, decision.headers[name] as string)
-          reply.headers(decision.headers)
+          for (const name in added) validateHeaderValue(name, added[name] as string)
+          reply.headers(added)
         }
       } catch (error) {
         // A header Node refuses to send (from a custom stage): dropped, and Fastify's error path
@@ -198,9 +201,7 @@ async function portcullis(
       const startedAt = startTime()
       const r = toGateRequest(request, route.url, caseSensitive)
       const prior = request.auth?.decision
-      const pending =
-        prior?.allowed === true ? gate.authorize(r, prior, compiled) : gate.evaluate(r, compiled)
-      settle(request, reply, next, r, prior, startedAt, pending)
+      settle(request, reply, next, r, prior, startedAt, decideRoute(gate, r, prior, compiled))
     }
     return Object.assign(portcullisRequirePolicy, { [COMPILED]: compiled })
   })
@@ -235,15 +236,13 @@ async function portcullis(
 
   if (problemErrors) {
     fastify.setErrorHandler(function portcullisErrorHandler(error, request, reply) {
-      const answer = gate.errorResponse(error, request.auth?.decision.requestId ?? randomUUID())
+      const answer = problemAnswer(error, gate, request.auth?.decision)
       if (answer.status >= 500) request.log.error({ err: error }, 'portcullis: request failed')
-      send(reply, answer.status, answer.headers, answer.problem)
+      send(reply, answer)
     })
     // Fastify's own 404, after the gate's onRequest hook (which authenticated it).
     fastify.setNotFoundHandler(function portcullisNotFound(request, reply) {
-      const requestId = request.auth?.decision.requestId ?? randomUUID()
-      const answer = gate.errorResponse(routeNotFoundError(), requestId)
-      send(reply, answer.status, answer.headers, answer.problem)
+      send(reply, problemAnswer(routeNotFoundError(), gate, request.auth?.decision))
     })
   }
 }
@@ -294,20 +293,15 @@ export default portcullisPlugin
  */
 export function mountController<TController extends object>(
   fastify: FastifyInstance,
-  controller: (new () => TController) | { readonly instance: TController },
+  controller: ControllerInput<TController>,
 ): void {
-  const instance = typeof controller === 'function' ? new controller() : controller.instance
-  const description = describeController(instance.constructor as new () => TController)
-  for (const route of description.routes) {
-    const method = (instance as Record<string | symbol, unknown>)[route.handler]
-    if (typeof method !== 'function')
-      throw new ConfigError(`${String(route.handler)} is not a method`)
+  for (const route of controllerRoutes(controller)) {
     fastify.route({
       method: route.method,
       url: route.path,
       config: { portcullis: route.requirements.source },
       handler: function portcullisControllerRoute(request, reply): unknown {
-        return method.call(instance, request, reply)
+        return route.invoke(request, reply)
       },
     })
   }

@@ -15,18 +15,25 @@ import {
   compileRequirements,
   ConfigError,
   createGate,
-  describeController,
-  NodeGateRequest,
-  PROBLEM_CONTENT_TYPE,
-  routeNotFoundError,
   type Decision,
-  type ErrorResponse,
   type Gate,
   type GateOptions,
   type Principal,
   type RouteRequirements,
 } from '@portcullis/core'
-import { randomUUID } from 'node:crypto'
+import {
+  controllerRoutes,
+  decideGlobal,
+  decideRoute,
+  finishRequest,
+  headersToSet,
+  NodeGateRequest,
+  problemAnswer,
+  PROBLEM_CONTENT_TYPE,
+  routeNotFoundError,
+  type ControllerInput,
+  type ErrorResponse,
+} from '@portcullis/core/adapter'
 import type { ParameterizedContext } from 'koa'
 
 /** What the gate attaches to `ctx.state.auth`. */
@@ -94,7 +101,10 @@ function toGateRequest(ctx: ParameterizedContext): NodeGateRequest {
 
 // Answering here instead of throwing: Koa's default error handler removes every header set before
 // the throw, which would lose WWW-Authenticate, RateLimit and Retry-After.
-function send(ctx: ParameterizedContext, answer: ErrorResponse): void {
+function send(
+  ctx: ParameterizedContext,
+  answer: Pick<ErrorResponse, 'status' | 'headers' | 'problem'>,
+): void {
   ctx.status = answer.status
   ctx.set(answer.headers)
   ctx.type = PROBLEM_CONTENT_TYPE
@@ -114,23 +124,18 @@ export function authMiddleware(options: Readonly<AuthMiddlewareOptions>): Portcu
     // Read only by the access context, which only `asyncContext` builds.
     const startedAt = gate.asyncContext ? gate.now() : 0
     const request = toGateRequest(ctx)
-    const decision = await gate.authenticate(request)
+    const decision = await decideGlobal(gate, request)
     if (!decision.allowed) return send(ctx, decision)
     ctx.set(decision.headers)
     ctx.state.auth = { principal: decision.principal, decision, gate }
     if (mirrorToUser) ctx.state.user = decision.principal ?? undefined
-    const settle = decision.settle
-    if (settle === undefined) {
-      await gate.proceed(request, decision, startedAt, next)
-      return
-    }
     try {
       await gate.proceed(request, decision, startedAt, next)
     } catch (error) {
-      settle(500)
+      finishRequest(gate, request, decision, 500)
       throw error
     }
-    settle(ctx.status)
+    finishRequest(gate, request, decision, ctx.status)
   }
 }
 
@@ -168,14 +173,12 @@ export function requirePolicy(
     // Read only by the access context, which only `asyncContext` builds.
     const startedAt = gate.asyncContext ? gate.now() : 0
     const request = toGateRequest(ctx)
-    const decision =
-      auth?.decision.allowed === true
-        ? await gate.authorize(request, auth.decision, compiled)
-        : await gate.evaluate(request, compiled)
+    const before = auth?.decision.headers
+    const decision = await decideRoute(gate, request, auth?.decision, compiled)
     if (!decision.allowed) return send(ctx, decision)
-    // Set on both paths: the route step may add its own limits' RateLimit headers. The same bag
-    // as the global step's (no route limits) is already on the response.
-    if (decision.headers !== auth?.decision.headers) ctx.set(decision.headers)
+    // The route step's own headers (route rate limits) are sent on success too.
+    const added = headersToSet(decision, before)
+    if (added !== undefined) ctx.set(added)
     ctx.state.auth = { principal: decision.principal, decision, gate }
     if (auth !== undefined) return void (await next())
     if (mirrorToUser) ctx.state.user = decision.principal ?? undefined
@@ -190,27 +193,19 @@ export function requirePolicy(
  * `ERR_ROUTE_NOT_FOUND` problem. Mount it first.
  */
 export function problemHandler(options: { readonly gate?: Gate } = {}): PortcullisMiddleware {
-  const fallback = options.gate ?? createGate({ logger: undefined, audit: false })
   return async function portcullisProblemHandler(ctx, next) {
     try {
       await next()
     } catch (error) {
       if (ctx.headerSent) throw error
-      const gate = ctx.state.auth?.gate ?? fallback
-      const requestId = ctx.state.auth?.decision.requestId ?? randomUUID()
-      send(ctx, gate.errorResponse(error, requestId))
+      const auth = ctx.state.auth
+      send(ctx, problemAnswer(error, auth?.gate ?? options.gate, auth?.decision))
       return
     }
     // Koa's own 404: nothing set a body (or a status) on the way down.
     if (ctx.status === 404 && ctx.body == null && !ctx.headerSent && ctx.respond !== false) {
-      const gate = ctx.state.auth?.gate ?? fallback
-      send(
-        ctx,
-        gate.errorResponse(
-          routeNotFoundError(),
-          ctx.state.auth?.decision.requestId ?? randomUUID(),
-        ),
-      )
+      const auth = ctx.state.auth
+      send(ctx, problemAnswer(routeNotFoundError(), auth?.gate ?? options.gate, auth?.decision))
     }
   }
 }
@@ -231,17 +226,12 @@ export type KoaRouteTarget = Record<
  */
 export function mountController<TController extends object>(
   router: KoaRouteTarget,
-  controller: (new () => TController) | { readonly instance: TController },
+  controller: ControllerInput<TController>,
   options: RequirePolicyOptions = {},
 ): void {
-  const instance = typeof controller === 'function' ? new controller() : controller.instance
-  const description = describeController(instance.constructor as new () => TController)
-  for (const route of description.routes) {
-    const method = (instance as Record<string | symbol, unknown>)[route.handler]
-    if (typeof method !== 'function')
-      throw new ConfigError(`${String(route.handler)} is not a method`)
+  for (const route of controllerRoutes(controller)) {
     const handler: PortcullisMiddleware = async function portcullisControllerRoute(ctx, next) {
-      const result: unknown = await method.call(instance, ctx, next)
+      const result = await route.invoke(ctx, next)
       if (result !== undefined) ctx.body = result
     }
     const register = router[route.method.toLowerCase() as keyof KoaRouteTarget]

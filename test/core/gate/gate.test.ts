@@ -106,11 +106,8 @@ describe('createGate', () => {
     ])
     expect(seen).to.deep.equal(['u', 'u'])
     await gate.audit.flush()
-    expect(sink.events.map((e) => e.type)).to.deep.equal([
-      'authn.success',
-      'authz.allow',
-      'ratelimit.exceeded',
-    ])
+    // One access event per request: the allowed one, then the denial.
+    expect(sink.events.map((e) => e.type)).to.deep.equal(['authz.allow', 'ratelimit.exceeded'])
   })
 
   it('turns a throwing stage into a 503 without leaking its message', async () => {
@@ -169,17 +166,24 @@ describe('createGate', () => {
     expect(sink.events).to.have.length(0)
   })
 
-  it('fails closed when the audit queue is full (two events per request)', async () => {
-    const gate = createGate({
-      apiKeys: { store: createMemoryKeyStore(), pepper: PEPPER },
-      credentialsRequired: false,
-      audit: { sinks: [{ name: 'stuck', write: () => new Promise(() => {}) }], maxQueue: 2 },
-    })
-    const req = () => gate.evaluate(fakeRequest(), gate.compile({ public: true }))
-    expect((await req()).allowed).to.equal(true)
-    const d = await req()
-    expect(d.allowed).to.equal(false)
-    expect(d.status).to.equal(503)
+  it('fails closed when the audit queue is full (one event per request, or one per step)', async () => {
+    for (const [auditEvents, served] of [
+      ['request', 2],
+      ['step', 1],
+    ] as const) {
+      const gate = createGate({
+        apiKeys: { store: createMemoryKeyStore(), pepper: PEPPER },
+        credentialsRequired: false,
+        auditEvents,
+        audit: { sinks: [{ name: 'stuck', write: () => new Promise(() => {}) }], maxQueue: 2 },
+      })
+      const req = () => gate.evaluate(fakeRequest(), gate.compile({ public: true }))
+      for (let i = 0; i < served; i++) expect((await req()).allowed, auditEvents).to.equal(true)
+      const d = await req()
+      expect(d.allowed, auditEvents).to.equal(false)
+      expect(d.status).to.equal(503)
+      expect(d.headers['retry-after']).to.equal('1')
+    }
   })
 
   it('refuses bad options at creation with the option named', () => {

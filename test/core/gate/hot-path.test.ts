@@ -199,7 +199,7 @@ describe('gate hot path', () => {
   })
 
   describe('decisions', () => {
-    it('keeps one trace entry per stage with its timing; a prior decision keeps its own trace', async () => {
+    it('keeps one trace entry per stage with its timing; a route step extends the one decision', async () => {
       const { store, key } = await cachedKey()
       const gate = createGate({ apiKeys: { store, pepper: PEPPER }, audit: false })
       const request = fakeRequest({ url: '/docs/1', headers: { 'x-api-key': key } })
@@ -215,9 +215,13 @@ describe('gate hot path', () => {
       expect(decision).not.to.have.property('settle')
       const prior = await gate.authenticate(request)
       if (!prior.allowed) expect.fail('authentication refused')
+      const first = prior.trace
       const authorized = await gate.authorize(request, prior, gate.compile('documents:read'))
+      // One Decision per request: the route step's answer is the authentication's, extended; the
+      // trace is a new array, so an event written with the first keeps its own.
+      expect(authorized).to.equal(prior)
       expect(authorized.trace).to.have.length(2)
-      expect(prior.trace).to.have.length(1)
+      expect(first).to.have.length(1)
       const denied = await gate.evaluate(request, gate.compile('documents:write'))
       expect(denied.allowed).to.equal(false)
       if (!denied.allowed) expect(denied.error.code).to.equal('ERR_SCOPE_INSUFFICIENT')

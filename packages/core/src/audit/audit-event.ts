@@ -21,6 +21,7 @@ export type AuditEventType =
   | 'ratelimit.unavailable'
   | 'quota.unavailable'
   | 'store.unavailable'
+  | 'dependency.timeout'
   | 'ratelimit.degraded'
   | 'key.created'
   | 'key.rotated'
@@ -47,6 +48,7 @@ export const AUDIT_EVENT_TYPES: readonly AuditEventType[] = Object.freeze([
   'ratelimit.unavailable',
   'quota.unavailable',
   'store.unavailable',
+  'dependency.timeout',
   'ratelimit.degraded',
   'key.created',
   'key.rotated',

@@ -93,6 +93,7 @@ const OUTAGES: readonly AuditEventType[] = [
   'ratelimit.unavailable',
   'quota.unavailable',
   'store.unavailable',
+  'dependency.timeout',
   'ratelimit.degraded',
 ]
 const BASE_FIELDS = ['id', 'time', 'type', 'outcome', 'actor.id', 'action']

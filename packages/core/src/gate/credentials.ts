@@ -4,7 +4,7 @@
  */
 import { AuthError } from '../errors.js'
 import { countRawHeader } from '../validation/type-converter.js'
-import type { GateRequest } from './gate-request.js'
+import type { GateRequest } from '../pipeline/gate-request.js'
 
 /** What a request presented. */
 export type PresentedCredential =

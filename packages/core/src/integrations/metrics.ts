@@ -55,6 +55,7 @@ export type PortcullisMetric =
   | 'storeFailures'
   | 'failureModeActivations'
   | 'brokerMessagesRejected'
+  | 'dependencyTimeouts'
 
 /**
  * Every metric Portcullis reports, by a short key. Implementations register these up front
@@ -168,6 +169,13 @@ export const PORTCULLIS_METRICS: Readonly<Record<PortcullisMetric, MetricDefinit
       unit: 'messages',
       help: 'Malformed or foreign messages ignored on a broker channel.',
       labels: ['topic'],
+    }),
+    dependencyTimeouts: define({
+      name: 'portcullis_dependency_timeouts_total',
+      kind: 'counter',
+      unit: 'calls',
+      help: 'Calls to a dependency (apikeys, jwt, an authenticator, a stage, authorize) that missed their deadline; each request was answered 503 ERR_DEPENDENCY_TIMEOUT.',
+      labels: ['dependency'],
     }),
   })
 

@@ -7,7 +7,7 @@
  * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
-import type { GateRequest } from '../gate/gate-request.js'
+import type { GateRequest } from '../pipeline/gate-request.js'
 import type { TraceEntry } from '../types.js'
 
 /**

@@ -3,7 +3,7 @@
  * reused, so that counting a request allocates nothing.
  * @internal
  */
-import type { Decision } from '../gate/decision.js'
+import type { Decision } from '../pipeline/decision.js'
 import type { MetricLabels, MetricsClient } from '../integrations/metrics.js'
 import type { TraceEntry } from '../types.js'
 
@@ -11,6 +11,9 @@ import type { TraceEntry } from '../types.js'
 export type GateStep = 'authenticate' | 'authorize'
 
 type Outcome = 'allow' | 'deny' | 'error'
+
+/** What `decided` receives for a step that passed but is not the request's last (no Decision yet). */
+export const STEP_PASSED: Pick<Decision, 'allowed'> = Object.freeze({ allowed: true })
 
 /** Label sets are bounded anyway (stage names and error codes are finite); this guards a bug. */
 const MAX_LABEL_SETS = 512
@@ -51,7 +54,7 @@ export class GateMetrics {
    */
   decided(
     step: GateStep,
-    decision: Decision,
+    decision: Pick<Decision, 'allowed'> | Decision,
     trace: readonly TraceEntry[],
     from: number,
     startedMicros: number,
@@ -64,14 +67,15 @@ export class GateMetrics {
         outcome = 'allow'
         m.increment('requests', this.#allowed.get(step))
       } else {
-        outcome = decision.status >= 500 ? 'error' : 'deny'
+        const denied = decision as Extract<Decision, { allowed: false }>
+        outcome = denied.status >= 500 ? 'error' : 'deny'
         const last = trace[trace.length - 1]
         // Every stage allowed: the audit queue refused the event (failClosedOnAuditBackpressure).
         const stage =
           last === undefined || trace.length <= from || last.outcome === 'allow'
             ? 'audit'
             : last.stage
-        m.increment('requests', this.#denied(step, outcome, stage, decision.error.code))
+        m.increment('requests', this.#denied(step, outcome, stage, denied.error.code))
       }
       m.observe(
         'decisionDuration',

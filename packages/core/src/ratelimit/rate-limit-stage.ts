@@ -11,9 +11,8 @@ import { LRUCache } from 'lru-cache'
 import { BurstyRateLimiter, RateLimiterRes } from 'rate-limiter-flexible'
 import { DEFAULT_IPV6_SUBNET, DEFAULT_RATE_LIMIT_HEADERS } from '../defaults.js'
 import { RateLimitedError } from '../errors.js'
-import type { GateStage, StageContext, StageResult } from '../gate/gate.js'
-import type { GateRequest } from '../gate/gate-request.js'
-import { normalizePath } from '../gate/gate-request.js'
+import type { GateStage, StageContext, StageResult, StoreFailureMode } from '../pipeline/stage.js'
+import type { GateRequest } from '../pipeline/gate-request.js'
 import { systemClock, type Clock } from '../internal/clock.js'
 import type { MetricLabels } from '../integrations/metrics.js'
 import { silentLogger, type Logger } from '../logger.js'
@@ -41,7 +40,7 @@ import {
   storeFailure,
   storeInsured,
   type Outage,
-} from './store-failure.js'
+} from '../pipeline/store-failure.js'
 
 /** What limit functions see. */
 export interface LimitContext {
@@ -50,9 +49,6 @@ export interface LimitContext {
   /** The client IP key (IPv6 grouped by `ipv6Subnet`). */
   readonly clientIp: string
 }
-
-/** What happens when the counter store fails: deny (503), allow (logged and audited), or the backend's insurance limiter. */
-export type StoreFailureMode = 'closed' | 'open' | 'insurance'
 
 /** One named limit of the stage. */
 export interface LimitDefinition {
@@ -165,7 +161,7 @@ function keyPart(kind: LimitKey, ctx: LimitContext): string {
           ? `ip:${ctx.clientIp}`
           : `p:${p.id}`
     case 'route':
-      return `r:${ctx.request.method} ${ctx.request.route ?? normalizePath(ctx.request.path)}`
+      return `r:${ctx.request.method} ${ctx.request.route ?? ctx.request.path}`
     case 'global':
       return 'all'
   }

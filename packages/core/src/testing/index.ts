@@ -9,7 +9,7 @@
  * ```
  * @packageDocumentation
  */
-import { normalizePath, type GateRequest } from '../gate/gate-request.js'
+import { normalizePath, type GateRequest } from '../pipeline/gate-request.js'
 import type { RateLimitBackend } from '../ratelimit/backend.js'
 
 export { createMemoryKeyStore } from '../apikey/memory-key-store.js'

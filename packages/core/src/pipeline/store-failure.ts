@@ -6,11 +6,10 @@
  * @packageDocumentation
  */
 import { AuthError } from '../errors.js'
-import type { StageContext, StageResult } from '../gate/gate.js'
-import type { HeaderBag } from '../gate/decision.js'
+import type { StageContext, StageResult, StoreFailureMode } from './stage.js'
+import type { HeaderBag } from './decision.js'
 import type { MetricLabels } from '../integrations/metrics.js'
 import type { Logger } from '../logger.js'
-import type { StoreFailureMode } from './rate-limit-stage.js'
 
 /** The words and codes of one stage's store failures. @internal */
 export interface FailureKind {

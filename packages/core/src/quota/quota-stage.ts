@@ -11,23 +11,27 @@ import { LRUCache } from 'lru-cache'
 import { RateLimiterRes } from 'rate-limiter-flexible'
 import { DEFAULT_RATE_LIMIT_HEADERS } from '../defaults.js'
 import { RateLimitedError } from '../errors.js'
-import type { GateStage, StageContext, StageResult } from '../gate/gate.js'
-import type { GateRequest } from '../gate/gate-request.js'
+import type { GateStage, StageContext, StageResult } from '../pipeline/stage.js'
+import type { GateRequest } from '../pipeline/gate-request.js'
 import { systemClock, type Clock } from '../internal/clock.js'
 import type { MetricLabels } from '../integrations/metrics.js'
 import { silentLogger, type Logger } from '../logger.js'
 import type { Principal, PrincipalLimits } from '../types.js'
 import { TypeValidator } from '../validation/type-validator.js'
-import { createMemoryBackend, type RateLimitBackend, type RateLimiterLike } from './backend.js'
+import {
+  createMemoryBackend,
+  type RateLimitBackend,
+  type RateLimiterLike,
+} from '../ratelimit/backend.js'
 import {
   RATE_LIMIT_HEADER_STYLES,
   rateLimitHeaders,
   type LimitReport,
   type RateLimitHeaderStyle,
-} from './headers.js'
-import { isMemoryLimiter } from './memory-fast-path.js'
-import type { StoreFailureMode } from './rate-limit-stage.js'
-import { QUOTA_STORE, storeFailure } from './store-failure.js'
+} from '../ratelimit/headers.js'
+import { isMemoryLimiter } from '../ratelimit/memory-fast-path.js'
+import type { StoreFailureMode } from '../pipeline/stage.js'
+import { QUOTA_STORE, storeFailure } from '../pipeline/store-failure.js'
 
 /** A calendar period, in UTC. */
 export type QuotaPeriod = 'day' | 'month'

@@ -6,7 +6,7 @@
  * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
-import { normalizePath, type GateRequest } from './gate-request.js'
+import { normalizePath, type GateRequest } from '../pipeline/gate-request.js'
 
 /** Node's parsed headers: lower-case names, `string[]` only for `set-cookie`-like headers. */
 export type NodeHeaders = Readonly<Record<string, string | readonly string[] | undefined>>
@@ -43,11 +43,17 @@ export class NodeGateRequest implements GateRequest {
   /** The path as received. */
   readonly rawPath: string
   readonly query: string
-  readonly route: string | undefined
+  /** Set once the router matched (see {@link NodeGateRequest.withRoute}). */
+  route: string | undefined
   readonly ip: string | undefined
   readonly rawHeaders: readonly string[]
   /** The adapter that built the request (`custom` when none said). */
   readonly adapter: string
+  /**
+   * Whether a route step (a route guard) decided this request: when none did, the adapter writes
+   * the authentication step's deferred access event once the response is done.
+   */
+  routeDecided = false
   readonly #headers: NodeHeaders
   readonly #caseSensitive: boolean
 
@@ -65,20 +71,13 @@ export class NodeGateRequest implements GateRequest {
     this.#headers = init.headers
   }
 
-  /** The same request with its route pattern known (a route guard after a global middleware). */
+  /**
+   * This request with its route pattern known (a route guard after a global middleware): the
+   * same object, so one request has one GateRequest and its path is normalized once.
+   */
   withRoute(route: string | undefined): NodeGateRequest {
-    if (route === this.route) return this
-    // The client IP (trust-proxy parsing) and headers are reused, not resolved again.
-    return new NodeGateRequest({
-      method: this.method,
-      url: this.query === '' ? this.rawPath : `${this.rawPath}?${this.query}`,
-      route,
-      ip: this.ip,
-      headers: this.#headers,
-      rawHeaders: this.rawHeaders,
-      caseSensitive: this.#caseSensitive,
-      adapter: this.adapter,
-    })
+    if (route !== undefined) this.route = route
+    return this
   }
 
   header(name: string): string | undefined {
