@@ -34,6 +34,7 @@ export type AuditEventType =
   | 'audit.sink.degraded'
   | 'audit.sink.recovered'
   | 'audit.dropped'
+  | 'token.revoked'
   | 'custom'
 
 /** The known event types. */
@@ -60,6 +61,7 @@ export const AUDIT_EVENT_TYPES: readonly AuditEventType[] = Object.freeze([
   'audit.sink.degraded',
   'audit.sink.recovered',
   'audit.dropped',
+  'token.revoked',
   'custom',
 ])
 
@@ -74,6 +76,7 @@ export function isSecurityEvent(type: AuditEventType): boolean {
     type === 'authn.failure' ||
     type === 'authz.deny' ||
     type.startsWith('key.') ||
+    type === 'token.revoked' ||
     type.startsWith('policy.') ||
     // The trail's own account of itself: checkpoints, sink health and dropped events.
     type.startsWith('audit.')
