@@ -165,7 +165,8 @@ export function revocationEntry(
     return Object.freeze({
       kind: 'jti',
       jti: input.jti,
-      retainUntilMs: (exp ?? nowMs + lifetimeMs) + SLACK_MS,
+      // Whole milliseconds: shared stores set it as an absolute expiry (Redis PXAT).
+      retainUntilMs: Math.ceil((exp ?? nowMs + lifetimeMs) + SLACK_MS),
     })
   }
   if (parseUserId(input.subject) === undefined)
@@ -181,7 +182,7 @@ export function revocationEntry(
     kind: 'subject',
     subject: input.subject,
     beforeMs: before,
-    retainUntilMs: before + lifetimeMs + SLACK_MS,
+    retainUntilMs: Math.ceil(before + lifetimeMs + SLACK_MS),
   })
 }
 
