@@ -144,9 +144,7 @@ for (const [framework, makeApp] of Object.entries(FRAMEWORKS)) {
       expect((await get(token({ sub: 'dave', jti: 'tok-dave-2' }))).status).to.equal(200)
       await gate.audit.flush()
       const denials = sink.events.filter((e) => e.reason?.code === 'ERR_JWT_REVOKED')
-      expect(denials.map((e) => [e.type, e.outcome])).to.deep.equal([
-        ['authn.failure', 'failure'],
-      ])
+      expect(denials.map((e) => [e.type, e.outcome])).to.deep.equal([['authn.failure', 'failure']])
       expect(JSON.stringify(sink.events)).to.not.include(jwt)
     })
 
