@@ -27,6 +27,7 @@ export type AuthErrorCode =
   | 'ERR_JWT_EXPIRED'
   | 'ERR_JWT_LIFETIME_TOO_LONG'
   | 'ERR_JWT_EXPIRY_TOO_FAR'
+  | 'ERR_JWT_REVOKED'
   | 'ERR_SCOPE_INSUFFICIENT'
   | 'ERR_POLICY_DENIED'
   | 'ERR_AUTHZ_STEP_UP_REQUIRED'
@@ -114,6 +115,8 @@ export const ERROR_CODES: Readonly<Record<AuthErrorCode, ErrorCodeInfo>> = Objec
     'Token expiry too far ahead',
     'invalid_token',
   ),
+  // The token's jti, or its subject before a cut-off, is on `jwt.revocations`.
+  ERR_JWT_REVOKED: row(401, 'token-revoked', 'Token revoked', 'invalid_token'),
   ERR_SCOPE_INSUFFICIENT: row(
     403,
     'insufficient-scope',

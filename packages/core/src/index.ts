@@ -49,6 +49,21 @@ export { decodeBase64urlStrict, encodeBase64url } from './jwt/base64url.js'
 export { bindKey, type JsonWebKeyInput, type JwtKeyInput, type JwksOptions } from './jwt/key-set.js'
 export * from './jwt/jws.js'
 export * from './jwt/jwt-verifier.js'
+export {
+  createMemoryRevocationList,
+  isRevocationList,
+  resolveRevocationListOptions,
+  revocationEntry,
+  type MemoryRevocationList,
+  type ResolvedRevocationListOptions,
+  type RevocationClaims,
+  type RevocationEntry,
+  type RevocationList,
+  type RevocationListOptions,
+  type RevocationRule,
+  type RevokeSubjectInput,
+  type RevokeTokenInput,
+} from './jwt/revocation.js'
 export * from './apikey/format.js'
 export * from './apikey/key-store.js'
 export * from './apikey/memory-key-store.js'

@@ -25,3 +25,4 @@
 export * as audit from './audit.js'
 export * as keys from './keys.js'
 export * as policy from './policy.js'
+export * as tokens from './tokens.js'

@@ -35,6 +35,7 @@ export type AuditEventType =
   | 'audit.sink.degraded'
   | 'audit.sink.recovered'
   | 'audit.dropped'
+  | 'token.revoked'
   | 'custom'
 
 /** The known event types. */
@@ -62,6 +63,7 @@ export const AUDIT_EVENT_TYPES: readonly AuditEventType[] = Object.freeze([
   'audit.sink.degraded',
   'audit.sink.recovered',
   'audit.dropped',
+  'token.revoked',
   'custom',
 ])
 
@@ -76,6 +78,7 @@ export function isSecurityEvent(type: AuditEventType): boolean {
     type === 'authn.failure' ||
     type === 'authz.deny' ||
     type.startsWith('key.') ||
+    type === 'token.revoked' ||
     type.startsWith('policy.') ||
     // The trail's own account of itself: checkpoints, sink health and dropped events.
     type.startsWith('audit.')

@@ -16,6 +16,7 @@ import type { Principal } from '../types.js'
 import { describeValue, TypeValidator } from '../validation/type-validator.js'
 import { isJwsAlgorithm, JWS_ALGORITHMS, type JwsAlgorithm } from './algorithms.js'
 import { verifyCompactJwsNow, type JwsResult, type JwsVerifyOptions } from './jws.js'
+import { isRevocationList, type RevocationList, type RevocationRule } from './revocation.js'
 import {
   bindKey,
   CombinedKeySet,
@@ -103,6 +104,17 @@ export interface JwtOptions {
   readonly toPrincipal?: (claims: JwtClaims) => Principal | undefined
   /** Cache of verified tokens; `false` disables it. @default { max: 10000, ttlMs: 300000 } */
   readonly cache?: false | { readonly max?: number; readonly ttlMs?: number }
+  /**
+   * Revoked tokens: after a token verifies (and on every token-cache hit) the list is consulted
+   * once, and a token it names (by `jti`, or by `sub` with `iat` before a cut-off) is refused with
+   * `ERR_JWT_REVOKED` (401). `createMemoryRevocationList()` for one process,
+   * `createRedisRevocationList()` from `@portcullis/redis` for many. Its `maxTokenLifetimeSeconds`
+   * must be at least this verifier's `maxTokenLifetimeSeconds` (or `maxExpiresInSeconds` when the
+   * lifetime bound is off), so that no entry is forgotten while a token it matches is still
+   * accepted; a smaller one is a {@link ConfigError}.
+   * @default none (no revocation lookups)
+   */
+  readonly revocations?: RevocationList
 }
 
 /** The result of verifying a JWT: a value, never an exception. */
@@ -148,6 +160,7 @@ const OPTION_NAMES = [
   'rolesClaim',
   'toPrincipal',
   'cache',
+  'revocations',
 ]
 
 const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]{1,256}$/
@@ -375,6 +388,29 @@ export function createJwtVerifier(
           : (v.child('cache').integer('ttlMs', c.ttlMs, { min: 1 }) ?? 1)
     }
   }
+  let revocations: RevocationList | undefined
+  if (options.revocations !== undefined) {
+    if (!isRevocationList(options.revocations)) {
+      v.fail(
+        'revocations',
+        `must be a revocation list (createMemoryRevocationList(), createRedisRevocationList()), received ${describeValue(options.revocations)}`,
+      )
+    } else {
+      revocations = options.revocations
+      const bound = maxLifetime ?? maxExpiresIn
+      const kept = revocations.maxTokenLifetimeSeconds
+      if (bound === undefined)
+        v.fail(
+          'revocations',
+          'needs a bound on token lifetime: set maxTokenLifetimeSeconds or maxExpiresInSeconds, so that entries can be forgotten',
+        )
+      else if (!(kept >= bound))
+        v.fail(
+          'revocations',
+          `keeps entries for tokens living up to ${String(kept)} s but this verifier accepts tokens living up to ${bound} s (${maxLifetime === undefined ? 'maxExpiresInSeconds' : 'maxTokenLifetimeSeconds'}); give the list maxTokenLifetimeSeconds: ${bound}`,
+        )
+    }
+  }
   v.assert(deps.warn)
   if (
     algorithms === undefined ||
@@ -411,6 +447,7 @@ export function createJwtVerifier(
     cache: cacheMax > 0 ? new LRUCache<string, CacheEntry>({ max: cacheMax }) : undefined,
     cacheTtlMs,
     metrics: deps.metrics ?? noopMetrics,
+    revocations,
   })
 }
 
@@ -429,6 +466,7 @@ interface ClaimRules {
   readonly cache: LRUCache<string, CacheEntry> | undefined
   readonly cacheTtlMs: number
   readonly metrics: MetricsClient
+  readonly revocations: RevocationList | undefined
 }
 
 const CACHE_HIT = Object.freeze({ cache: 'jwt', result: 'hit' })
@@ -437,6 +475,12 @@ const CACHE_MISS = Object.freeze({ cache: 'jwt', result: 'miss' })
 const invalid = (reason: string): JwtVerifyResult => ({
   ok: false,
   error: new AuthError('ERR_JWT_INVALID', 'The access token is invalid', { reason }),
+})
+const revoked = (rule: RevocationRule): JwtVerifyResult => ({
+  ok: false,
+  error: new AuthError('ERR_JWT_REVOKED', 'The access token was revoked', {
+    reason: rule === 'jti' ? 'jti revoked' : 'subject revoked (iat before the cut-off)',
+  }),
 })
 const malformed = (reason: string): JwtVerifyResult => ({
   ok: false,
@@ -487,6 +531,12 @@ class Verifier implements JwtVerifier {
       if (hit !== undefined) {
         if (this.rules.now() < hit.expiresAtMs) {
           this.rules.metrics.increment('keyCacheLookups', CACHE_HIT)
+          // A revocation after the token was cached: refused and evicted here.
+          const rule = this.rules.revocations?.check(hit.claims)
+          if (rule !== undefined) {
+            cache?.delete(cacheKey)
+            return revoked(rule)
+          }
           return { ok: true, principal: hit.principal, claims: hit.claims }
         }
         cache?.delete(cacheKey)
@@ -526,6 +576,9 @@ class Verifier implements JwtVerifier {
     const c = deepFreeze(claims) as JwtClaims
     const checked = this.#checkClaims(c, now())
     if (checked !== undefined) return checked
+    // One lookup, after every other check: a revoked token is never cached.
+    const rule = this.rules.revocations?.check(c)
+    if (rule !== undefined) return revoked(rule)
     const principal = this.#principal(c, jws.kid)
     if (principal === undefined) return invalid('no usable subject')
     if (cacheKey !== undefined && cache !== undefined) {
