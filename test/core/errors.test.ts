@@ -46,6 +46,7 @@ const EXPECTED: Record<AuthErrorCode, number> = {
   ERR_QUOTA_UNAVAILABLE: 503,
   ERR_AUDIT_UNAVAILABLE: 503,
   ERR_INTERNAL_ERROR: 500,
+  ERR_AUTH_THROTTLED: 429,
 }
 
 describe('error codes', () => {

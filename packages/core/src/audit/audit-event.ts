@@ -35,6 +35,7 @@ export type AuditEventType =
   | 'audit.sink.recovered'
   | 'audit.dropped'
   | 'custom'
+  | 'authn.throttled'
 
 /** The known event types. */
 export const AUDIT_EVENT_TYPES: readonly AuditEventType[] = Object.freeze([
@@ -61,6 +62,7 @@ export const AUDIT_EVENT_TYPES: readonly AuditEventType[] = Object.freeze([
   'audit.sink.recovered',
   'audit.dropped',
   'custom',
+  'authn.throttled',
 ])
 
 /**
