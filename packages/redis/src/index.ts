@@ -455,3 +455,4 @@ class InsuredLimiter implements RateLimiterLike {
 export * from './broker.js'
 export * from './cache.js'
 export * from './audit-stream-sink.js'
+export * from './auth-failure-throttle.js'

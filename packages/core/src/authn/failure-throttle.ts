@@ -289,6 +289,8 @@ interface FailureRecord {
   lockedUntil: number
   /** When the record is forgotten. */
   expiresAt: number
+  /** When a shared store last told this process the key's state (epoch ms; 0: never). */
+  syncedAt: number
 }
 
 /** The outcome of counting one failure on one key. */
@@ -351,7 +353,7 @@ export class AuthFailureTable {
     const now = this.#config.now()
     let r = this.#records.get(key)
     if (r === undefined || r.expiresAt <= now) {
-      r = { failures: 0, locks: 0, lockedUntil: 0, expiresAt: 0 }
+      r = { failures: 0, locks: 0, lockedUntil: 0, expiresAt: 0, syncedAt: 0 }
     }
     const before = r.failures
     r.failures += 1
@@ -369,25 +371,44 @@ export class AuthFailureTable {
     return { before, failures: r.failures, lockedForMs: Math.max(0, r.lockedUntil - now), locked }
   }
 
-  /** Mirrors a lock a shared store reported: `key` locked for `lockedForMs` from now. */
+  /**
+   * Mirrors what a shared store reported for `key`: `failures` counted there, locked for
+   * `lockedForMs` from now (0: not locked).
+   */
   mirror(key: string, failures: number, lockedForMs: number): void {
     const now = this.#config.now()
-    const until = now + lockedForMs
+    const until = lockedForMs > 0 ? now + lockedForMs : 0
     const r = this.#records.get(key)
     if (r === undefined || r.expiresAt <= now) {
       this.#records.set(key, {
         failures,
         locks: 0,
         lockedUntil: until,
-        expiresAt: until + this.#config.windowMs,
+        expiresAt: Math.max(until, now) + this.#config.windowMs,
+        syncedAt: now,
       })
     } else {
       r.failures = failures
       r.lockedUntil = until
-      r.expiresAt = Math.max(r.expiresAt, until + this.#config.windowMs)
+      r.expiresAt = Math.max(r.expiresAt, Math.max(until, now) + this.#config.windowMs)
+      r.syncedAt = now
       this.#records.set(key, r)
     }
     if (until > this.#horizon) this.#horizon = until
+  }
+
+  /**
+   * Whether a shared store should be asked about `key` now: only for a key with a live record here
+   * (a failure of it was seen by this process within its window) whose last answer is at least
+   * `intervalMs` old. Claims the refresh (marks it synced now), so concurrent checks ask once.
+   */
+  claimSync(key: string, intervalMs: number): boolean {
+    if (this.#records.size === 0) return false
+    const r = this.#records.peek(key)
+    const now = this.#config.now()
+    if (r === undefined || r.expiresAt <= now || now - r.syncedAt < intervalMs) return false
+    r.syncedAt = now
+    return true
   }
 
   /** Whether `key` has a record (failures counted here within its window). */
