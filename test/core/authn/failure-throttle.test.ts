@@ -1,6 +1,8 @@
 import { expect } from 'chai'
 import {
   AUDIT_EVENT_TYPES,
+  authThrottledError,
+  authThrottledHeaders,
   createAuthFailureThrottle,
   DEFAULT_AUTH_FAILURE_ADDRESS_THRESHOLD,
   DEFAULT_AUTH_FAILURE_CREDENTIAL_THRESHOLD,
@@ -47,6 +49,17 @@ describe('createAuthFailureThrottle (memory)', () => {
       bearerError: null,
     })
     expect(AUDIT_EVENT_TYPES).to.include('authn.throttled')
+  })
+
+  it('builds the 429 denial and its Retry-After from a lock-out, naming only the counter', () => {
+    const lock = { key: 'credential', retryAfterSeconds: 8, failures: 7 } as const
+    const error = authThrottledError(lock)
+    expect(error).to.include({
+      code: 'ERR_AUTH_THROTTLED',
+      status: 429,
+      reason: 'throttled: credential',
+    })
+    expect(authThrottledHeaders(lock)).to.deep.equal({ 'retry-after': '8' })
   })
 
   it('answers nothing for an address without failures', () => {

@@ -12,6 +12,7 @@
  */
 import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
+import { AuthError } from '../errors.js'
 import { systemClock, type Clock } from '../internal/clock.js'
 import { silentLogger, type Logger } from '../logger.js'
 import { TypeValidator } from '../validation/type-validator.js'
@@ -498,4 +499,23 @@ export function createAuthFailureThrottle(
       if (key !== undefined) table.delete(key)
     },
   })
+}
+
+/**
+ * The denial for a lock-out: `ERR_AUTH_THROTTLED` (429). Its internal `reason` names the locked
+ * counter (`throttled: ip` or `throttled: credential`), never the address or the id.
+ */
+export function authThrottledError(lockout: AuthFailureLockout): AuthError {
+  return new AuthError(
+    'ERR_AUTH_THROTTLED',
+    `Too many failed authentication attempts; retry in ${lockout.retryAfterSeconds} s`,
+    { reason: `throttled: ${lockout.key}` },
+  )
+}
+
+/** The headers of a lock-out's answer: `Retry-After` in whole seconds (RFC 9110 §10.2.3). */
+export function authThrottledHeaders(
+  lockout: AuthFailureLockout,
+): Readonly<Record<'retry-after', string>> {
+  return Object.freeze({ 'retry-after': String(lockout.retryAfterSeconds) })
 }
