@@ -402,6 +402,28 @@ export async function runMicro({ quick = false, only, log = () => {} } = {}) {
     },
   ]
 
+  // --- Failed-authentication throttle (issue 17), a block of its own ---
+  // check() as the gate calls it before verifying every credential: t1 with no lock anywhere,
+  // t2 with another address locked (the keys are derived and looked up).
+  const { createAuthFailureThrottle } = await import('@portcullis/core')
+  const idleThrottle = createAuthFailureThrottle()
+  const busyThrottle = createAuthFailureThrottle({ addressThreshold: 1 })
+  busyThrottle.failed({ ip: '198.51.100.66' })
+  const throttleSubject = { ip: '192.0.2.10', credentialId: 'bench-key-id' }
+  for (const [id, throttle, state] of [
+    ['t1', idleThrottle, 'no lock anywhere'],
+    ['t2', busyThrottle, 'another address locked'],
+  ]) {
+    cases.push({
+      id,
+      name: `auth-failure throttle check(), address with no failures, ${state} (memory)`,
+      op: () => {
+        if (throttle.check(throttleSubject) !== undefined) throw new Error('locked')
+      },
+    })
+  }
+  // --- end of the throttle block ---
+
   /** @type {MicroRow[]} */
   const rows = []
   try {

@@ -48,6 +48,7 @@ const EXPECTED: Record<AuthErrorCode, number> = {
   ERR_AUDIT_UNAVAILABLE: 503,
   ERR_DEPENDENCY_TIMEOUT: 503,
   ERR_INTERNAL_ERROR: 500,
+  ERR_AUTH_THROTTLED: 429,
 }
 
 describe('error codes', () => {

@@ -42,6 +42,7 @@ export type AuthErrorCode =
   | 'ERR_AUDIT_UNAVAILABLE'
   | 'ERR_DEPENDENCY_TIMEOUT'
   | 'ERR_INTERNAL_ERROR'
+  | 'ERR_AUTH_THROTTLED'
 
 /** The RFC 6750 §3.1 error value a code maps to in a `WWW-Authenticate: Bearer` challenge. */
 export type BearerErrorValue =
@@ -142,6 +143,14 @@ export const ERROR_CODES: Readonly<Record<AuthErrorCode, ErrorCodeInfo>> = Objec
   ERR_AUDIT_UNAVAILABLE: row(503, 'unavailable', 'Service unavailable', null),
   ERR_DEPENDENCY_TIMEOUT: row(503, 'unavailable', 'Service unavailable', null),
   ERR_INTERNAL_ERROR: row(500, 'internal', 'Internal server error', null),
+  // Too many failed authentications from this address or for this credential id: refused
+  // before any verification until the lock-out ends (`Retry-After`), see the failure throttle.
+  ERR_AUTH_THROTTLED: row(
+    429,
+    'authentication-throttled',
+    'Too many failed authentication attempts',
+    null,
+  ),
 })
 
 /** Every known error code, in table order. */

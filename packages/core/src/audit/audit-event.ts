@@ -37,6 +37,7 @@ export type AuditEventType =
   | 'audit.dropped'
   | 'token.revoked'
   | 'custom'
+  | 'authn.throttled'
 
 /** The known event types. */
 export const AUDIT_EVENT_TYPES: readonly AuditEventType[] = Object.freeze([
@@ -65,6 +66,7 @@ export const AUDIT_EVENT_TYPES: readonly AuditEventType[] = Object.freeze([
   'audit.dropped',
   'token.revoked',
   'custom',
+  'authn.throttled',
 ])
 
 /**
