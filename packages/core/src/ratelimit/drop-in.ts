@@ -9,13 +9,13 @@
  */
 import { Buffer } from 'node:buffer'
 import { createHash } from 'node:crypto'
-import { isIPv4, isIPv6 } from 'node:net'
+import { isIPv6 } from 'node:net'
 import { DEFAULT_IPV6_SUBNET, DEFAULT_RATE_LIMIT_MAX_KEYS } from '../defaults.js'
 import { AuthError } from '../errors.js'
 import { systemClock, type Clock } from '../internal/clock.js'
+import { formatIp, maskIp, parseIp } from '../internal/ip.js'
 import { toHeaderSeconds } from '../validation/type-converter.js'
 import { describeValue, TypeValidator } from '../validation/type-validator.js'
-import { clientIpKey } from './client-ip.js'
 import { rateLimitHeaders, type LimitReport } from './headers.js'
 import { BoundedMemoryLimiter } from './memory-limiter.js'
 
@@ -267,43 +267,17 @@ export function ipKeyGenerator(
   ip: string,
   ipv6Subnet: number | false = DEFAULT_IPV6_SUBNET,
 ): string {
-  if (!isIPv6(ip)) return ip
-  const full = clientIpKey(ip, false)
-  if (full === 'unknown') return ip
-  if (isIPv4(full)) return full
-  const h = full.split(':').map((x) => parseInt(x, 16))
+  const parsed = isIPv6(ip) ? parseIp(ip) : undefined
+  if (parsed === undefined) return ip
+  if (parsed.family === 4) return formatIp(parsed)
   // The deprecated IPv4-compatible notation (::1.2.3.4) is told apart from :: and ::1 by its text.
-  if ((ip.split('%')[0] as string).includes('.') && h.slice(0, 6).every((x) => x === 0))
+  const h = parsed.parts
+  if (parsed.dotted && h.slice(0, 6).every((x) => x === 0))
     return `${(h[6] as number) >> 8}.${(h[6] as number) & 0xff}.${(h[7] as number) >> 8}.${(h[7] as number) & 0xff}`
   if (ipv6Subnet === false || ipv6Subnet === 0) return ip
   if (!Number.isInteger(ipv6Subnet) || ipv6Subnet < 0 || ipv6Subnet > 128)
     throw new RangeError('Invalid subnet mask.')
-  const masked = h.map((x, i) => {
-    const keep = Math.max(0, Math.min(16, ipv6Subnet - i * 16))
-    return keep === 0 ? 0 : x & (0xffff << (16 - keep)) & 0xffff
-  })
-  return `${compressIPv6(masked)}/${ipv6Subnet}`
-}
-
-/** RFC 5952 text: the longest (first on ties) run of two or more zero hextets becomes `::`. */
-function compressIPv6(h: readonly number[]): string {
-  let start = -1
-  let length = 0
-  for (let i = 0; i < h.length;) {
-    if (h[i] !== 0) {
-      i++
-      continue
-    }
-    let j = i
-    while (j < h.length && h[j] === 0) j++
-    if (j - i > 1 && j - i > length) {
-      start = i
-      length = j - i
-    }
-    i = j
-  }
-  const hex = (part: readonly number[]): string => part.map((x) => x.toString(16)).join(':')
-  return start === -1 ? hex(h) : `${hex(h.slice(0, start))}::${hex(h.slice(start + length))}`
+  return `${formatIp(maskIp(parsed, ipv6Subnet))}/${ipv6Subnet}`
 }
 
 /** Options of {@link BoundedMemoryStore}. */
