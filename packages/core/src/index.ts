@@ -90,6 +90,7 @@ export * from './ratelimit/headers.js'
 export * from './ratelimit/rate-limit-stage.js'
 export * from './quota/quota-stage.js'
 export * from './ratelimit/drop-in.js'
+export * from './ratelimit/route-drop-in.js'
 export type { Clock } from './internal/clock.js'
 // Failed-authentication throttling (issue 17).
 export * from './authn/failure-throttle.js'

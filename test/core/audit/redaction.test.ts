@@ -1,6 +1,7 @@
 import { expect } from 'chai'
 import {
   auditComplianceReport,
+  createAuditRedactor,
   createAuditTrail,
   createMemoryPseudonymStore,
   createPseudonymizer,
@@ -121,6 +122,19 @@ describe('audit redaction and compliance profiles', () => {
       true,
     )
     expect(pseudonyms.pseudonymFor('alice@example.com')).to.not.equal(a?.actor.id)
+  })
+
+  it('truncates and hashes the address, not its spelling (issue 19)', () => {
+    const truncate = createAuditRedactor({ ip: 'truncate' })
+    const hmac = createAuditRedactor({ ip: 'hmac', ipKey: 'ip-key-0123456789abcdef0123' })
+    // These three once gave `2001:DB8::`, `[REDACTED]` and `::`.
+    expect(truncate({ ip: '2001:DB8::1' })).to.deep.equal({ ip: '2001:db8::' })
+    expect(truncate({ ip: '::ffff:0102:0304' })).to.deep.equal({ ip: '1.2.3.0' })
+    expect(truncate({ ip: '::FFFF:1.2.3.4' })).to.deep.equal({ ip: '1.2.3.0' })
+    expect(hmac({ ip: '::ffff:1.2.3.4' })).to.deep.equal(hmac({ ip: '1.2.3.4' }))
+    expect(hmac({ ip: '2001:DB8:0::1' })).to.deep.equal(hmac({ ip: '2001:db8::1' }))
+    expect(hmac({ ip: '2001:db8::2' })).to.not.deep.equal(hmac({ ip: '2001:db8::1' }))
+    expect(truncate({ ip: 'not an address' })).to.deep.equal({ ip: '[REDACTED]' })
   })
 
   it('HIPAA hashes IPs with a key (or truncates without one)', async () => {

@@ -1,11 +1,11 @@
 /**
  * Per-key usage policies: validation of what a manager is given, and the compiled form the
- * verifier checks on every request (an IP `BlockList` and origin matchers, built once per record).
+ * verifier checks on every request (an IP matcher and origin matchers, built once per record).
  *
  * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
-import { BlockList, isIP } from 'node:net'
+import { IpMatcher, parseCidr, type Cidr } from '../internal/ip.js'
 import { parseDurationMs, type DurationInput } from '../validation/type-converter.js'
 import { suggest, type TypeValidator } from '../validation/type-validator.js'
 import type { ApiKeyUsagePolicy } from './key-store.js'
@@ -27,23 +27,7 @@ export interface ApiKeyUsagePolicyInput {
 }
 
 const POLICY_FIELDS = ['allowedCidrs', 'allowedOrigins', 'rateLimits', 'quota']
-const CIDR = /^([0-9A-Fa-f:.]+)(?:\/(\d{1,3}))?$/
 const WILDCARD_ORIGIN = /^(?:([a-z][a-z0-9+.-]*):\/\/)?\*\.([a-z0-9-]+(?:\.[a-z0-9-]+)*)$/
-
-/** Splits `value` into address, prefix length and family, or `undefined` when it is not a CIDR. */
-function parseCidr(
-  value: string,
-): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
-  const m = CIDR.exec(value)
-  if (m === null) return undefined
-  const address = m[1] as string
-  const version = isIP(address)
-  if (version === 0) return undefined
-  const max = version === 4 ? 32 : 128
-  const prefix = m[2] === undefined ? max : Number(m[2])
-  if (prefix > max) return undefined
-  return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' }
-}
 
 function isOrigin(value: string): boolean {
   if (WILDCARD_ORIGIN.test(value)) return true
@@ -136,7 +120,7 @@ export function resolveUsagePolicy(
 /** A usage policy compiled for per-request checks. */
 export interface CompiledUsagePolicy {
   /** `undefined`: any client IP. */
-  readonly ips: BlockList | undefined
+  readonly ips: IpMatcher | undefined
   /** `undefined`: any origin. */
   readonly origins: ((origin: string | undefined) => boolean) | undefined
 }
@@ -150,14 +134,15 @@ export function compileUsagePolicy(policy: ApiKeyUsagePolicy | undefined): Compi
     (policy.allowedCidrs === undefined && policy.allowedOrigins === undefined)
   )
     return ANY
-  let ips: BlockList | undefined
+  let ips: IpMatcher | undefined
   if (policy.allowedCidrs !== undefined) {
-    ips = new BlockList()
+    const cidrs: Cidr[] = []
     for (const c of policy.allowedCidrs) {
       const parsed = parseCidr(c)
       // A stored entry that does not parse allows nothing (fail closed), rather than everything.
-      if (parsed !== undefined) ips.addSubnet(parsed.address, parsed.prefix, parsed.family)
+      if (parsed !== undefined) cidrs.push(parsed)
     }
+    ips = new IpMatcher(cidrs)
   }
   let origins: ((origin: string | undefined) => boolean) | undefined
   if (policy.allowedOrigins !== undefined) {
@@ -189,15 +174,7 @@ export function compileUsagePolicy(policy: ApiKeyUsagePolicy | undefined): Compi
   return Object.freeze({ ips, origins })
 }
 
-/** Whether `ip` is allowed by `ips` (IPv4-mapped IPv6 addresses are checked as IPv4). */
-export function ipAllowed(ips: BlockList, ip: string | undefined): boolean {
-  if (ip === undefined) return false
-  const version = isIP(ip)
-  if (version === 4) return ips.check(ip, 'ipv4')
-  if (version !== 6) return false
-  if (ip.toLowerCase().startsWith('::ffff:')) {
-    const v4 = ip.slice(7)
-    if (isIP(v4) === 4) return ips.check(v4, 'ipv4') || ips.check(ip, 'ipv6')
-  }
-  return ips.check(ip, 'ipv6')
+/** Whether `ip` is allowed by `ips` (every spelling of an address alike; IPv4-mapped as IPv4). */
+export function ipAllowed(ips: IpMatcher, ip: string | undefined): boolean {
+  return ip !== undefined && ips.has(ip) === true
 }

@@ -21,7 +21,7 @@ import {
   verify,
   type KeyObject,
 } from 'node:crypto'
-import { canonicalize } from '../validation/type-serializer.js'
+import { canonicalize, canonicalizeTree } from '../internal/canonical-json.js'
 import type { AuditChainLink, AuditEvent } from './audit-event.js'
 import { rememberAuditEventJson } from './event-json.js'
 
@@ -89,53 +89,9 @@ export function canonicalBody(event: AuditEvent): CanonicalBody {
     if (key === 'chain') continue
     const member = record[key]
     if (member === undefined) continue
-    ;(key < 'chain' ? before : after).push(`${JSON.stringify(key)}:${canonicalTree(member, 0)}`)
+    ;(key < 'chain' ? before : after).push(`${JSON.stringify(key)}:${canonicalizeTree(member)}`)
   }
   return { before: before.join(','), after: after.join(',') }
-}
-
-/** Deeper than any prepared event (the redactor cuts at `maxDepth`): a cycle. */
-const MAX_TREE_DEPTH = 256
-
-/**
- * RFC 8785 for a prepared event's members: the same output as `canonicalize`, without its
- * per-object cycle bookkeeping (a prepared event is a fresh tree; a cycle still throws, by depth).
- */
-function canonicalTree(value: unknown, depth: number): string {
-  switch (typeof value) {
-    case 'string':
-      return JSON.stringify(value)
-    case 'number':
-    case 'boolean':
-      return canonicalize(value)
-    case 'object':
-      break
-    default:
-      return canonicalize(value) // throws, as for any value JSON cannot hold
-  }
-  if (value === null) return 'null'
-  if (depth >= MAX_TREE_DEPTH) throw new TypeError('canonicalize: cyclic or too deep structure')
-  if (Array.isArray(value)) {
-    let out = '['
-    for (let i = 0; i < value.length; i++) {
-      const item: unknown = value[i]
-      if (i > 0) out += ','
-      out += item === undefined ? 'null' : canonicalTree(item, depth + 1)
-    }
-    return `${out}]`
-  }
-  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return canonicalize(value)
-  const record = value as Record<string, unknown>
-  // RFC 8785 §3.2.3: members sorted by UTF-16 code units (the default sort).
-  const keys = Object.keys(record).sort()
-  let out = '{'
-  for (const key of keys) {
-    const member = record[key]
-    if (member === undefined) continue
-    if (out.length > 1) out += ','
-    out += `${JSON.stringify(key)}:${canonicalTree(member, depth + 1)}`
-  }
-  return `${out}}`
 }
 
 function withChain(body: CanonicalBody, chain: string): string {

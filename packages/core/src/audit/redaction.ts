@@ -8,7 +8,7 @@
  * @packageDocumentation
  */
 import { createHmac, createSecretKey } from 'node:crypto'
-import { isIP } from 'node:net'
+import { formatIp, maskIp, normalizeIp, parseIp } from '../internal/ip.js'
 
 /** How client IPs are written. */
 export type AuditIpMode = 'keep' | 'truncate' | 'hmac'
@@ -17,7 +17,11 @@ export type AuditIpMode = 'keep' | 'truncate' | 'hmac'
 export interface AuditRedactionOptions {
   /** Field names masked (case-insensitively, at any depth), e.g. `['email', 'phone']`. @default [] */
   readonly piiFields?: readonly string[]
-  /** Client IPs: kept, truncated (IPv4 /24, IPv6 /48) or keyed-hashed. @default 'keep' */
+  /**
+   * Client IPs: kept as given, truncated (IPv4 /24, IPv6 /48) or keyed-hashed. Truncation and the
+   * hash work on the address, not its spelling: `::ffff:1.2.3.4` is `1.2.3.4`, `2001:DB8::1` is
+   * `2001:db8::1`. @default 'keep'
+   */
   readonly ip?: AuditIpMode
   /** HMAC key for `ip: 'hmac'`. */
   readonly ipKey?: string | Uint8Array
@@ -95,17 +99,15 @@ function normalizeName(name: string): string {
   return name.toLowerCase().replace(/[-_]/g, '')
 }
 
-/** Truncates an IP: IPv4 to its /24 (`203.0.113.0`), IPv6 to its /48 (`2001:db8:1::`). */
+/**
+ * Truncates an IP: IPv4 to its /24 (`203.0.113.0`), IPv6 to its /48 in RFC 5952 form
+ * (`2001:db8:1::`); an IPv4-mapped IPv6 address counts as IPv4. Every spelling of an address gives
+ * the same answer; what is not an address gives {@link REDACTED}.
+ */
 export function truncateIp(ip: string): string {
-  const mapped = ip.startsWith('::ffff:') ? ip.slice(7) : ip
-  const kind = isIP(mapped)
-  if (kind === 4) return mapped.replace(/\.\d+$/, '.0')
-  if (kind === 6) {
-    const [head = ''] = mapped.split('::')
-    const groups = head.split(':').filter((g) => g !== '')
-    return `${groups.slice(0, 3).join(':')}::`
-  }
-  return REDACTED
+  const parsed = parseIp(ip)
+  if (parsed === undefined) return REDACTED
+  return formatIp(maskIp(parsed, parsed.family === 4 ? 24 : 48))
 }
 
 /** A function that makes one event value safe to write. */
@@ -167,7 +169,10 @@ export function compileAuditRedaction(
     ipMode === 'truncate'
       ? truncateIp(value)
       : ipMode === 'hmac' && hmacKey !== undefined
-        ? `ip_${createHmac('sha256', hmacKey).update(value).digest('hex').slice(0, 32)}`
+        ? `ip_${createHmac('sha256', hmacKey)
+            .update(normalizeIp(value) ?? value)
+            .digest('hex')
+            .slice(0, 32)}`
         : value
   // The same clients come back: remember recent answers (bounded; cleared when full).
   const ips = new Map<string, string>()

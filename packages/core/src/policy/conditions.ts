@@ -5,7 +5,7 @@
  * always denies, so hostile or type-confused input fails closed.
  * @internal
  */
-import { BlockList, isIP } from 'node:net'
+import { IpMatcher, parseCidr, type Cidr } from '../internal/ip.js'
 import type { Principal } from '../types.js'
 import { describeValue, suggest, type TypeValidator } from '../validation/type-validator.js'
 import {
@@ -293,58 +293,29 @@ export function compileTimeWindow(
   }
 }
 
-function compileCidrs(v: TypeValidator, field: string, value: unknown): BlockList | undefined {
+function compileCidrs(v: TypeValidator, field: string, value: unknown): IpMatcher | undefined {
   const list = typeof value === 'string' ? [value] : value
-  const block = new BlockList()
+  const cidrs: Cidr[] = []
   const ok = v.array(
     field,
     list,
     (cv, i, c) => {
       if (typeof c !== 'string')
         return cv.fail(i, `must be a CIDR string, received ${describeValue(c)}`)
-      const [addr, bits, extra] = c.split('/')
-      const family = isIP(addr ?? '')
-      const prefix = bits === undefined ? (family === 6 ? 128 : 32) : Number(bits)
-      if (
-        family === 0 ||
-        extra !== undefined ||
-        !Number.isInteger(prefix) ||
-        prefix < 0 ||
-        prefix > (family === 6 ? 128 : 32) ||
-        (bits !== undefined && !/^\d{1,3}$/.test(bits))
-      )
-        return cv.fail(i, `invalid CIDR ${describeValue(c)}`)
-      block.addSubnet(addr as string, prefix, family === 6 ? 'ipv6' : 'ipv4')
+      const cidr = parseCidr(c)
+      if (cidr === undefined) return cv.fail(i, `invalid CIDR ${describeValue(c)}`)
+      cidrs.push(cidr)
       return c
     },
     { nonEmpty: true },
   )
-  return ok === undefined ? undefined : block
+  return ok === undefined ? undefined : new IpMatcher(cidrs)
 }
 
-/**
- * Recent answers per list: `BlockList.check` builds a `SocketAddress` (a transferable native
- * object) on every call, a tenth of a full gate decision in the benchmark's CPU profile. A list
- * never changes once compiled, so an answer stays true; the memo is cleared when it fills up.
- */
-const IP_MEMO_MAX = 1024
-const ipMemos = new WeakMap<BlockList, Map<string, Tri>>()
-
-function ipIn(block: BlockList, ip: unknown): Tri {
+function ipIn(matcher: IpMatcher, ip: unknown): Tri {
   if (missing(ip)) return false
   if (typeof ip !== 'string') return undefined
-  let memo = ipMemos.get(block)
-  const known = memo?.get(ip)
-  if (known !== undefined || memo?.has(ip) === true) return known
-  let addr = ip
-  // An IPv4 client seen through a dual-stack socket.
-  if (addr.startsWith('::ffff:') && isIP(addr.slice(7)) === 4) addr = addr.slice(7)
-  const family = isIP(addr)
-  const answer = family === 0 ? undefined : block.check(addr, family === 6 ? 'ipv6' : 'ipv4')
-  if (memo === undefined) ipMemos.set(block, (memo = new Map()))
-  else if (memo.size >= IP_MEMO_MAX) memo.clear()
-  memo.set(ip, answer)
-  return answer
+  return matcher.has(ip)
 }
 
 type Compare = (a: unknown, b: unknown) => Tri
