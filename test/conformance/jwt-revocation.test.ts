@@ -1,15 +1,6 @@
 // JWT revocation over HTTP on every adapter and framework major: a token accepted, then revoked
 // (by jti, then a subject cut-off), then refused 401 ERR_JWT_REVOKED as a problem, and audited.
-// A minimal app per framework, built with each adapter's public API only.
-import { once } from 'node:events'
-import type { Server } from 'node:http'
 import { expect } from 'chai'
-import express5 from 'express'
-import express4 from 'express4'
-import Fastify from 'fastify'
-import Koa3 from 'koa'
-import Koa2 from 'koa2'
-import Router from '@koa/router'
 import {
   createGate,
   createMemoryRevocationList,
@@ -17,72 +8,12 @@ import {
   type MemoryRevocationList,
 } from '@portcullis/core'
 import { createMemoryAuditSink, type MemoryAuditSink } from '@portcullis/core/testing'
-import {
-  authMiddleware as expressAuth,
-  notFoundHandler,
-  problemHandler as expressProblems,
-} from '@portcullis/express'
-import { portcullisPlugin } from '@portcullis/fastify'
-import { authMiddleware as koaAuth, problemHandler as koaProblems } from '@portcullis/koa'
 import { seconds, signHmac } from '../helpers/jwt.js'
+import { FRAMEWORKS, type App } from '../helpers/minimal-apps.js'
 
 const SECRET = 'revocation-jwt-secret-0123456789abcdef'
 const ISSUER = 'https://id.example'
 const AUDIENCE = 'documents-api'
-
-interface App {
-  readonly server: Server
-  close(): Promise<void>
-}
-
-type MakeApp = (gate: Gate) => Promise<App>
-
-const listening = async (server: Server): Promise<App> => {
-  await once(server, 'listening')
-  return { server, close: () => new Promise<void>((resolve) => server.close(() => resolve())) }
-}
-
-const expressApp =
-  (express: typeof express5): MakeApp =>
-  async (gate) => {
-    const app = express()
-    app.use(expressAuth({ gate }))
-    app.get('/me', (req, res) => {
-      res.json({ id: req.auth?.principal?.id })
-    })
-    app.use(notFoundHandler(), expressProblems({ gate }))
-    return listening(app.listen(0, '127.0.0.1'))
-  }
-
-const koaApp =
-  (Koa: typeof Koa3): MakeApp =>
-  async (gate) => {
-    const app = new Koa()
-    app.use(koaProblems({ gate }))
-    app.use(koaAuth({ gate }))
-    const router = new Router()
-    router.get('/me', (ctx) => {
-      ctx.body = { id: ctx.state.auth?.principal?.id }
-    })
-    app.use(router.routes())
-    return listening(app.listen(0, '127.0.0.1'))
-  }
-
-const fastifyApp: MakeApp = async (gate) => {
-  const app = Fastify()
-  await app.register(portcullisPlugin, { gate, problemErrors: true })
-  app.get('/me', async (request) => ({ id: request.auth?.principal?.id }))
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  return { server: app.server, close: () => app.close() }
-}
-
-const FRAMEWORKS: Record<string, MakeApp> = {
-  'express 5': expressApp(express5),
-  'express 4': expressApp(express4),
-  'koa 3': koaApp(Koa3),
-  'koa 2': koaApp(Koa2 as unknown as typeof Koa3),
-  fastify: fastifyApp,
-}
 
 for (const [framework, makeApp] of Object.entries(FRAMEWORKS)) {
   describe(`JWT revocation over HTTP: ${framework}`, () => {

@@ -27,6 +27,7 @@ const DENIAL_BY_CODE: Readonly<Partial<Record<string, AuditEventType>>> = Object
   ERR_QUOTA_UNAVAILABLE: 'quota.unavailable',
   ERR_STORE_UNAVAILABLE: 'store.unavailable',
   ERR_DEPENDENCY_TIMEOUT: 'dependency.timeout',
+  ERR_AUTH_THROTTLED: 'authn.throttled',
 })
 
 /** The event type by the step that answered: for other denials, and for allowed requests. */

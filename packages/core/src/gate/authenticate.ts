@@ -10,10 +10,12 @@ import { monotonicMicros } from '../internal/clock.js'
 import type { GateRequest } from '../pipeline/gate-request.js'
 import { isThenable, type MaybePromise } from '../pipeline/maybe-async.js'
 import type { AuthenticatorResult } from '../pipeline/stage.js'
+import { authThrottledError, authThrottledHeaders } from '../authn/failure-throttle.js'
 import type { TraceEntry } from '../types.js'
 import { extractCredential } from './credentials.js'
 import type { GateConfig } from './options.js'
 import { runStages } from './stages.js'
+import { COUNTED_FAILURES, ThrottleSubject } from './throttle-subject.js'
 import {
   dependencyFailed,
   EMPTY_HEADERS,
@@ -55,6 +57,28 @@ export function authenticateStep(
   let by = 'none'
   let deadline: number | false = false
   let verified: Authenticated | PromiseLike<AuthenticatorResult>
+  let subject: ThrottleSubject | undefined
+  const throttle = c.authFailureThrottle
+  if (throttle !== undefined && credential.kind !== 'none' && credential.kind !== 'error') {
+    const token = 'token' in credential ? credential.token : ''
+    subject = new ThrottleSubject(
+      request.ip,
+      token,
+      credential.kind === 'apikey-header' || c.apiKeys?.looksLikeKey(token) === true
+        ? 'apikey'
+        : credential.kind === 'bearer'
+          ? 'jwt'
+          : 'other',
+    )
+    const lock = throttle.check(subject)
+    // The shipped throttles answer from memory; a custom one that waits is not awaited here
+    // (never a round trip before every credential): its lock-outs then apply to what it decides.
+    if (lock !== undefined && !isThenable(lock)) {
+      const error = authThrottledError(lock)
+      pushEntry(c, trace, entry('authenticate', error, 'throttle', started), span)
+      return { principal: null, error, headers: authThrottledHeaders(lock), stage: 'authenticate' }
+    }
+  }
   try {
     switch (credential.kind) {
       case 'error':
@@ -103,7 +127,8 @@ export function authenticateStep(
   } catch (e) {
     verified = authenticatorFailed(c, e, by)
   }
-  if (!isThenable(verified)) return authenticated(c, request, trace, span, started, by, verified)
+  if (!isThenable(verified))
+    return authenticated(c, request, trace, span, started, by, verified, subject)
   const authenticator = by
   return Promise.resolve(
     withinDeadline(c, verified, deadline, authenticator, (error): AuthenticatorResult => ({
@@ -111,7 +136,7 @@ export function authenticateStep(
       error,
     })),
   ).then(
-    (v) => authenticated(c, request, trace, span, started, authenticator, v),
+    (v) => authenticated(c, request, trace, span, started, authenticator, v, subject),
     (e: unknown) =>
       authenticated(
         c,
@@ -121,6 +146,7 @@ export function authenticateStep(
         started,
         authenticator,
         authenticatorFailed(c, e, authenticator),
+        subject,
       ),
   )
 }
@@ -141,11 +167,13 @@ function authenticated(
   started: number,
   by: string,
   verified: Authenticated,
+  subject: ThrottleSubject | undefined,
 ): MaybePromise<StepResult> {
   const principal = verified.ok ? verified.principal : null
   const error = verified.ok ? undefined : verified.error
   const ended = monotonicMicros()
   pushEntry(c, trace, entry('authenticate', error, by, started, ended), span)
+  if (subject !== undefined) throttled(c, subject, error)
   if (error !== undefined)
     return { principal, error, headers: EMPTY_HEADERS, stage: 'authenticate' }
   // No stages: answered here, without another async step.
@@ -179,4 +207,14 @@ function jwt(c: GateConfig, token: string): AuthenticatorResult | Promise<Authen
       }),
     }
   return c.jwt.verifyNow(token)
+}
+
+/** Tells the throttle how a presented credential fared: a failure it counts, or a success. */
+function throttled(c: GateConfig, subject: ThrottleSubject, error: AuthError | undefined): void {
+  const throttle = c.authFailureThrottle as NonNullable<GateConfig['authFailureThrottle']>
+  if (error === undefined) return throttle.succeeded(subject)
+  if (!COUNTED_FAILURES.has(error.code)) return
+  const counted = throttle.failed(subject)
+  // Documented never to reject; a custom throttle that does must not become an unhandled rejection.
+  if (isThenable(counted)) Promise.resolve(counted).catch(() => undefined)
 }

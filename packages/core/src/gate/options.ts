@@ -27,6 +27,7 @@ import { isGateTracer, type GateTracer } from '../integrations/tracing.js'
 import { GateMetrics, guardMetrics } from '../internal/gate-metrics.js'
 import { createJwtVerifier, type JwtOptions, type JwtVerifier } from '../jwt/jwt-verifier.js'
 import { silentLogger, type Logger } from '../logger.js'
+import type { AuthFailureThrottle } from '../authn/failure-throttle.js'
 import type { Authenticator, AuthorizeHook, GateStage } from '../pipeline/stage.js'
 import { createPolicyAuthorizer, type GatePolicyInput } from '../policy/gate-policy.js'
 import { createRateLimitStage } from '../ratelimit/rate-limit-stage.js'
@@ -108,6 +109,15 @@ export interface GateOptions {
    * may carry its own `timeoutMs`. `false` turns one off.
    */
   readonly timeouts?: GateTimeouts
+  /**
+   * Failed-authentication throttling: failures counted per client address (IPv6 by prefix) and
+   * per presented credential id, with growing lock-outs answered 429 `ERR_AUTH_THROTTLED` with
+   * `Retry-After` and audited as `authn.throttled` (see docs/security.md). Give
+   * `createAuthFailureThrottle()` (one process) or `createRedisAuthFailureThrottle()` from
+   * `@portcullis/redis` (several). Off unless given in this release.
+   * @default false
+   */
+  readonly authFailureThrottle?: AuthFailureThrottle | false
   /** Clock, epoch ms. @default Date.now */
   readonly now?: Clock
   /** Logger. @default silent */
@@ -161,6 +171,7 @@ const OPTION_NAMES = [
   'tracer',
   'auditEvents',
   'timeouts',
+  'authFailureThrottle',
   'now',
   'logger',
 ] as const satisfies readonly (keyof GateOptions)[]
@@ -192,6 +203,18 @@ export function resolveGateConfig(options: Readonly<GateOptions>): GateConfig {
       ? 'request'
       : (v.oneOf('auditEvents', options.auditEvents, ['request', 'step'] as const) ?? 'request')
   const timeouts = resolveTimeouts(v, options.timeouts)
+  const throttle = options.authFailureThrottle
+  const authFailureThrottle =
+    throttle === undefined || throttle === false
+      ? undefined
+      : typeof throttle.check === 'function' &&
+          typeof throttle.failed === 'function' &&
+          typeof throttle.succeeded === 'function'
+        ? throttle
+        : v.fail(
+            'authFailureThrottle',
+            'must be an AuthFailureThrottle with check(), failed() and succeeded()',
+          )
   const bool = (name: keyof GateOptions, d: boolean): boolean =>
     options[name] === undefined ? d : (v.boolean(name, options[name]) ?? d)
   const credentialsRequired = bool('credentialsRequired', DEFAULT_CREDENTIALS_REQUIRED)
@@ -342,6 +365,7 @@ export function resolveGateConfig(options: Readonly<GateOptions>): GateConfig {
     metricsClient: metrics ?? noopMetrics,
     tracer,
     auditEvents,
+    authFailureThrottle,
     timeouts,
     now,
     logger,
@@ -393,6 +417,7 @@ export interface GateConfig {
   readonly metricsClient: MetricsClient
   readonly tracer: GateTracer | undefined
   readonly auditEvents: 'request' | 'step'
+  readonly authFailureThrottle: AuthFailureThrottle | undefined
   readonly timeouts: Readonly<Record<keyof GateTimeouts, number | false>>
   readonly now: Clock
   readonly logger: Logger
