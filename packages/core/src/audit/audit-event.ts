@@ -6,9 +6,6 @@
  */
 import type { AuthErrorCode } from '../errors.js'
 import type { TraceEntry } from '../types.js'
-import type { AuditComplianceStamp } from './compliance.js'
-
-export { auditEventJson } from './event-json.js'
 
 /** What happened. Handlers may record their own types; unknown ones are kept as `custom`. */
 export type AuditEventType =
@@ -188,3 +185,23 @@ export interface AuditSink {
   /** Flushes and releases resources. */
   close?(): Promise<void>
 }
+
+/** What every event prepared under compliance profiles carries (`event.compliance`). */
+export interface AuditComplianceStamp {
+  /** The trail's profiles, in the order configured. */
+  readonly profiles: readonly ComplianceProfileName[]
+  /** {@link COMPLIANCE_MAPPING_VERSION} when the event was prepared. */
+  readonly mappingVersion: string
+  /** The longest retention class of the profiles. */
+  readonly retention: AuditRetentionClass
+}
+
+/** A compliance standard. */
+export type ComplianceProfileName = 'SOC2' | 'ISO27001' | 'GDPR' | 'HIPAA'
+
+/**
+ * How long a profile's evidence is usually kept: `6m` six months, `1y` one year, `6y` six years.
+ * These are defaults drawn from each standard's usual evidence-retention expectations, to confirm
+ * with the auditor (a contract or a national law may ask for more).
+ */
+export type AuditRetentionClass = '6m' | '1y' | '6y'

@@ -13,7 +13,8 @@ import { constants } from 'node:fs'
 import { mkdir, open, readFile, unlink, writeFile, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { appendWholeLines, wholeLinesEnd, type OpenFile } from '../internal/line-file.js'
-import { auditEventJson, type AuditEvent } from './audit-event.js'
+import type { AuditEvent } from './audit-event.js'
+import { auditEventJson } from './event-json.js'
 
 /** Width of the offset record: any safe integer, padded, so each rewrite covers the last one. */
 const OFFSET_WIDTH = 20

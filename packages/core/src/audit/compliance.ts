@@ -8,11 +8,20 @@
  * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
-import type { AuditEventType, AuditLevel } from './audit-event.js'
-import type { AuditIpMode } from './redaction.js'
+import type {
+  AuditComplianceStamp,
+  AuditEventType,
+  AuditLevel,
+  AuditRetentionClass,
+  ComplianceProfileName,
+} from './audit-event.js'
 
-/** A compliance standard. */
-export type ComplianceProfileName = 'SOC2' | 'ISO27001' | 'GDPR' | 'HIPAA'
+export type {
+  AuditComplianceStamp,
+  AuditRetentionClass,
+  ComplianceProfileName,
+} from './audit-event.js'
+import type { AuditIpMode } from './redaction.js'
 
 /** The profile names. */
 export const COMPLIANCE_PROFILES: readonly ComplianceProfileName[] = Object.freeze([
@@ -30,26 +39,9 @@ export const COMPLIANCE_PROFILES: readonly ComplianceProfileName[] = Object.free
  */
 export const COMPLIANCE_MAPPING_VERSION = '2026-12-08'
 
-/**
- * How long a profile's evidence is usually kept: `6m` six months, `1y` one year, `6y` six years.
- * These are defaults drawn from each standard's usual evidence-retention expectations, to confirm
- * with the auditor (a contract or a national law may ask for more).
- */
-export type AuditRetentionClass = '6m' | '1y' | '6y'
-
 /** The retention classes, shortest first, with the days each stands for. */
 export const AUDIT_RETENTION_CLASS_DAYS: Readonly<Record<AuditRetentionClass, number>> =
   Object.freeze({ '6m': 183, '1y': 365, '6y': 6 * 365 })
-
-/** What every event prepared under compliance profiles carries (`event.compliance`). */
-export interface AuditComplianceStamp {
-  /** The trail's profiles, in the order configured. */
-  readonly profiles: readonly ComplianceProfileName[]
-  /** {@link COMPLIANCE_MAPPING_VERSION} when the event was prepared. */
-  readonly mappingVersion: string
-  /** The longest retention class of the profiles. */
-  readonly retention: AuditRetentionClass
-}
 
 /** One control of a standard. */
 export interface ComplianceControl {

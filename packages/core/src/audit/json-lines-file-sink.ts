@@ -18,7 +18,8 @@ import { createInterface } from 'node:readline'
 import { systemClock, type Clock } from '../internal/clock.js'
 import { appendWholeLines, wholeLinesEnd, type OpenFile } from '../internal/line-file.js'
 import type { Logger } from '../logger.js'
-import { auditEventJson, type AuditEvent, type AuditSink } from './audit-event.js'
+import type { AuditEvent, AuditSink } from './audit-event.js'
+import { auditEventJson } from './event-json.js'
 
 /** Options of {@link createJsonLinesFileSink}. */
 export interface JsonLinesFileSinkOptions {

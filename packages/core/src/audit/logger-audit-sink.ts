@@ -5,7 +5,8 @@
  * Reachable from `@portcullis/core`.
  * @packageDocumentation
  */
-import { auditEventJson, type AuditEvent, type AuditSink } from './audit-event.js'
+import type { AuditEvent, AuditSink } from './audit-event.js'
+import { auditEventJson } from './event-json.js'
 
 /** The part of a pino (or bunyan) logger the sink uses. */
 export interface PinoLikeLogger {

@@ -13,7 +13,8 @@
 import { createHash } from 'node:crypto'
 import { systemClock } from '../internal/clock.js'
 import { TypeValidator } from '../validation/type-validator.js'
-import { auditEventJson, type AuditEvent, type AuditSink } from './audit-event.js'
+import type { AuditEvent, AuditSink } from './audit-event.js'
+import { auditEventJson } from './event-json.js'
 
 /** Options of {@link createWebhookAuditSink}. */
 export interface WebhookAuditSinkOptions {
