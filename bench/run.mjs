@@ -6,9 +6,9 @@
  *     node bench/run.mjs --profile <variant> [--frameworks ...] [--duration S] [--top N]
  *
  * HTTP part (issue 19, "Cost per request"): starts every (framework, variant) of {@link plan} as
- * its own child process (`servers/server.mjs`, pinned with `taskset -c` to the second allowed
- * CPU; this runner and autocannon re-execute themselves on the first), each checking itself before
- * it announces its port. Warms each up, then runs the rounds: in every round each server in turn
+ * its own child process (`servers/server.mjs`), each checking itself before it announces its port,
+ * then pinned with `taskset -a -p -c` to the second allowed CPU (this runner and autocannon
+ * re-execute themselves on the first). Warms each up, then runs the rounds: in every round each server in turn
  * gets a short warm-up and a fixed-duration autocannon run (10 connections, pipelining 1), the
  * order rotated from round to round. Per run it records req/s, latency p50/p99 (per response, not
  * autocannon's 1 ms histogram) and the server's CPU time per request: `process.cpuUsage()` inside
@@ -66,11 +66,11 @@ const MAX_MISSED_PROFILES = 6
 const USAGE = `usage: node bench/run.mjs [--quick] [--rounds N] [--duration S] [--parts ${PARTS.join(',')}]
                          [--frameworks ${FRAMEWORKS.join(',')}] [--variants a,b,...]
        node bench/run.mjs --profile <variant> [--frameworks ...] [--duration S] [--top N]
-  --quick       smoke check (< 2 min): 2 rounds of 1 s runs, short micro-benchmarks, smaller scale
-                runs, no policy or audit comparison; writes RESULTS.quick.md
-  --rounds N    interleaved rounds (1-50; default 4, quick 2)
+  --quick       smoke check (< 2 min): 1 round of 1 s runs and short micro-benchmarks, no scale,
+                policy or audit part, no profiles; writes RESULTS.quick.md
+  --rounds N    interleaved rounds (1-50; default 4, quick 1)
   --duration S  measured seconds per run (default 4, quick 1)
-  --parts       which parts to run (default: all; quick: http,micro,scale)
+  --parts       which parts to run (default: all; quick: http,micro)
   --frameworks  which frameworks (default: all)
   --variants    which variants (default: the plan of issue 19; bare is always added). Known:
                 ${Object.keys(VARIANTS).join(', ')}
@@ -124,7 +124,7 @@ function options() {
     console.error(`${message}\n${USAGE}`)
     process.exit(2)
   }
-  const rounds = parsed.rounds === undefined ? (parsed.quick ? 2 : 4) : Number(parsed.rounds)
+  const rounds = parsed.rounds === undefined ? (parsed.quick ? 1 : 4) : Number(parsed.rounds)
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 50)
     fail('--rounds must be an integer from 1 to 50')
   const duration = parsed.duration === undefined ? (parsed.quick ? 1 : 4) : Number(parsed.duration)
@@ -134,7 +134,7 @@ function options() {
   const parts =
     parsed.parts === undefined
       ? parsed.quick
-        ? ['http', 'micro', 'scale']
+        ? ['http', 'micro']
         : PARTS
       : parsed.parts.split(',')
   if (parts.some((p) => !PARTS.includes(p))) fail(`--parts takes a list of ${PARTS.join(', ')}`)
@@ -158,7 +158,8 @@ function options() {
     top,
     profileMissed: !parsed.quick && !parsed['no-profile-missed'],
     // Servers stay up for the whole suite: one warm-up each at start, a short one before each run.
-    initialWarmupSeconds: parsed.quick ? 1 : 3,
+    // The JIT needs thousands of requests: a cold server measures several times its warm cost.
+    initialWarmupSeconds: parsed.quick ? 1 : 8,
     warmupSeconds: parsed.quick ? 0 : 1,
     durationSeconds: duration,
   }
@@ -230,12 +231,16 @@ process.on('exit', () => {
  */
 async function startServer(framework, variant, pin, nodeArgs = []) {
   const args = [...nodeArgs, SERVER, framework, variant, '--exit-with-stdin']
+  // Started on both CPUs (module loading is the slow part of start-up; a child would inherit the
+  // runner's CPU), pinned to the server CPU once ready. taskset execs node in place: the IPC
+  // descriptor and NODE_CHANNEL_FD pass through.
   const stdio = ['pipe', 'pipe', 'inherit', 'ipc']
-  // taskset execs node in place: the IPC descriptor and NODE_CHANNEL_FD pass through.
   const child =
     pin === undefined
       ? spawn(process.execPath, args, { stdio })
-      : spawn('taskset', ['-c', String(pin.server), process.execPath, ...args], { stdio })
+      : spawn('taskset', ['-c', `${pin.server},${pin.runner}`, process.execPath, ...args], {
+          stdio,
+        })
   live.add(child)
   const exited = once(child, 'exit')
   const lines = createInterface({ input: child.stdout })
@@ -255,6 +260,13 @@ async function startServer(framework, variant, pin, nodeArgs = []) {
       }),
     ])
     const { port, headers } = JSON.parse(line)
+    if (pin !== undefined) {
+      // -a: every thread of the process (libuv's pool, the GC's helpers), not only the main one.
+      const r = spawnSync('taskset', ['-a', '-p', '-c', String(pin.server), String(child.pid)], {
+        encoding: 'utf8',
+      })
+      if (r.status !== 0) throw new Error(`taskset could not pin "${name}": ${r.stderr.trim()}`)
+    }
     return { framework, variant, child, exited, port, headers }
   } catch (error) {
     child.kill('SIGKILL')
@@ -402,11 +414,15 @@ const addedCpu = (valid, framework, variant) =>
   paired(valid, framework, variant, 'bare', (a, b) => a.cpuPerRequest - b.cpuPerRequest)
 
 /**
- * Per-round ratio of the CPU two variants add to bare: (a − bare) / (b − bare), same round.
+ * The ratio of the CPU two variants add to bare: median over rounds of (a − bare) divided by the
+ * median over rounds of (b − bare), so that one noisy round cannot flip it; min and max are the
+ * per-round ratios (a − bare) / (b − bare) of the same round.
  * @param {readonly Run[]} valid
  */
 function addedRatio(valid, framework, a, b) {
-  const values = []
+  const ours = addedCpu(valid, framework, a)
+  const theirs = addedCpu(valid, framework, b)
+  const perRound = []
   for (const r of runsOf(valid, framework, a)) {
     const bare = valid.find(
       (x) => x.framework === framework && x.variant === 'bare' && x.round === r.round,
@@ -415,9 +431,11 @@ function addedRatio(valid, framework, a, b) {
       (x) => x.framework === framework && x.variant === b && x.round === r.round,
     )
     if (bare === undefined || other === undefined) continue
-    values.push((r.cpuPerRequest - bare.cpuPerRequest) / (other.cpuPerRequest - bare.cpuPerRequest))
+    perRound.push(
+      (r.cpuPerRequest - bare.cpuPerRequest) / (other.cpuPerRequest - bare.cpuPerRequest),
+    )
   }
-  return { value: median(values), ...range(values), n: values.length, values }
+  return { value: ours.value / theirs.value, ...range(perRound), n: perRound.length }
 }
 
 /** A whole number of µs with its sign: `+12`, `−3`, `+0`. */
@@ -677,13 +695,23 @@ async function profileOne(framework, variant, pin, seconds, top) {
   const dir = join(PROFILES, variant, framework)
   rmSync(dir, { recursive: true, force: true })
   mkdirSync(dir, { recursive: true })
-  const server = await startServer(framework, variant, pin, ['--cpu-prof', '--cpu-prof-dir', dir])
+  const server = await startServer(framework, variant, pin, [
+    '--cpu-prof',
+    '--cpu-prof-dir',
+    dir,
+    '--cpu-prof-interval',
+    '200',
+  ])
   const url = `http://127.0.0.1:${server.port}/docs/1`
   let r
+  // The measured window, on the monotonic clock the profile's timestamps use too (µs).
+  let window
   try {
-    await load(url, server.headers, 2)
+    await load(url, server.headers, 5)
     const cpu0 = await serverCpuMicros(server)
+    const t0 = process.hrtime.bigint() / 1000n
     r = await load(url, server.headers, seconds)
+    window = [Number(t0), Number(process.hrtime.bigint() / 1000n)]
     r.cpuPerRequest = ((await serverCpuMicros(server)) - cpu0) / r.total
   } finally {
     await stopServer(server)
@@ -693,11 +721,11 @@ async function profileOne(framework, variant, pin, seconds, top) {
     .map((f) => join(dir, f))
     .find((f) => readFileSync(f).length > 0)
   if (file === undefined) throw new Error(`no profile written for ${framework} ${variant}`)
-  const prof = JSON.parse(readFileSync(file, 'utf8'))
+  const prof = onlyWindow(JSON.parse(readFileSync(file, 'utf8')), window)
   return [
     `### ${FRAMEWORK_LABELS[framework]}, ${labelOf(framework, variant)}`,
     '',
-    `${fmt(r.rps)} req/s and ${fmt(r.cpuPerRequest, 1)} µs of server CPU per request while profiled (the profiler adds its own cost); whole run including warm-up and start-up in \`${relative(join(BENCH_DIR, '..'), file)}\` (git-ignored). Self time: the time spent in the function's own code, not in what it calls.`,
+    `${fmt(r.rps)} req/s and ${fmt(r.cpuPerRequest, 1)} µs of server CPU per request while profiled (the profiler adds its own cost). Shares of the ${fmt(prof.samples.length)} CPU samples (every 200 µs, idle left out) taken during the measured ${seconds} s, after a 5 s warm-up; the whole profile, start-up included, is \`${relative(join(BENCH_DIR, '..'), file)}\` (git-ignored). Self time: the time spent in the function's own code, not in what it calls.`,
     '',
     table(
       ['self %', 'function', 'where'],
@@ -741,9 +769,29 @@ async function profile(opts, pin, log) {
   log(`bench: wrote ${relative(process.cwd(), out)}`)
 }
 
+/**
+ * The profile's samples taken within `[from, to]` (µs on the monotonic clock), idle ones left out.
+ * @param {any} prof a .cpuprofile
+ * @param {[number, number] | undefined} window
+ */
+function onlyWindow(prof, window) {
+  const idle = new Set(
+    prof.nodes.filter((n) => n.callFrame.functionName === '(idle)').map((n) => n.id),
+  )
+  const samples = []
+  let t = prof.startTime
+  for (let i = 0; i < prof.samples.length; i++) {
+    t += prof.timeDeltas[i]
+    if (idle.has(prof.samples[i])) continue
+    if (window !== undefined && (t < window[0] || t > window[1])) continue
+    samples.push(prof.samples[i])
+  }
+  return { ...prof, samples }
+}
+
 /** A frame's group: the package or core folder its code is in, node internals, or native. */
 function groupOf(name, where) {
-  if (where === '(native)') return ['GC, idle and native', '']
+  if (where === '(native)') return ['GC, (program) and native code', '']
   if (where.startsWith('node:')) return ['Node internals (http, net, streams, crypto)', '']
   const core = /^packages\/([^/]+)\/dist\/(?:([^/]+)\/)?/.exec(where)
   if (core !== null)
@@ -816,13 +864,13 @@ async function main() {
     const profiles = []
     try {
       try {
-        // Two at a time: start-up waits on module loading as well as the CPU.
+        // Three at a time: start-up waits on module loading as well as the CPU.
         const queue = [...entries]
         const starter = async () => {
           for (let e = queue.shift(); e !== undefined; e = queue.shift())
             servers.push(await startServer(e.framework, e.variant, pin))
         }
-        await Promise.all([starter(), starter()])
+        await Promise.all([starter(), starter(), starter()])
         servers.sort(
           (a, b) =>
             entries.findIndex((e) => e.framework === a.framework && e.variant === a.variant) -
@@ -1061,7 +1109,7 @@ async function main() {
       '',
       targetTable(targets),
       '',
-      'Ratios of added CPU divide, round by round, what two variants add over the bare framework in that round; differences subtract their CPU per request in that round; the verdict is on the median over rounds. A spread that straddles the bound says the machine was too noisy to decide.',
+      "A ratio of added CPU divides the median over rounds of what our variant adds over the bare framework (its CPU per request minus bare's in the same round) by the same median for the peer; the spread in brackets is the same ratio round by round. A difference subtracts the two variants' CPU per request in the same round (median over rounds, spread). The Redis row divides req/s in the same round. The verdict is on the median. A spread that straddles the bound says the machine was too noisy to decide; a negative figure means the variant measured cheaper than bare in that round, which is noise.",
       '',
     )
   out.push(...sections)
