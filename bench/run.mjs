@@ -66,11 +66,12 @@ const MAX_MISSED_PROFILES = 6
 const USAGE = `usage: node bench/run.mjs [--quick] [--rounds N] [--duration S] [--parts ${PARTS.join(',')}]
                          [--frameworks ${FRAMEWORKS.join(',')}] [--variants a,b,...]
        node bench/run.mjs --profile <variant> [--frameworks ...] [--duration S] [--top N]
-  --quick       smoke check (< 2 min): 1 round of 1 s runs and short micro-benchmarks, no scale,
-                policy or audit part, no profiles; writes RESULTS.quick.md
+  --quick       smoke check: every server starts and passes its self-check, 1 round of 1 s runs,
+                HTTP part only (add --parts http,micro for short micro-benchmarks), no profiles;
+                writes RESULTS.quick.md
   --rounds N    interleaved rounds (1-50; default 4, quick 1)
   --duration S  measured seconds per run (default 4, quick 1)
-  --parts       which parts to run (default: all; quick: http,micro)
+  --parts       which parts to run (default: all; quick: http)
   --frameworks  which frameworks (default: all)
   --variants    which variants (default: the plan of issue 19; bare is always added). Known:
                 ${Object.keys(VARIANTS).join(', ')}
@@ -132,11 +133,7 @@ function options() {
   if (!Number.isInteger(duration) || duration < 1 || duration > 120)
     fail('--duration must be a whole number of seconds from 1 to 120')
   const parts =
-    parsed.parts === undefined
-      ? parsed.quick
-        ? ['http', 'micro']
-        : PARTS
-      : parsed.parts.split(',')
+    parsed.parts === undefined ? (parsed.quick ? ['http'] : PARTS) : parsed.parts.split(',')
   if (parts.some((p) => !PARTS.includes(p))) fail(`--parts takes a list of ${PARTS.join(', ')}`)
   const frameworks = parsed.frameworks === undefined ? FRAMEWORKS : parsed.frameworks.split(',')
   if (frameworks.some((f) => !FRAMEWORKS.includes(f)))
@@ -864,13 +861,13 @@ async function main() {
     const profiles = []
     try {
       try {
-        // Three at a time: start-up waits on module loading as well as the CPU.
+        // Four at a time: start-up waits on module loading as well as the CPU.
         const queue = [...entries]
         const starter = async () => {
           for (let e = queue.shift(); e !== undefined; e = queue.shift())
             servers.push(await startServer(e.framework, e.variant, pin))
         }
-        await Promise.all([starter(), starter(), starter()])
+        await Promise.all([starter(), starter(), starter(), starter()])
         servers.sort(
           (a, b) =>
             entries.findIndex((e) => e.framework === a.framework && e.variant === a.variant) -
