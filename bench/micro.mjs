@@ -12,6 +12,7 @@ import {
   createSecretKey,
   hash,
   randomBytes,
+  randomUUID,
   timingSafeEqual,
   webcrypto,
 } from 'node:crypto'
@@ -227,6 +228,27 @@ export async function runMicro({ quick = false, only, log = () => {} } = {}) {
     })
   }
 
+  // Stand-ins until the revocation and failed-authentication throttle modules land (rows s5, s6):
+  // the least work each check must do per request, against a verified token's claims and a client
+  // address. Point these two rows at the real APIs once they exist.
+  const verifiedClaims = (await uncached.verify(token)).claims
+  const claims = { ...verifiedClaims, jti: randomUUID() }
+  const revokedJtis = new Set(Array.from({ length: 10_000 }, () => randomUUID()))
+  const revokedBefore = new Map(
+    Array.from({ length: 1_000 }, (_, i) => [`user-${i}`, Math.floor(Date.now() / 1000)]),
+  )
+  const isRevoked = (c) => revokedJtis.has(c.jti) || (revokedBefore.get(c.sub) ?? -1) >= c.iat
+  const failures = new Map(
+    Array.from({ length: 10_000 }, (_, i) => [
+      `198.51.${i >> 8}.${i & 255}`,
+      { count: 1 + (i % 4), resetAtMs: Date.now() + 900_000 },
+    ]),
+  )
+  const throttled = (ip) => {
+    const entry = failures.get(ip)
+    return entry !== undefined && entry.count >= 5 && entry.resetAtMs > Date.now()
+  }
+
   const jsonwebtoken = await optional('jsonwebtoken')
   const fastJwt = await optional('fast-jwt')
 
@@ -348,6 +370,20 @@ export async function runMicro({ quick = false, only, log = () => {} } = {}) {
       name: 'stage: gate.authorize with the 20-rule policy (audit off)',
       isAsync: true,
       op: async () => mustAllow(await fullGate.authorize(keyRequest, prior, fullCompiled)),
+    },
+    {
+      id: 's5',
+      name: 'stage stand-in: JWT revocation lookup (Set.has(jti) + Map subject → revoked-before time vs iat, on verified claims; not the revocation module yet)',
+      op: () => {
+        if (isRevoked(claims)) throw new Error('revoked')
+      },
+    },
+    {
+      id: 's6',
+      name: 'stage stand-in: failed-authentication throttle check (Map lookup by client address + count and window; not the throttle module yet)',
+      op: () => {
+        if (throttled('198.51.3.7')) throw new Error('throttled')
+      },
     },
     {
       id: 'h1',

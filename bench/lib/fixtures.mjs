@@ -194,3 +194,23 @@ export const POLICY_20 = Object.freeze({
     },
   ],
 })
+
+/** The per-principal limit of the "JWT + limit + scope" and "API key + limit + scope" variants. */
+export const PRINCIPAL_LIMIT = { name: 'per-principal', limit: 1_000_000_000, windowMs: 60_000 }
+
+/**
+ * The gate stage holding the one per-principal limit, in memory.
+ * @returns {import('@portcullis/core').GateStage}
+ */
+export function principalLimitStage() {
+  return createRateLimitStage({
+    limits: [
+      {
+        name: PRINCIPAL_LIMIT.name,
+        limit: PRINCIPAL_LIMIT.limit,
+        windowMs: PRINCIPAL_LIMIT.windowMs,
+        key: 'principal',
+      },
+    ],
+  })
+}

@@ -8,6 +8,12 @@
  * measured. Then it prints one JSON line `{ "port": N, "headers": { ... } }` to stdout and serves
  * until killed (SIGTERM/SIGINT), for at most 30 minutes, and with `--exit-with-stdin` (as the
  * runner starts it) also until its stdin closes, so that it never outlives a crashed runner.
+ *
+ * CPU time: when started with an IPC channel (as `run.mjs` does), it answers each message
+ * `{ cpu: id }` with `{ cpu: id, usage: process.cpuUsage() }` (µs of user and system time of this
+ * process). The runner reads it before and after a measured run, so the CPU per request is the
+ * server's own, measured by the kernel's per-process accounting at µs resolution, and the
+ * measurement itself never goes through the HTTP stack being measured.
  * @module
  */
 import { createServer } from 'node:http'
@@ -92,6 +98,12 @@ async function main() {
     process.stdin.on('end', () => stop(0)).resume()
   }
   setTimeout(() => stop(0), MAX_LIFETIME_MS).unref()
+  if (process.send !== undefined) {
+    process.on('message', (message) => {
+      if (message?.cpu !== undefined) process.send({ cpu: message.cpu, usage: process.cpuUsage() })
+    })
+    process.on('disconnect', () => stop(0))
+  }
 
   const problems = await selfCheck(
     `http://127.0.0.1:${port}`,

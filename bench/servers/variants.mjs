@@ -1,27 +1,18 @@
 /**
  * The apps under load, per framework and variant. Every variant serves `GET /docs/:id` →
- * `{"id":"1"}` and requires (except `bare`) a credential carrying `documents:read`.
+ * `{"id":"1"}` and requires (except `bare` and `noop`) a credential; see {@link VARIANTS}.
  *
- * `noop` (every framework): no-op middleware where the Portcullis variants mount theirs (a global
- * middleware or hook, a route guard, and on Express and Koa the error handler), open to anyone:
- * what the framework itself charges for those mount points, a floor no middleware-based gate goes
- * under.
- *
- * `floor` (every framework): the issue's API-key floor in one middleware and nothing else: the key
- * header's SHA-256 looked up in a Map (401 without a match). No limits, policy or audit: the
- * highest share of bare req/s any API-key gate can keep on this machine.
- *
- * Portcullis variants (every framework): `apikey`, `hs256`, `rs256`, `es256`, `eddsa`, `full`
- * (API key + two named limits + quota + 20-rule policy + audit to a JSON-lines file),
- * `full-noaudit`, `full-durable` (audit with `durable: true`: each answer waits until its event is
- * written and fdatasync'ed), `full-redis` (limits and quota in Redis at `BENCH_REDIS_PORT`), `full-metrics`
- * (with `@portcullis/prometheus` metrics, when that package provides `createPrometheusMetrics`).
- * Peer stacks: Express `peer-expressjwt` (express-jwt + express-rate-limit + scope check),
- * `peer-passportjwt`, `peer-passportapikey`; Koa `peer-koajwt` (koa-jwt + rate-limiter-flexible +
- * scope check); Fastify `peer-fastifyjwt` (@fastify/jwt + @fastify/rate-limit + scope check).
+ * Portcullis variants use only the adapters' public API (`authMiddleware`, `requirePolicy`,
+ * `problemHandler`, the Fastify plugin with `config.portcullis`, `createGate` and its options), so
+ * that the harness measures whatever the adapters' internals become. Peer stacks do exactly the
+ * same work as the Portcullis variant they are compared with: the same HS256 token verified on
+ * every request, one per-principal limit in memory (never reached), one scope check, no audit.
+ * The jsonwebtoken-based peers (express-jwt, koa-jwt) get the secret as a KeyObject: given a
+ * string or Buffer, jsonwebtoken first tries `createPublicKey` on it and fails on every request;
+ * the bench measures their fast configuration.
  * @module
  */
-import { createSecretKey, hash, randomBytes } from 'node:crypto'
+import { createHmac, createSecretKey, hash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -33,28 +24,47 @@ import {
   jwtFixture,
   limitStages,
   POLICY_20,
+  PRINCIPAL_LIMIT,
+  principalLimitStage,
   SCOPE,
 } from '../lib/fixtures.mjs'
 
 export const FRAMEWORKS = ['express', 'koa', 'fastify']
 
-/** The Portcullis variants, every framework. */
-export const PORTCULLIS = [
-  'apikey',
-  'hs256',
-  'rs256',
-  'es256',
-  'eddsa',
-  'full',
-  'full-noaudit',
-  'full-durable',
-  'full-redis',
-  'full-metrics',
-]
-const PEERS = {
-  express: ['peer-expressjwt', 'peer-passportjwt', 'peer-passportapikey'],
-  koa: ['peer-koajwt'],
-  fastify: ['peer-fastifyjwt'],
+/**
+ * Every variant: its label, the frameworks it exists on (default: all) and whether the default
+ * plan of `run.mjs` measures it (the others run with `--variants`).
+ * @type {Record<string, { label: string, only?: string[], extra?: boolean }>}
+ */
+export const VARIANTS = {
+  bare: { label: 'bare framework' },
+  'floor-apikey': { label: 'API-key floor: one SHA-256 + Map lookup in one middleware/hook' },
+  'floor-jwt': {
+    label:
+      'JWT floor: one middleware/hook doing HMAC + compare + two JSON.parse + exp + Map counter + scope check',
+  },
+  jwt: { label: 'ours: JWT + limit + scope (HS256, token cache off)' },
+  'peer-jwt': { label: 'peer: JWT + limit + scope' },
+  'apikey-alone': { label: 'ours: API key alone (authMiddleware, no limit, no route guard)' },
+  apikey: { label: 'ours: API key + limit + scope' },
+  'peer-apikey': {
+    label: 'peer: passport-headerapikey + express-rate-limit + scope',
+    only: ['express'],
+  },
+  full: { label: 'ours: full gate, audit on' },
+  'full-noaudit': { label: 'ours: full gate, audit off' },
+  'full-redis': { label: 'ours: full gate, audit on, Redis limits + quota', only: ['express'] },
+  // Not in the default plan.
+  noop: { label: 'no-op middleware at the mount points', extra: true },
+  'jwt-cached': { label: 'ours: JWT + limit + scope, token cache on', extra: true },
+  'full-durable': { label: 'ours: full gate, durable audit (waits for fdatasync)', extra: true },
+}
+
+/** What each framework's peer JWT stack is. */
+export const PEER_JWT = {
+  express: 'express-jwt + express-rate-limit + scope check',
+  koa: 'koa-jwt + rate-limiter-flexible + scope check',
+  fastify: '@fastify/jwt + @fastify/rate-limit + scope check',
 }
 
 /**
@@ -63,11 +73,20 @@ const PEERS = {
  * @returns {string[]}
  */
 export function variantsOf(framework) {
-  return ['bare', 'noop', 'floor', ...PORTCULLIS, ...(PEERS[framework] ?? [])]
+  return Object.entries(VARIANTS)
+    .filter(([, v]) => v.only === undefined || v.only.includes(framework))
+    .map(([id]) => id)
+}
+
+/** The label of a variant on a framework (the peer stacks differ per framework). */
+export function labelOf(framework, variant) {
+  return variant === 'peer-jwt' ? `peer: ${PEER_JWT[framework]}` : VARIANTS[variant].label
 }
 
 /** Variants served without a credential. */
 export const OPEN_VARIANTS = ['bare', 'noop']
+
+const hasScope = (scope) => typeof scope === 'string' && scope.split(' ').includes(SCOPE)
 
 /**
  * The API-key floor: a key and the lookup that finds its owner by the key's SHA-256 in a Map.
@@ -83,45 +102,76 @@ function floorKey() {
   }
 }
 
-const hasScope = (scope) => typeof scope === 'string' && scope.split(' ').includes(SCOPE)
-
 /**
- * `@portcullis/prometheus`'s metrics client, or `undefined` when the package does not provide
- * `createPrometheusMetrics` (yet).
- * @returns {Promise<unknown>}
+ * The JWT floor: the least work of "HS256 JWT + per-principal limit + scope" in one function: one
+ * HMAC, a constant-time compare, `JSON.parse` of header and payload, `alg` and `exp`, a `Map`
+ * counter per subject and the scope check. No `iss`/`aud` check, no headers, no window reset.
+ * @param {Uint8Array} secret
+ * @returns {(authorization: unknown) => number} the status to answer (200 to go on)
  */
-export async function prometheusMetrics() {
-  try {
-    const mod = await import('@portcullis/prometheus')
-    if (typeof mod.createPrometheusMetrics !== 'function') return undefined
-    const { Registry } = await import('prom-client')
-    return mod.createPrometheusMetrics({ registry: new Registry() })
-  } catch (error) {
-    if (error?.code === 'ERR_MODULE_NOT_FOUND') return undefined
-    throw error
+function jwtFloor(secret) {
+  const key = createSecretKey(secret)
+  const counts = new Map()
+  return (authorization) => {
+    if (typeof authorization !== 'string' || !authorization.startsWith('Bearer ')) return 401
+    const dot1 = authorization.indexOf('.', 7)
+    const dot2 = authorization.indexOf('.', dot1 + 1)
+    if (dot1 === -1 || dot2 === -1) return 401
+    const mac = createHmac('sha256', key).update(authorization.slice(7, dot2)).digest()
+    const signature = Buffer.from(authorization.slice(dot2 + 1), 'base64url')
+    if (signature.length !== mac.length || !timingSafeEqual(mac, signature)) return 401
+    let header
+    let claims
+    try {
+      header = JSON.parse(Buffer.from(authorization.slice(7, dot1), 'base64url').toString())
+      claims = JSON.parse(Buffer.from(authorization.slice(dot1 + 1, dot2), 'base64url').toString())
+    } catch {
+      return 401
+    }
+    if (header?.alg !== 'HS256' || !(claims?.exp * 1000 > Date.now())) return 401
+    const n = (counts.get(claims.sub) ?? 0) + 1
+    counts.set(claims.sub, n)
+    if (n > PRINCIPAL_LIMIT.limit) return 429
+    return hasScope(claims.scope) ? 200 : 403
   }
 }
 
 /**
- * The gate of a Portcullis variant and the credential that passes it.
+ * The gate of a Portcullis variant, the credential that passes it and the route's requirements.
  * @param {string} variant
- * @returns {Promise<{ gate: import('@portcullis/core').Gate, headers: Record<string, string>, tmpDir?: string, close?: () => Promise<void> }>}
+ * @returns {Promise<{ gate: import('@portcullis/core').Gate, headers: Record<string, string>, requirements?: unknown, tmpDir?: string, close?: () => Promise<void> }>}
  */
 async function portcullisSetup(variant) {
-  const jwtAlg = { hs256: 'HS256', rs256: 'RS256', es256: 'ES256', eddsa: 'EdDSA' }[variant]
-  if (jwtAlg !== undefined) {
-    const { token, gateJwt } = await jwtFixture(jwtAlg)
+  if (variant === 'jwt' || variant === 'jwt-cached') {
+    const { token, gateJwt } = await jwtFixture('HS256')
+    const gate = createGate({
+      jwt: variant === 'jwt' ? { ...gateJwt, cache: false } : gateJwt,
+      stages: [principalLimitStage()],
+      audit: false,
+    })
     return {
-      gate: createGate({ jwt: gateJwt, audit: false }),
+      gate,
       headers: { authorization: `Bearer ${token}` },
+      requirements: { scopes: [SCOPE] },
+      close: () => gate.close(),
     }
   }
   const { store, pepper, key } = await apiKeyFixture()
   const headers = { 'x-api-key': key }
-  if (variant === 'apikey')
-    return { gate: createGate({ apiKeys: { store, pepper }, audit: false }), headers }
+  if (variant === 'apikey-alone') {
+    const gate = createGate({ apiKeys: { store, pepper }, audit: false })
+    return { gate, headers, close: () => gate.close() }
+  }
+  if (variant === 'apikey') {
+    const gate = createGate({
+      apiKeys: { store, pepper },
+      stages: [principalLimitStage()],
+      audit: false,
+    })
+    return { gate, headers, requirements: { scopes: [SCOPE] }, close: () => gate.close() }
+  }
 
-  // The full gate.
+  // The full gate: API key + two named limits + quota + 20-rule policy + audit to JSON lines.
   let backend
   let redis
   if (variant === 'full-redis') {
@@ -134,12 +184,6 @@ async function portcullisSetup(variant) {
     })
     await redis.ping()
     backend = createRedisBackend({ client: redis })
-  }
-  let metrics
-  if (variant === 'full-metrics') {
-    metrics = await prometheusMetrics()
-    if (metrics === undefined)
-      throw new Error('@portcullis/prometheus has no createPrometheusMetrics')
   }
   let audit = false
   let tmpDir
@@ -156,11 +200,11 @@ async function portcullisSetup(variant) {
     stages: limitStages(backend),
     policy: POLICY_20,
     audit,
-    ...(metrics === undefined ? {} : { metrics }),
   })
   return {
     gate,
     headers,
+    requirements: SCOPE,
     tmpDir,
     close: async () => {
       await gate.close()
@@ -184,7 +228,7 @@ async function expressApp(variant) {
     app.use((error, req, res, next) => next(error))
     return { app, headers: {} }
   }
-  if (variant === 'floor') {
+  if (variant === 'floor-apikey') {
     const { key, lookup } = floorKey()
     app.use((req, res, next) => {
       const user = lookup(req.headers['x-api-key'])
@@ -195,33 +239,42 @@ async function expressApp(variant) {
     app.get('/docs/:id', handler)
     return { app, headers: { 'x-api-key': key } }
   }
+  if (variant === 'floor-jwt') {
+    const { token, secret } = await jwtFixture('HS256')
+    const check = jwtFloor(secret)
+    app.use((req, res, next) => {
+      const status = check(req.headers.authorization)
+      if (status !== 200) return void res.status(status).end()
+      next()
+    })
+    app.get('/docs/:id', handler)
+    return { app, headers: { authorization: `Bearer ${token}` } }
+  }
   if (variant.startsWith('peer-')) return expressPeer(app, variant, handler)
   const { authMiddleware, problemHandler, requirePolicy } = await import('@portcullis/express')
   const setup = await portcullisSetup(variant)
   app.use(authMiddleware({ gate: setup.gate }))
-  app.get('/docs/:id', requirePolicy(SCOPE), handler)
+  if (setup.requirements === undefined) app.get('/docs/:id', handler)
+  else app.get('/docs/:id', requirePolicy(setup.requirements), handler)
   app.use(problemHandler({ gate: setup.gate }))
   return { app, ...setup }
 }
 
-// The jsonwebtoken-based peers (express-jwt, passport-jwt, koa-jwt) get the secret as a KeyObject:
-// given a string or Buffer, as their READMEs show, jsonwebtoken first tries `createPublicKey` on it
-// and fails, on every request (about 0.5 ms here). The bench measures their fast configuration.
 async function expressPeer(app, variant, handler) {
+  const { rateLimit } = await import('express-rate-limit')
   const scopeCheck = (req, res, next) =>
     hasScope((req.auth ?? req.user)?.scope) ? next() : res.status(403).json({ error: 'forbidden' })
-  if (variant === 'peer-expressjwt') {
+  const limiter = (keyOf) =>
+    rateLimit({
+      windowMs: PRINCIPAL_LIMIT.windowMs,
+      limit: PRINCIPAL_LIMIT.limit,
+      standardHeaders: 'draft-8',
+      legacyHeaders: false,
+      keyGenerator: keyOf,
+    })
+  if (variant === 'peer-jwt') {
     const { expressjwt } = await import('express-jwt')
-    const { rateLimit } = await import('express-rate-limit')
     const { token, secret } = await jwtFixture('HS256')
-    app.use(
-      rateLimit({
-        windowMs: 60_000,
-        limit: 1_000_000_000,
-        standardHeaders: 'draft-8',
-        legacyHeaders: false,
-      }),
-    )
     app.use(
       expressjwt({
         secret: createSecretKey(secret),
@@ -230,6 +283,7 @@ async function expressPeer(app, variant, handler) {
         audience: AUDIENCE,
       }),
     )
+    app.use(limiter((req) => req.auth.sub))
     app.get('/docs/:id', scopeCheck, handler)
     // Express's default handler would log every 401 of the self-check; answer as users do.
     app.use((error, req, res, next) =>
@@ -237,28 +291,8 @@ async function expressPeer(app, variant, handler) {
     )
     return { app, headers: { authorization: `Bearer ${token}` } }
   }
+  // peer-apikey: keys looked up by their SHA-256 in a Map (the API-key floor's lookup).
   const { default: passport } = await import('passport')
-  if (variant === 'peer-passportjwt') {
-    const { Strategy, ExtractJwt } = await import('passport-jwt')
-    const { token, secret } = await jwtFixture('HS256')
-    passport.use(
-      new Strategy(
-        {
-          jwtFromRequest: ExtractJwt.fromAuthHeaderAsBearerToken(),
-          secretOrKey: createSecretKey(secret),
-          issuer: ISSUER,
-          audience: AUDIENCE,
-          algorithms: ['HS256'],
-        },
-        (payload, done) => done(null, payload),
-      ),
-    )
-    app.use(passport.initialize())
-    app.use(passport.authenticate('jwt', { session: false }))
-    app.get('/docs/:id', scopeCheck, handler)
-    return { app, headers: { authorization: `Bearer ${token}` } }
-  }
-  // peer-passportapikey: keys looked up by their SHA-256 in a Map (the API-key floor).
   const { HeaderAPIKeyStrategy } = await import('passport-headerapikey')
   const { key, lookup } = floorKey()
   passport.use(
@@ -268,6 +302,7 @@ async function expressPeer(app, variant, handler) {
   )
   app.use(passport.initialize())
   app.use(passport.authenticate('headerapikey', { session: false }))
+  app.use(limiter((req) => req.user.id))
   app.get('/docs/:id', scopeCheck, handler)
   return { app, headers: { 'x-api-key': key } }
 }
@@ -299,7 +334,7 @@ async function koaApp(variant) {
     app.use(router.routes())
     return { app, headers: {} }
   }
-  if (variant === 'floor') {
+  if (variant === 'floor-apikey') {
     const { key, lookup } = floorKey()
     app.use((ctx, next) => {
       const user = lookup(ctx.req.headers['x-api-key'])
@@ -311,19 +346,25 @@ async function koaApp(variant) {
     app.use(router.routes())
     return { app, headers: { 'x-api-key': key } }
   }
-  if (variant === 'peer-koajwt') {
+  if (variant === 'floor-jwt') {
+    const { token, secret } = await jwtFixture('HS256')
+    const check = jwtFloor(secret)
+    app.use((ctx, next) => {
+      const status = check(ctx.req.headers.authorization)
+      if (status !== 200) return void (ctx.status = status)
+      return next()
+    })
+    router.get('/docs/:id', handler)
+    app.use(router.routes())
+    return { app, headers: { authorization: `Bearer ${token}` } }
+  }
+  if (variant === 'peer-jwt') {
     const { default: koaJwt } = await import('koa-jwt')
     const { RateLimiterMemory } = await import('rate-limiter-flexible')
     const { token, secret } = await jwtFixture('HS256')
-    const limiter = new RateLimiterMemory({ points: 1_000_000_000, duration: 60 })
-    app.use(async (ctx, next) => {
-      try {
-        await limiter.consume(ctx.ip)
-      } catch {
-        ctx.status = 429
-        return
-      }
-      await next()
+    const limiter = new RateLimiterMemory({
+      points: PRINCIPAL_LIMIT.limit,
+      duration: PRINCIPAL_LIMIT.windowMs / 1000,
     })
     app.use(
       koaJwt({
@@ -333,6 +374,15 @@ async function koaApp(variant) {
         algorithms: ['HS256'],
       }),
     )
+    app.use(async (ctx, next) => {
+      try {
+        await limiter.consume(ctx.state.user.sub)
+      } catch {
+        ctx.status = 429
+        return
+      }
+      await next()
+    })
     router.get(
       '/docs/:id',
       async (ctx, next) => {
@@ -348,7 +398,8 @@ async function koaApp(variant) {
   const setup = await portcullisSetup(variant)
   app.use(problemHandler({ gate: setup.gate }))
   app.use(authMiddleware({ gate: setup.gate }))
-  router.get('/docs/:id', requirePolicy(SCOPE), handler)
+  if (setup.requirements === undefined) router.get('/docs/:id', handler)
+  else router.get('/docs/:id', requirePolicy(setup.requirements), handler)
   app.use(router.routes())
   return { app, ...setup }
 }
@@ -366,7 +417,7 @@ async function fastifyApp(variant) {
     app.get('/docs/:id', handler)
     return { app, headers: {} }
   }
-  if (variant === 'floor') {
+  if (variant === 'floor-apikey') {
     const { key, lookup } = floorKey()
     app.decorateRequest('user', null)
     app.addHook('onRequest', (request, reply, done) => {
@@ -378,11 +429,21 @@ async function fastifyApp(variant) {
     app.get('/docs/:id', handler)
     return { app, headers: { 'x-api-key': key } }
   }
-  if (variant === 'peer-fastifyjwt') {
+  if (variant === 'floor-jwt') {
+    const { token, secret } = await jwtFixture('HS256')
+    const check = jwtFloor(secret)
+    app.addHook('onRequest', (request, reply, done) => {
+      const status = check(request.headers.authorization)
+      if (status !== 200) return reply.code(status).send()
+      done()
+    })
+    app.get('/docs/:id', handler)
+    return { app, headers: { authorization: `Bearer ${token}` } }
+  }
+  if (variant === 'peer-jwt') {
     const { default: fastifyJwt } = await import('@fastify/jwt')
     const { default: fastifyRateLimit } = await import('@fastify/rate-limit')
     const { token, secret } = await jwtFixture('HS256')
-    await app.register(fastifyRateLimit, { max: 1_000_000_000, timeWindow: 60_000 })
     await app.register(fastifyJwt, {
       secret: Buffer.from(secret),
       verify: { algorithms: ['HS256'], allowedIss: ISSUER, allowedAud: AUDIENCE },
@@ -395,13 +456,21 @@ async function fastifyApp(variant) {
       }
       if (!hasScope(request.user.scope)) return reply.code(403).send({ error: 'forbidden' })
     })
+    // Per principal: counted after the token is verified.
+    await app.register(fastifyRateLimit, {
+      max: PRINCIPAL_LIMIT.limit,
+      timeWindow: PRINCIPAL_LIMIT.windowMs,
+      hook: 'preHandler',
+      keyGenerator: (request) => request.user.sub,
+    })
     app.get('/docs/:id', handler)
     return { app, headers: { authorization: `Bearer ${token}` } }
   }
   const { portcullisPlugin } = await import('@portcullis/fastify')
   const setup = await portcullisSetup(variant)
   await app.register(portcullisPlugin, { gate: setup.gate, problemErrors: true })
-  app.get('/docs/:id', { config: { portcullis: SCOPE } }, handler)
+  if (setup.requirements === undefined) app.get('/docs/:id', handler)
+  else app.get('/docs/:id', { config: { portcullis: setup.requirements } }, handler)
   return { app, ...setup }
 }
 
