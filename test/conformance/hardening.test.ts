@@ -8,6 +8,7 @@ import {
   createApiKeyManager,
   createAuthFailureThrottle,
   createGate,
+  createRateLimitStage,
   encodeBase64url,
   type ApiKeyRecord,
   type Gate,
@@ -159,6 +160,28 @@ for (const [framework, makeApp] of Object.entries(FRAMEWORKS)) {
         for (const socket of sockets) socket.destroy()
         await new Promise<void>((resolve) => silent.close(() => resolve()))
       }
+    })
+
+    it('counts a global limit keyed by route per concrete path, the same on every adapter', async () => {
+      const store = createMemoryKeyStore()
+      const keys = createApiKeyManager({ store, pepper: PEPPER })
+      const { key } = await keys.create({ name: 'k', ownerId: 'alice', scopes: [] })
+      const running = await start({
+        apiKeys: { store, pepper: PEPPER },
+        stages: [
+          createRateLimitStage({
+            limits: [{ name: 'per-path', key: 'route', limit: 2, windowMs: 60_000 }],
+          }),
+        ],
+      })
+      const get = (path: string) => call(running, path, { 'x-api-key': key })
+      expect((await get('/docs/1')).status).to.equal(200)
+      expect((await get('/docs/1')).status).to.equal(200)
+      const limited = await get('/docs/1')
+      expect(limited.status).to.equal(429)
+      expect(limited.body).to.include({ code: 'ERR_RATE_LIMITED' })
+      // Another path of the same pattern has its own count: paths, not patterns, on every adapter.
+      expect((await get('/docs/2')).status).to.equal(200)
     })
 
     it('throttles failed authentication per client address: 429 ERR_AUTH_THROTTLED with Retry-After, audited', async () => {

@@ -1,5 +1,6 @@
 // A minimal app per framework and major, built with each adapter's public API only: a global
-// middleware (or Fastify's plugin) and one route, `GET /me`, answering the principal's id. Used by
+// middleware (or Fastify's plugin) and two routes: `GET /me`, answering the principal's id, and
+// `GET /docs/:id`, answering the id. Used by
 // the conformance files that need their own gate per test.
 import { once } from 'node:events'
 import type { Server } from 'node:http'
@@ -40,6 +41,9 @@ const expressApp =
     app.get('/me', (req, res) => {
       res.json({ id: req.auth?.principal?.id })
     })
+    app.get('/docs/:id', (req, res) => {
+      res.json({ doc: req.params.id })
+    })
     app.use(notFoundHandler(), expressProblems({ gate }))
     return listening(app.listen(0, '127.0.0.1'))
   }
@@ -54,6 +58,9 @@ const koaApp =
     router.get('/me', (ctx) => {
       ctx.body = { id: ctx.state.auth?.principal?.id }
     })
+    router.get('/docs/:id', (ctx) => {
+      ctx.body = { doc: ctx.params.id }
+    })
     app.use(router.routes())
     return listening(app.listen(0, '127.0.0.1'))
   }
@@ -62,6 +69,7 @@ const fastifyApp: MakeApp = async (gate) => {
   const app = Fastify()
   await app.register(portcullisPlugin, { gate, problemErrors: true })
   app.get('/me', async (request) => ({ id: request.auth?.principal?.id }))
+  app.get<{ Params: { id: string } }>('/docs/:id', async (request) => ({ doc: request.params.id }))
   await app.listen({ port: 0, host: '127.0.0.1' })
   return { server: app.server, close: () => app.close() }
 }

@@ -48,6 +48,13 @@ export interface LimitContext {
   readonly principal: Principal | null
   /** The client IP key (IPv6 grouped by `ipv6Subnet`). */
   readonly clientIp: string
+  /**
+   * The step counting: `authenticate` for the stage's own (global) limits, `authorize` for a
+   * route's `rateLimits`. A `route` key is the concrete path in the first (the router has not
+   * matched yet behind Express's and Koa's global middleware, so every framework counts paths
+   * there) and the route pattern in the second.
+   */
+  readonly step: 'authenticate' | 'authorize'
 }
 
 /** One named limit of the stage. */
@@ -161,7 +168,9 @@ function keyPart(kind: LimitKey, ctx: LimitContext): string {
           ? `ip:${ctx.clientIp}`
           : `p:${p.id}`
     case 'route':
-      return `r:${ctx.request.method} ${ctx.request.route ?? ctx.request.path}`
+      return ctx.step === 'authenticate'
+        ? `r:${ctx.request.method} ${ctx.request.path}`
+        : `r:${ctx.request.method} ${ctx.request.route ?? ctx.request.path}`
     case 'global':
       return 'all'
   }
@@ -498,6 +507,7 @@ class Stage implements RateLimitStage {
       request: context.request,
       principal: context.principal,
       clientIp: clientIpKey(context.request.ip, this.ipv6Subnet),
+      step: context.requirements === undefined ? 'authenticate' : 'authorize',
     }
     return this.#consumeFrom(applicable, 0, ctx, context, [])
   }
