@@ -11,7 +11,6 @@
  * @packageDocumentation
  */
 import { hash, timingSafeEqual } from 'node:crypto'
-import { LRUCache } from 'lru-cache'
 import {
   DEFAULT_API_KEY_CACHE_MAX,
   DEFAULT_API_KEY_CACHE_TTL_MS,
@@ -23,7 +22,8 @@ import {
 } from '../defaults.js'
 import { AuthError } from '../errors.js'
 import { parseRoleId } from '../ids.js'
-import { unrefInterval, type Clock } from '../internal/clock.js'
+import type { Clock } from '../internal/clock.js'
+import { optionNames } from '../internal/option-names.js'
 import { silentLogger, type Logger } from '../logger.js'
 import type { MessageBroker } from '../integrations/message-broker.js'
 import { noopMetrics, type MetricsClient } from '../integrations/metrics.js'
@@ -33,22 +33,18 @@ import {
   API_KEY_BODY_LENGTH,
   API_KEY_ID_LENGTH,
   API_KEY_PREFIX_PATTERN,
-  IMPORTED_API_KEY_PATTERN,
   MAX_API_KEY_LENGTH,
   hashApiKey,
   parseApiKey,
-  type ApiKeyHash,
   type ApiKeyId,
   type Pepper,
 } from './format.js'
-import type {
-  ApiKeyEnvironment,
-  ApiKeyRecord,
-  ApiKeySecretHash,
-  ApiKeyUsage,
-  KeyStore,
-} from './key-store.js'
+import { findImportedKey, importedCacheId, isImportedKeyCandidate } from './imported-keys.js'
+import { KeyRehasher, needsRehash } from './key-rehash.js'
+import type { ApiKeyEnvironment, ApiKeyRecord, ApiKeySecretHash, KeyStore } from './key-store.js'
+import { UsageRecorder } from './usage-recorder.js'
 import { compileUsagePolicy, ipAllowed, type CompiledUsagePolicy } from './usage-policy.js'
+import { onKeyChanged, VerifiedKeyCache } from './verified-key-cache.js'
 
 /** API-key authentication options. */
 export interface ApiKeyOptions {
@@ -161,18 +157,7 @@ export interface ApiKeyVerifier {
   close(): Promise<void>
 }
 
-interface CacheEntry {
-  readonly digest: Buffer
-  readonly record: ApiKeyRecord
-  readonly principal: Principal
-  readonly until: number
-  /** The allow result, built once and returned on every hit while the key is active. */
-  readonly allowed: ApiKeyVerifyResult
-  /** The record's usage policy, compiled once. */
-  readonly policy: CompiledUsagePolicy
-}
-
-const OPTION_NAMES = [
+const OPTION_NAMES = optionNames<ApiKeyOptions>()([
   'store',
   'pepper',
   'prefixes',
@@ -182,7 +167,7 @@ const OPTION_NAMES = [
   'environments',
   'importedKeys',
   'usage',
-]
+])
 const MIN_PEPPER_BYTES = 32
 
 /** The per-key limits of a record, for {@link Principal.limits}; `undefined` when it has none. */
@@ -333,13 +318,13 @@ export function createApiKeyVerifier(
     store: store as KeyStore,
     peppers: peppers as Pepper[],
     prefixes: new Set(prefixes),
-    cache: (max ?? 0) > 0 ? new LRUCache<string, CacheEntry>({ max: max as number }) : undefined,
-    ttlMs: ttlMs as number,
-    negative:
-      (negativeMax ?? 0) > 0
-        ? new LRUCache<string, number>({ max: negativeMax as number })
-        : undefined,
-    negativeTtlMs: negativeTtlMs as number,
+    cache: new VerifiedKeyCache({
+      max: max ?? 0,
+      ttlMs: ttlMs as number,
+      negativeMax: negativeMax ?? 0,
+      negativeTtlMs: negativeTtlMs as number,
+      metrics: deps.metrics ?? noopMetrics,
+    }),
     toPrincipal: toPrincipal as (r: ApiKeyRecord) => Principal,
     now: deps.now,
     broker: options.broker,
@@ -350,7 +335,6 @@ export function createApiKeyVerifier(
         ? undefined
         : { flushIntervalMs: flushIntervalMs as number, maxBatch: maxBatch as number },
     logger: deps.logger ?? silentLogger,
-    metrics: deps.metrics ?? noopMetrics,
   })
 }
 
@@ -358,10 +342,7 @@ interface VerifierConfig {
   readonly store: KeyStore
   readonly peppers: readonly Pepper[]
   readonly prefixes: ReadonlySet<string>
-  readonly cache: LRUCache<string, CacheEntry> | undefined
-  readonly ttlMs: number
-  readonly negative: LRUCache<string, number> | undefined
-  readonly negativeTtlMs: number
+  readonly cache: VerifiedKeyCache
   readonly toPrincipal: (record: ApiKeyRecord) => Principal
   readonly now: Clock
   readonly broker: MessageBroker | undefined
@@ -369,12 +350,7 @@ interface VerifierConfig {
   readonly importedKeys: boolean
   readonly usage: { readonly flushIntervalMs: number; readonly maxBatch: number } | undefined
   readonly logger: Logger
-  readonly metrics: MetricsClient
 }
-
-const CACHE_HIT = Object.freeze({ cache: 'apikey', result: 'hit' })
-const CACHE_MISS = Object.freeze({ cache: 'apikey', result: 'miss' })
-const CACHE_NEGATIVE_HIT = Object.freeze({ cache: 'apikey', result: 'negative_hit' })
 
 const DUMMY_HASH = Buffer.alloc(32)
 
@@ -389,30 +365,21 @@ class Verifier implements ApiKeyVerifier {
   readonly #c: VerifierConfig
   readonly #current: Pepper
   readonly #unsubscribe: Array<() => void> = []
-  /** Uses not yet written, by key id. */
-  #pending = new Map<string, { count: number; last: number }>()
-  readonly #timer: NodeJS.Timeout | undefined
-  /** Key ids being re-hashed now, so that concurrent requests start one re-hash, not many. */
-  readonly #rehashing = new Set<string>()
-  readonly #inflight = new Set<Promise<void>>()
-  /** Key id -> digest cache id of imported keys, so that invalidate(id) reaches them too. */
-  readonly #aliases = new Map<string, string>()
+  readonly #usage: UsageRecorder | undefined
+  readonly #rehasher: KeyRehasher
 
   constructor(config: VerifierConfig) {
     this.#c = config
     this.#current = config.peppers[0] as Pepper
     this.prefixes = config.prefixes
     const broker = config.broker
-    if (broker !== undefined) {
-      const drop = (m: { readonly keyId: string }): void => this.invalidate(m.keyId as ApiKeyId)
-      for (const topic of ['key.revoked', 'key.rotated', 'key.updated', 'key.deleted'] as const) {
-        this.#unsubscribe.push(broker.subscribe(topic, drop))
-      }
-    }
-    this.#timer =
+    if (broker !== undefined)
+      this.#unsubscribe.push(...onKeyChanged(broker, (m) => this.invalidate(m.keyId as ApiKeyId)))
+    this.#usage =
       config.usage === undefined
         ? undefined
-        : unrefInterval(() => void this.flush(), config.usage.flushIntervalMs)
+        : new UsageRecorder(config.store, config.usage, config.logger)
+    this.#rehasher = new KeyRehasher(config.store, this.#current, config.logger)
   }
 
   looksLikeKey(token: string): boolean {
@@ -425,40 +392,17 @@ class Verifier implements ApiKeyVerifier {
   }
 
   invalidate(id: ApiKeyId): void {
-    this.#c.cache?.delete(id)
-    this.#c.negative?.delete(id)
-    const alias = this.#aliases.get(id)
-    if (alias !== undefined) {
-      this.#c.cache?.delete(alias)
-      this.#aliases.delete(id)
-    }
+    this.#c.cache.invalidate(id)
   }
 
   async flush(): Promise<void> {
-    const store = this.#c.store
-    if (this.#pending.size === 0 || store.recordUsage === undefined) {
-      await Promise.all(this.#inflight)
-      return
-    }
-    const batch: ApiKeyUsage[] = []
-    for (const [id, u] of this.#pending)
-      batch.push({ id: id as ApiKeyId, lastUsedAt: u.last, count: u.count })
-    this.#pending = new Map()
-    try {
-      await store.recordUsage(batch)
-    } catch (error) {
-      // Usage is bookkeeping: losing one batch must never fail a request or crash the process.
-      this.#c.logger.warn(
-        { keys: batch.length, error: String(error) },
-        'apiKeys: writing key usage failed; this batch is dropped',
-      )
-    }
-    await Promise.all(this.#inflight)
+    await this.#usage?.flush()
+    await this.#rehasher.settled()
   }
 
   async close(): Promise<void> {
     for (const u of this.#unsubscribe.splice(0)) u()
-    if (this.#timer !== undefined) clearInterval(this.#timer)
+    this.#usage?.stop()
     await this.flush()
   }
 
@@ -481,16 +425,9 @@ class Verifier implements ApiKeyVerifier {
     // SHA-256 digests prove it is the very key that passed the format, checksum and HMAC checks,
     // so none of those runs again.
     const idStart = key.length - API_KEY_BODY_LENGTH
-    if (c.cache !== undefined && idStart > 1 && key.length <= MAX_API_KEY_LENGTH) {
-      const hit = c.cache.get(key.slice(idStart, idStart + API_KEY_ID_LENGTH))
-      if (
-        hit !== undefined &&
-        hit.until > now &&
-        timingSafeEqual(hit.digest, sha256Into(DIGEST_SCRATCH, key))
-      ) {
-        c.metrics.increment('keyCacheLookups', CACHE_HIT)
-        return this.#status(hit.record, hit.allowed, hit.policy, now, request)
-      }
+    if (c.cache.enabled && idStart > 1 && key.length <= MAX_API_KEY_LENGTH) {
+      const hit = c.cache.verified(key.slice(idStart, idStart + API_KEY_ID_LENGTH), key, now)
+      if (hit !== undefined) return this.#status(hit.record, hit.allowed, hit.policy, now, request)
     }
     return this.#verifyStored(key, now, request)
   }
@@ -504,7 +441,7 @@ class Verifier implements ApiKeyVerifier {
     const c = this.#c
     const parsed = parseApiKey(key, this.prefixes)
     if (typeof parsed === 'string') {
-      if (c.importedKeys && !this.looksLikeKey(key) && IMPORTED_API_KEY_PATTERN.test(key))
+      if (c.importedKeys && isImportedKeyCandidate(key, this.looksLikeKey(key)))
         return this.#verifyImported(key, now, request)
       return {
         ok: false,
@@ -513,13 +450,8 @@ class Verifier implements ApiKeyVerifier {
         }),
       }
     }
-    const digest = c.cache === undefined ? undefined : hash('sha256', key, 'buffer')
-    const negativeUntil = c.negative?.get(parsed.id)
-    if (negativeUntil !== undefined && negativeUntil > now) {
-      c.metrics.increment('keyCacheLookups', CACHE_NEGATIVE_HIT)
-      return refuse('unknown')
-    }
-    if (c.cache !== undefined) c.metrics.increment('keyCacheLookups', CACHE_MISS)
+    const digest = c.cache.enabled ? hash('sha256', key, 'buffer') : undefined
+    if (c.cache.knownUnknown(parsed.id, now)) return refuse('unknown')
 
     let record: ApiKeyRecord | undefined
     try {
@@ -531,7 +463,7 @@ class Verifier implements ApiKeyVerifier {
       // Spend the same HMAC and compare an existing key would cost, so timing does not tell
       // unknown from known.
       timingSafeEqual(Buffer.from(hashApiKey(key, this.#current), 'base64url'), DUMMY_HASH)
-      c.negative?.set(parsed.id, now + c.negativeTtlMs)
+      c.cache.unknown(parsed.id, now)
       return refuse('unknown')
     }
     return this.#accept(key, parsed.id, record, digest, now, request)
@@ -550,31 +482,22 @@ class Verifier implements ApiKeyVerifier {
     const match = this.#matchingHash(key, record, now)
     if (match === undefined) return refuse('wrong_secret')
     const principal = c.toPrincipal(record)
-    const allowed: ApiKeyVerifyResult = Object.freeze({ ok: true, principal, record })
+    const allowed = Object.freeze({ ok: true as const, principal, record })
     const policy = compileUsagePolicy(record.policy)
-    if (c.cache !== undefined && digest !== undefined) {
+    if (c.cache.enabled && digest !== undefined) {
       // A secret in its rotation grace period is cached no longer than the grace lasts.
-      c.cache.set(cacheId, {
+      c.cache.add(cacheId, {
         digest,
         record,
         principal,
-        until: Math.min(now + c.ttlMs, match.until),
+        until: Math.min(now + c.cache.ttlMs, match.until),
         allowed,
         policy,
       })
-      if (cacheId !== record.id) {
-        // Bounded like the cache itself: an alias outliving its entry only costs a no-op delete.
-        if (this.#aliases.size >= c.cache.max) this.#aliases.clear()
-        this.#aliases.set(record.id, cacheId)
-      }
     }
     const result = this.#status(record, allowed, policy, now, request)
-    if (
-      result.ok &&
-      (match.hash.algorithm === 'sha256' || match.hash.pepperId !== this.#current.id)
-    ) {
-      this.#rehash(key, record.id, match.hash)
-    }
+    if (result.ok && needsRehash(match.hash, this.#current))
+      this.#rehasher.rehash(key, record.id, match.hash)
     return result
   }
 
@@ -585,33 +508,20 @@ class Verifier implements ApiKeyVerifier {
     request: ApiKeyRequestContext | undefined,
   ): Promise<ApiKeyVerifyResult> {
     const c = this.#c
-    const find = c.store.findByHash as (h: ApiKeyHash) => Promise<ApiKeyRecord | undefined>
     const digest = hash('sha256', key, 'buffer')
     // Foreign keys have no id at a fixed offset: both caches are keyed by the key's digest.
-    const cacheId = `sha256:${digest.toString('base64url')}`
-    const hit = c.cache?.get(cacheId)
-    if (hit !== undefined && hit.until > now) {
-      c.metrics.increment('keyCacheLookups', CACHE_HIT)
-      return this.#status(hit.record, hit.allowed, hit.policy, now, request)
-    }
-    const negativeUntil = c.negative?.get(cacheId)
-    if (negativeUntil !== undefined && negativeUntil > now) {
-      c.metrics.increment('keyCacheLookups', CACHE_NEGATIVE_HIT)
-      return refuse('unknown')
-    }
-    if (c.cache !== undefined) c.metrics.increment('keyCacheLookups', CACHE_MISS)
+    const cacheId = importedCacheId(digest)
+    const hit = c.cache.fresh(cacheId, now)
+    if (hit !== undefined) return this.#status(hit.record, hit.allowed, hit.policy, now, request)
+    if (c.cache.knownUnknown(cacheId, now)) return refuse('unknown')
     let record: ApiKeyRecord | undefined
     try {
-      for (const pepper of c.peppers) {
-        record = await find.call(c.store, hashApiKey(key, pepper))
-        if (record !== undefined) break
-      }
-      record ??= await find.call(c.store, digest.toString('hex') as ApiKeyHash)
+      record = await findImportedKey(c.store, c.peppers, key, digest)
     } catch (cause) {
       return storeFailure(cause)
     }
     if (record === undefined) {
-      c.negative?.set(cacheId, now + c.negativeTtlMs)
+      c.cache.unknown(cacheId, now)
       return refuse('unknown')
     }
     return this.#accept(key, cacheId, record, digest, now, request)
@@ -658,68 +568,9 @@ class Verifier implements ApiKeyVerifier {
       return deny('ip_not_allowed')
     if (policy.origins !== undefined && !policy.origins(request?.header('origin')))
       return deny('origin_not_allowed')
-    if (this.#c.usage !== undefined) this.#count(record.id, now)
+    this.#usage?.count(record.id, now)
     return allowed
   }
-
-  #count(id: string, now: number): void {
-    const u = this.#pending.get(id)
-    if (u !== undefined) {
-      u.count++
-      if (now > u.last) u.last = now
-      return
-    }
-    this.#pending.set(id, { count: 1, last: now })
-    if (this.#pending.size >= (this.#c.usage as { maxBatch: number }).maxBatch) void this.flush()
-  }
-
-  /**
-   * Replaces `old` (a hash under an older pepper, or a bare SHA-256) with the key's HMAC under the
-   * current pepper. Runs after the answer, once per key at a time; a failure is logged and the
-   * next use tries again.
-   */
-  #rehash(key: string, id: ApiKeyId, old: ApiKeySecretHash): void {
-    if (this.#rehashing.has(id)) return
-    this.#rehashing.add(id)
-    const store = this.#c.store
-    const task = (async (): Promise<void> => {
-      // Read again just before the write, so that a rotation since the read is not undone.
-      const fresh = await store.get(id)
-      if (fresh === undefined || !fresh.hashes.some((h) => h.hash === old.hash)) return
-      const hashes = fresh.hashes.map((h) =>
-        h.hash === old.hash
-          ? {
-              hash: hashApiKey(key, this.#current),
-              pepperId: this.#current.id,
-              notAfter: h.notAfter,
-            }
-          : h,
-      )
-      await store.update(id, { hashes })
-    })()
-      .catch((error: unknown) => {
-        this.#c.logger.warn(
-          { keyId: id, error: String(error) },
-          'apiKeys: re-hashing a key under the current pepper failed',
-        )
-      })
-      .finally(() => {
-        this.#rehashing.delete(id)
-        this.#inflight.delete(task)
-      })
-    this.#inflight.add(task)
-  }
-}
-
-// The cached-key check hashes into this buffer: `hash(..., 'buffer')` costs about twice a hash to a
-// string on Node 20, and the compare needs bytes. Single-threaded and used between two
-// synchronous calls only, so one buffer serves every request.
-const DIGEST_SCRATCH = Buffer.alloc(32)
-
-/** SHA-256 of `key` written into `out` (32 bytes), which is returned. */
-function sha256Into(out: Buffer, key: string): Buffer {
-  out.write(hash('sha256', key, 'binary'), 0, 'latin1')
-  return out
 }
 
 function storeFailure(cause: unknown): ApiKeyVerifyResult {
