@@ -160,14 +160,9 @@ export class SinkHealth {
     this.#degraded = { since: this.c.now(), error: message, waited: this.queue.depth }
     this.c.metrics.set('auditSinkHealthy', 0, this.labels)
     this.c.logger.error({ sink: this.sink.name, error: message }, 'audit sink degraded')
-    this.queue.tellTrail({
-      type: 'audit.sink.degraded',
-      outcome: 'failure',
-      actor: { id: null },
-      action: 'audit.sink.degraded',
-      target: { type: 'audit.sink', id: this.sink.name },
-      data: { sink: this.sink.name, error: message },
-    })
+    this.queue.tellTrail(
+      this.#event('audit.sink.degraded', 'failure', { sink: this.sink.name, error: message }),
+    )
   }
 
   /** The sink's first successful write after failing. */
@@ -177,20 +172,15 @@ export class SinkHealth {
     const downMs = Math.max(0, this.c.now() - d.since)
     this.c.metrics.set('auditSinkHealthy', 1, this.labels)
     this.c.logger.warn({ sink: this.sink.name, downMs, waited: d.waited }, 'audit sink recovered')
-    this.queue.tellTrail({
-      type: 'audit.sink.recovered',
-      outcome: 'success',
-      actor: { id: null },
-      action: 'audit.sink.recovered',
-      target: { type: 'audit.sink', id: this.sink.name },
-      data: {
+    this.queue.tellTrail(
+      this.#event('audit.sink.recovered', 'success', {
         sink: this.sink.name,
         since: isoTime(d.since),
         downMs,
         waited: d.waited,
         error: d.error,
-      },
-    })
+      }),
+    )
   }
 
   /**
@@ -206,13 +196,29 @@ export class SinkHealth {
       { sink: this.sink.name, dropped: e.count },
       'audit queue has room again: events were dropped',
     )
-    this.queue.addOwn({
-      type: 'audit.dropped',
-      outcome: 'failure',
+    this.queue.addOwn(
+      this.#event('audit.dropped', 'failure', {
+        sink: this.sink.name,
+        count: e.count,
+        from: isoTime(e.from),
+        to: isoTime(e.to),
+      }),
+    )
+  }
+
+  /** An event of the trail's own about this sink. */
+  #event(
+    type: 'audit.sink.degraded' | 'audit.sink.recovered' | 'audit.dropped',
+    outcome: AuditEventInput['outcome'],
+    data: Record<string, unknown>,
+  ): AuditEventInput {
+    return {
+      type,
+      outcome,
       actor: { id: null },
-      action: 'audit.dropped',
+      action: type,
       target: { type: 'audit.sink', id: this.sink.name },
-      data: { sink: this.sink.name, count: e.count, from: isoTime(e.from), to: isoTime(e.to) },
-    })
+      data,
+    }
   }
 }

@@ -100,86 +100,70 @@ export interface AuditCloseReport {
  * ```
  */
 export function createAuditTrail(options: Readonly<AuditOptions> = {}): AuditTrail {
-  const {
-    sinks,
-    level,
-    batchSize,
-    flushIntervalMs,
-    maxQueue,
-    writeTimeoutMs,
-    closeTimeoutMs,
-    clockJumpThresholdMs,
-    durable,
-    compliance,
-    redaction,
-    ip,
-    spool,
-    logger,
-  } = resolveAuditOptions(options)
-
+  const o = resolveAuditOptions(options)
   const now = options.now ?? systemClock
   const metrics = options.metrics ?? noopMetrics
   const prep = new Preparer(
-    level,
-    compileAuditRedaction({ ...redaction, ip }),
+    o.level,
+    compileAuditRedaction({ ...o.redaction, ip: o.ip }),
     options.pseudonyms,
-    complianceTags(compliance),
+    complianceTags(o.compliance),
     // Several sinks without a chain get the same event object: serialize it once for all.
-    sinks.length > 1 && options.integrity === undefined,
-    complianceStamp(compliance),
+    o.sinks.length > 1 && options.integrity === undefined,
+    complianceStamp(o.compliance),
   )
   // The watch reports into the trail, which is made after the queues that hold the watch.
   const made: { trail?: Trail } = {}
   const clock =
-    sinks.length > 0 && (now === systemClock || options.monotonicNow !== undefined)
+    o.sinks.length > 0 && (now === systemClock || options.monotonicNow !== undefined)
       ? new ClockWatch({
           wall: now,
           monotonic: options.monotonicNow ?? monotonicMs,
-          thresholdMs: clockJumpThresholdMs,
+          thresholdMs: o.clockJumpThresholdMs,
           report: (event) => made.trail?.emit(event),
         })
       : undefined
-  const queues = sinks.map(
+  const queues = o.sinks.map(
     (s) =>
       new SinkQueue(s, {
-        batchSize,
-        intervalMs: flushIntervalMs,
-        maxQueue,
-        writeTimeoutMs,
-        logger,
+        batchSize: o.batchSize,
+        intervalMs: o.flushIntervalMs,
+        maxQueue: o.maxQueue,
+        writeTimeoutMs: o.writeTimeoutMs,
+        logger: o.logger,
         metrics,
         now,
         prep,
         clock,
         chainer: options.integrity === undefined ? undefined : new AuditChainer(options.integrity),
         spool:
-          spool === undefined
+          o.spool === undefined
             ? undefined
-            : new AuditSpool(spool.dir, s.name, spool.maxBytes, spool.fsync),
+            : new AuditSpool(o.spool.dir, s.name, o.spool.maxBytes, o.spool.fsync),
       }),
   )
   const reportInput = {
-    profiles: compliance,
-    level,
+    profiles: o.compliance,
+    level: o.level,
     sinks: queues.length,
     integrity: options.integrity !== undefined,
-    spool: spool !== undefined,
+    spool: o.spool !== undefined,
     ...(options.retentionDays === undefined ? {} : { retentionDays: options.retentionDays }),
-    ip,
+    ip: o.ip,
     pseudonymize: options.pseudonyms !== undefined,
   }
   const trail = new Trail(
     queues,
-    level,
-    durable,
+    o.level,
+    o.durable,
     now,
     (failClosed) =>
       auditComplianceReport({
         ...reportInput,
         ...(failClosed === undefined ? {} : { failClosed }),
       }),
-    closeTimeoutMs,
-    logger,
+    o.closeTimeoutMs,
+    o.logger,
   )
   made.trail = trail
   return trail
