@@ -1,9 +1,11 @@
 /**
  * A queued event: emitted once, shared by every sink's queue, prepared and hashed for the chain
  * at most once whatever the number of sinks, and acknowledged when the last sink has it.
+ * `linkEntries` hands a batch of them to a sink's hash chain.
  * @packageDocumentation
  */
-import { canonicalBody, type CanonicalBody } from './audit-chain.js'
+import type { Clock } from '../internal/clock.js'
+import { canonicalBody, type AuditChainer, type CanonicalBody } from './audit-chain.js'
 import type { AuditEvent, AuditEventInput } from './audit-event.js'
 import type { Preparer } from './audit-prepare.js'
 
@@ -47,4 +49,32 @@ export class Entry {
   ack(prep: Preparer): void {
     if (--this.remaining === 0) this.onDone?.(this.prepared(prep))
   }
+}
+
+/**
+ * The hand-off to the hash chain: each entry prepared (once for every sink) and linked into this
+ * sink's chain, with the checkpoints that fall due; without a chain, the prepared events as they are.
+ */
+export function linkEntries(
+  entries: readonly Entry[],
+  prep: Preparer,
+  chainer: AuditChainer | undefined,
+  clock: Clock,
+): AuditEvent[] {
+  const out: AuditEvent[] = []
+  for (const entry of entries) {
+    if (entry.raw === CHECKPOINT_MARKER) {
+      if (chainer !== undefined) out.push(chainer.checkpoint(new Date(clock()).toISOString()))
+      continue
+    }
+    const event = entry.prepared(prep)
+    if (chainer === undefined) {
+      out.push(event)
+      continue
+    }
+    out.push(chainer.link(event, entry.body(prep)))
+    const now = clock()
+    if (chainer.checkpointDue(now)) out.push(chainer.checkpoint(new Date(now).toISOString()))
+  }
+  return out
 }

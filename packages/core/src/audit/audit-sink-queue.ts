@@ -10,7 +10,7 @@ import { unrefTimeout } from '../internal/clock.js'
 import type { AuditChainer } from './audit-chain.js'
 import type { AuditEvent, AuditEventInput, AuditSink } from './audit-event.js'
 import type { Preparer } from './audit-prepare.js'
-import { CHECKPOINT_MARKER, Entry } from './audit-queue-entry.js'
+import { CHECKPOINT_MARKER, Entry, linkEntries } from './audit-queue-entry.js'
 import {
   monotonicMs,
   retryDelay,
@@ -220,7 +220,10 @@ export class SinkQueue implements WatchedQueue {
         if (!first && !this.#closing && this.#untilDue() > 0) return
         const entries = this.queue.splice(0, this.c.batchSize)
         if (this.queue.length === 0) this.#urgent = false
-        this.#inflight = { entries, events: this.#link(entries) }
+        this.#inflight = {
+          entries,
+          events: linkEntries(entries, this.c.prep, this.c.chainer, this.c.now),
+        }
         this.#health.endEpisode(this.queue.length)
       }
       const { entries, events } = this.#inflight
@@ -271,7 +274,7 @@ export class SinkQueue implements WatchedQueue {
         this.#inflight = undefined
         const more = this.queue.splice(0, 4096)
         parts.entries.push(...more)
-        parts.events.push(...this.#link(more))
+        parts.events.push(...linkEntries(more, this.c.prep, this.c.chainer, this.c.now))
         this.#moving = parts.entries.length
         try {
           await spool.append(parts.events)
@@ -332,28 +335,6 @@ export class SinkQueue implements WatchedQueue {
     }
     this.#report()
     return !this.#closing || this.queue.length > 0
-  }
-
-  #link(entries: readonly Entry[]): AuditEvent[] {
-    const prep = this.c.prep
-    const chainer = this.c.chainer
-    const out: AuditEvent[] = []
-    for (const entry of entries) {
-      if (entry.raw === CHECKPOINT_MARKER) {
-        if (chainer !== undefined)
-          out.push(chainer.checkpoint(new Date(this.c.now()).toISOString()))
-        continue
-      }
-      const event = entry.prepared(prep)
-      if (chainer === undefined) {
-        out.push(event)
-        continue
-      }
-      out.push(chainer.link(event, entry.body(prep)))
-      const now = this.c.now()
-      if (chainer.checkpointDue(now)) out.push(chainer.checkpoint(new Date(now).toISOString()))
-    }
-    return out
   }
 
   /** Queues a checkpoint (on close) so the chain's end is signed. */
