@@ -11,96 +11,32 @@
  * @packageDocumentation
  */
 import { hash, timingSafeEqual } from 'node:crypto'
-import { LRUCache } from 'lru-cache'
-import {
-  DEFAULT_API_KEY_CACHE_MAX,
-  DEFAULT_API_KEY_CACHE_TTL_MS,
-  DEFAULT_API_KEY_NEGATIVE_CACHE_MAX,
-  DEFAULT_API_KEY_NEGATIVE_CACHE_TTL_MS,
-  DEFAULT_API_KEY_PREFIX,
-  DEFAULT_API_KEY_USAGE_FLUSH_INTERVAL_MS,
-  DEFAULT_API_KEY_USAGE_MAX_BATCH,
-} from '../defaults.js'
 import { AuthError } from '../errors.js'
 import { parseRoleId } from '../ids.js'
-import { unrefInterval, type Clock } from '../internal/clock.js'
+import type { Clock } from '../internal/clock.js'
 import { silentLogger, type Logger } from '../logger.js'
 import type { MessageBroker } from '../integrations/message-broker.js'
 import { noopMetrics, type MetricsClient } from '../integrations/metrics.js'
 import type { Principal, PrincipalLimits } from '../types.js'
-import { TypeValidator } from '../validation/type-validator.js'
+import { resolveApiKeyOptions, type ApiKeyOptions } from './api-key-options.js'
 import {
   API_KEY_BODY_LENGTH,
   API_KEY_ID_LENGTH,
-  API_KEY_PREFIX_PATTERN,
-  IMPORTED_API_KEY_PATTERN,
   MAX_API_KEY_LENGTH,
   hashApiKey,
   parseApiKey,
-  type ApiKeyHash,
   type ApiKeyId,
   type Pepper,
 } from './format.js'
-import type {
-  ApiKeyEnvironment,
-  ApiKeyRecord,
-  ApiKeySecretHash,
-  ApiKeyUsage,
-  KeyStore,
-} from './key-store.js'
+import { findImportedKey, importedCacheId, isImportedKeyCandidate } from './imported-keys.js'
+import { KeyRehasher, needsRehash } from './key-rehash.js'
+import type { ApiKeyEnvironment, ApiKeyRecord, ApiKeySecretHash, KeyStore } from './key-store.js'
+import { UsageRecorder } from './usage-recorder.js'
 import { compileUsagePolicy, ipAllowed, type CompiledUsagePolicy } from './usage-policy.js'
+import { onKeyChanged, VerifiedKeyCache } from './verified-key-cache.js'
 
-/** API-key authentication options. */
-export interface ApiKeyOptions {
-  /** Where keys live. */
-  readonly store: KeyStore
-  /**
-   * The server secret(s) keying the stored hashes: one secret, or a list whose first entry is
-   * current and whose others still verify older hashes (pepper rotation: a key that verifies
-   * under an older pepper is re-hashed under the current one, once, off the request path).
-   */
-  readonly pepper: string | Uint8Array | readonly Pepper[]
-  /** Key prefixes accepted (add `ptcl_test` to accept test keys). @default ['ptcl'] */
-  readonly prefixes?: readonly string[]
-  /** Cache of verified keys; `false` disables it. */
-  readonly cache?:
-    | false
-    | {
-        /** @default 10000 */
-        readonly max?: number
-        /** How long a verified key is trusted without a store read. @default 60000 */
-        readonly ttlMs?: number
-        /** Unknown key ids remembered, so that guessing floods never reach the store. @default 10000 */
-        readonly negativeMax?: number
-        /** @default 10000 */
-        readonly negativeTtlMs?: number
-      }
-  /** Builds the principal from a verified key record. */
-  readonly toPrincipal?: (record: ApiKeyRecord) => Principal
-  /** Revocations and updates arriving here drop cached copies. */
-  readonly broker?: MessageBroker
-  /** Key environments this gate accepts (e.g. `['live']` in production). @default ['live', 'test'] */
-  readonly environments?: readonly ApiKeyEnvironment[]
-  /**
-   * Also accept keys imported from another system (`ApiKeyManager.import`) whose format is not
-   * Portcullis's: such a token is looked up by its hash (`KeyStore.findByHash`). Tokens that start
-   * with one of `prefixes` are never looked up this way, so a mistyped Portcullis key is still
-   * refused before any store read. @default false
-   */
-  readonly importedKeys?: boolean
-  /**
-   * Batching of `lastUsedAt` / `usageCount` (written through `KeyStore.recordUsage`, when the
-   * store has it); `false` disables usage tracking.
-   */
-  readonly usage?:
-    | false
-    | {
-        /** How often pending usage is written. @default 10000 */
-        readonly flushIntervalMs?: number
-        /** Distinct keys pending that trigger an early write. @default 1000 */
-        readonly maxBatch?: number
-      }
-}
+export type { ApiKeyOptions } from './api-key-options.js'
+export { resolvePeppers } from './api-key-options.js'
 
 /** What the verifier reads of the request for usage policies. */
 export interface ApiKeyRequestContext {
@@ -161,30 +97,6 @@ export interface ApiKeyVerifier {
   close(): Promise<void>
 }
 
-interface CacheEntry {
-  readonly digest: Buffer
-  readonly record: ApiKeyRecord
-  readonly principal: Principal
-  readonly until: number
-  /** The allow result, built once and returned on every hit while the key is active. */
-  readonly allowed: ApiKeyVerifyResult
-  /** The record's usage policy, compiled once. */
-  readonly policy: CompiledUsagePolicy
-}
-
-const OPTION_NAMES = [
-  'store',
-  'pepper',
-  'prefixes',
-  'cache',
-  'toPrincipal',
-  'broker',
-  'environments',
-  'importedKeys',
-  'usage',
-]
-const MIN_PEPPER_BYTES = 32
-
 /** The per-key limits of a record, for {@link Principal.limits}; `undefined` when it has none. */
 function limitsOf(record: ApiKeyRecord): PrincipalLimits | undefined {
   const p = record.policy
@@ -218,32 +130,6 @@ export function principalFromKeyRecord(record: ApiKeyRecord): Principal {
   }) as Principal
 }
 
-/** Resolves the pepper option into a non-empty list, current first. */
-export function resolvePeppers(v: TypeValidator, value: unknown): Pepper[] | undefined {
-  const list: unknown[] =
-    typeof value === 'string' || value instanceof Uint8Array
-      ? [{ id: 'p1', secret: value }]
-      : Array.isArray(value)
-        ? value
-        : []
-  if (list.length === 0)
-    return v.fail('pepper', 'required: a secret of at least 32 bytes, or a list of { id, secret }')
-  return v.array('pepper', list, (pv, i, item) => {
-    const p = pv.object(i, item) as Partial<Pepper> | undefined
-    if (p === undefined) return undefined
-    const id = pv.child(i).string('id', p.id, { pattern: /^[A-Za-z0-9_.-]{1,32}$/ })
-    const bytes =
-      typeof p.secret === 'string'
-        ? Buffer.byteLength(p.secret)
-        : p.secret instanceof Uint8Array
-          ? p.secret.length
-          : -1
-    if (bytes < MIN_PEPPER_BYTES)
-      return pv.child(i).fail('secret', `must be at least ${MIN_PEPPER_BYTES} bytes`)
-    return id === undefined ? undefined : { id, secret: p.secret as string | Uint8Array }
-  })
-}
-
 // Unknown, revoked, expired and wrong-secret keys share one client-facing message (no oracle).
 const refuse = (reason: ApiKeyRefusalReason): ApiKeyVerifyResult => ({
   ok: false,
@@ -272,85 +158,13 @@ export function createApiKeyVerifier(
     readonly metrics?: MetricsClient
   },
 ): ApiKeyVerifier {
-  const v = new TypeValidator('apiKeys')
-  v.knownKeys(options as Record<string, unknown>, OPTION_NAMES)
-  const store = v.object('store', options.store) as KeyStore | undefined
-  if (store !== undefined && typeof store.get !== 'function')
-    v.fail('store', 'must implement KeyStore (get, insert, update, delete, list)')
-  const peppers = resolvePeppers(v, options.pepper)
-  const prefixes = v.array(
-    'prefixes',
-    options.prefixes ?? [DEFAULT_API_KEY_PREFIX],
-    (pv, i, p) => pv.string(i, p, { pattern: API_KEY_PREFIX_PATTERN }),
-    {
-      nonEmpty: true,
-    },
-  )
-  const c = options.cache === false ? { max: 0, negativeMax: 0 } : (options.cache ?? {})
-  const cv = v.child('cache')
-  const max = cv.integerOr('max', c.max, DEFAULT_API_KEY_CACHE_MAX, { min: 0 })
-  const ttlMs =
-    'ttlMs' in c && c.ttlMs !== undefined
-      ? cv.integer('ttlMs', c.ttlMs, { min: 1 })
-      : DEFAULT_API_KEY_CACHE_TTL_MS
-  const negativeMax = cv.integerOr(
-    'negativeMax',
-    c.negativeMax,
-    DEFAULT_API_KEY_NEGATIVE_CACHE_MAX,
-    { min: 0 },
-  )
-  const negativeTtlMs =
-    'negativeTtlMs' in c && c.negativeTtlMs !== undefined
-      ? cv.integer('negativeTtlMs', c.negativeTtlMs, { min: 1 })
-      : DEFAULT_API_KEY_NEGATIVE_CACHE_TTL_MS
-  const toPrincipal =
-    options.toPrincipal === undefined
-      ? principalFromKeyRecord
-      : v.function<(r: ApiKeyRecord) => Principal>('toPrincipal', options.toPrincipal)
-  const environments = v.array(
-    'environments',
-    options.environments ?? ['live', 'test'],
-    (ev, i, e) => ev.oneOf(i, e, ['live', 'test'] as const, 'environment'),
-    { nonEmpty: true },
-  )
-  const importedKeys =
-    options.importedKeys === undefined ? false : v.boolean('importedKeys', options.importedKeys)
-  const u = options.usage === false ? undefined : (options.usage ?? {})
-  const uv = v.child('usage')
-  if (options.usage !== undefined && options.usage !== false) v.object('usage', options.usage)
-  const flushIntervalMs =
-    u?.flushIntervalMs === undefined
-      ? DEFAULT_API_KEY_USAGE_FLUSH_INTERVAL_MS
-      : uv.integer('flushIntervalMs', u.flushIntervalMs, { min: 1 })
-  const maxBatch =
-    u?.maxBatch === undefined
-      ? DEFAULT_API_KEY_USAGE_MAX_BATCH
-      : uv.integer('maxBatch', u.maxBatch, { min: 1 })
-  v.assert(deps.warn)
-  if (importedKeys === true && typeof store?.findByHash !== 'function')
-    deps.warn?.('apiKeys.importedKeys: the store has no findByHash(); imported keys cannot verify')
+  const o = resolveApiKeyOptions(options, deps.warn)
   return new Verifier({
-    store: store as KeyStore,
-    peppers: peppers as Pepper[],
-    prefixes: new Set(prefixes),
-    cache: (max ?? 0) > 0 ? new LRUCache<string, CacheEntry>({ max: max as number }) : undefined,
-    ttlMs: ttlMs as number,
-    negative:
-      (negativeMax ?? 0) > 0
-        ? new LRUCache<string, number>({ max: negativeMax as number })
-        : undefined,
-    negativeTtlMs: negativeTtlMs as number,
-    toPrincipal: toPrincipal as (r: ApiKeyRecord) => Principal,
+    ...o,
+    cache: new VerifiedKeyCache({ ...o.cache, metrics: deps.metrics ?? noopMetrics }),
+    toPrincipal: o.toPrincipal ?? principalFromKeyRecord,
     now: deps.now,
-    broker: options.broker,
-    environments: new Set(environments),
-    importedKeys: importedKeys === true && typeof store?.findByHash === 'function',
-    usage:
-      u === undefined || typeof store?.recordUsage !== 'function'
-        ? undefined
-        : { flushIntervalMs: flushIntervalMs as number, maxBatch: maxBatch as number },
     logger: deps.logger ?? silentLogger,
-    metrics: deps.metrics ?? noopMetrics,
   })
 }
 
@@ -358,10 +172,7 @@ interface VerifierConfig {
   readonly store: KeyStore
   readonly peppers: readonly Pepper[]
   readonly prefixes: ReadonlySet<string>
-  readonly cache: LRUCache<string, CacheEntry> | undefined
-  readonly ttlMs: number
-  readonly negative: LRUCache<string, number> | undefined
-  readonly negativeTtlMs: number
+  readonly cache: VerifiedKeyCache
   readonly toPrincipal: (record: ApiKeyRecord) => Principal
   readonly now: Clock
   readonly broker: MessageBroker | undefined
@@ -369,12 +180,7 @@ interface VerifierConfig {
   readonly importedKeys: boolean
   readonly usage: { readonly flushIntervalMs: number; readonly maxBatch: number } | undefined
   readonly logger: Logger
-  readonly metrics: MetricsClient
 }
-
-const CACHE_HIT = Object.freeze({ cache: 'apikey', result: 'hit' })
-const CACHE_MISS = Object.freeze({ cache: 'apikey', result: 'miss' })
-const CACHE_NEGATIVE_HIT = Object.freeze({ cache: 'apikey', result: 'negative_hit' })
 
 const DUMMY_HASH = Buffer.alloc(32)
 
@@ -389,30 +195,21 @@ class Verifier implements ApiKeyVerifier {
   readonly #c: VerifierConfig
   readonly #current: Pepper
   readonly #unsubscribe: Array<() => void> = []
-  /** Uses not yet written, by key id. */
-  #pending = new Map<string, { count: number; last: number }>()
-  readonly #timer: NodeJS.Timeout | undefined
-  /** Key ids being re-hashed now, so that concurrent requests start one re-hash, not many. */
-  readonly #rehashing = new Set<string>()
-  readonly #inflight = new Set<Promise<void>>()
-  /** Key id -> digest cache id of imported keys, so that invalidate(id) reaches them too. */
-  readonly #aliases = new Map<string, string>()
+  readonly #usage: UsageRecorder | undefined
+  readonly #rehasher: KeyRehasher
 
   constructor(config: VerifierConfig) {
     this.#c = config
     this.#current = config.peppers[0] as Pepper
     this.prefixes = config.prefixes
     const broker = config.broker
-    if (broker !== undefined) {
-      const drop = (m: { readonly keyId: string }): void => this.invalidate(m.keyId as ApiKeyId)
-      for (const topic of ['key.revoked', 'key.rotated', 'key.updated', 'key.deleted'] as const) {
-        this.#unsubscribe.push(broker.subscribe(topic, drop))
-      }
-    }
-    this.#timer =
+    if (broker !== undefined)
+      this.#unsubscribe.push(...onKeyChanged(broker, (m) => this.invalidate(m.keyId as ApiKeyId)))
+    this.#usage =
       config.usage === undefined
         ? undefined
-        : unrefInterval(() => void this.flush(), config.usage.flushIntervalMs)
+        : new UsageRecorder(config.store, config.usage, config.logger)
+    this.#rehasher = new KeyRehasher(config.store, this.#current, config.logger)
   }
 
   looksLikeKey(token: string): boolean {
@@ -425,40 +222,17 @@ class Verifier implements ApiKeyVerifier {
   }
 
   invalidate(id: ApiKeyId): void {
-    this.#c.cache?.delete(id)
-    this.#c.negative?.delete(id)
-    const alias = this.#aliases.get(id)
-    if (alias !== undefined) {
-      this.#c.cache?.delete(alias)
-      this.#aliases.delete(id)
-    }
+    this.#c.cache.invalidate(id)
   }
 
   async flush(): Promise<void> {
-    const store = this.#c.store
-    if (this.#pending.size === 0 || store.recordUsage === undefined) {
-      await Promise.all(this.#inflight)
-      return
-    }
-    const batch: ApiKeyUsage[] = []
-    for (const [id, u] of this.#pending)
-      batch.push({ id: id as ApiKeyId, lastUsedAt: u.last, count: u.count })
-    this.#pending = new Map()
-    try {
-      await store.recordUsage(batch)
-    } catch (error) {
-      // Usage is bookkeeping: losing one batch must never fail a request or crash the process.
-      this.#c.logger.warn(
-        { keys: batch.length, error: String(error) },
-        'apiKeys: writing key usage failed; this batch is dropped',
-      )
-    }
-    await Promise.all(this.#inflight)
+    await this.#usage?.flush()
+    await this.#rehasher.settled()
   }
 
   async close(): Promise<void> {
     for (const u of this.#unsubscribe.splice(0)) u()
-    if (this.#timer !== undefined) clearInterval(this.#timer)
+    this.#usage?.stop()
     await this.flush()
   }
 
@@ -481,16 +255,9 @@ class Verifier implements ApiKeyVerifier {
     // SHA-256 digests prove it is the very key that passed the format, checksum and HMAC checks,
     // so none of those runs again.
     const idStart = key.length - API_KEY_BODY_LENGTH
-    if (c.cache !== undefined && idStart > 1 && key.length <= MAX_API_KEY_LENGTH) {
-      const hit = c.cache.get(key.slice(idStart, idStart + API_KEY_ID_LENGTH))
-      if (
-        hit !== undefined &&
-        hit.until > now &&
-        timingSafeEqual(hit.digest, sha256Into(DIGEST_SCRATCH, key))
-      ) {
-        c.metrics.increment('keyCacheLookups', CACHE_HIT)
-        return this.#status(hit.record, hit.allowed, hit.policy, now, request)
-      }
+    if (c.cache.enabled && idStart > 1 && key.length <= MAX_API_KEY_LENGTH) {
+      const hit = c.cache.verified(key.slice(idStart, idStart + API_KEY_ID_LENGTH), key, now)
+      if (hit !== undefined) return this.#status(hit.record, hit.allowed, hit.policy, now, request)
     }
     return this.#verifyStored(key, now, request)
   }
@@ -504,7 +271,7 @@ class Verifier implements ApiKeyVerifier {
     const c = this.#c
     const parsed = parseApiKey(key, this.prefixes)
     if (typeof parsed === 'string') {
-      if (c.importedKeys && !this.looksLikeKey(key) && IMPORTED_API_KEY_PATTERN.test(key))
+      if (c.importedKeys && isImportedKeyCandidate(key, this.looksLikeKey(key)))
         return this.#verifyImported(key, now, request)
       return {
         ok: false,
@@ -513,13 +280,8 @@ class Verifier implements ApiKeyVerifier {
         }),
       }
     }
-    const digest = c.cache === undefined ? undefined : hash('sha256', key, 'buffer')
-    const negativeUntil = c.negative?.get(parsed.id)
-    if (negativeUntil !== undefined && negativeUntil > now) {
-      c.metrics.increment('keyCacheLookups', CACHE_NEGATIVE_HIT)
-      return refuse('unknown')
-    }
-    if (c.cache !== undefined) c.metrics.increment('keyCacheLookups', CACHE_MISS)
+    const digest = c.cache.enabled ? hash('sha256', key, 'buffer') : undefined
+    if (c.cache.knownUnknown(parsed.id, now)) return refuse('unknown')
 
     let record: ApiKeyRecord | undefined
     try {
@@ -531,7 +293,7 @@ class Verifier implements ApiKeyVerifier {
       // Spend the same HMAC and compare an existing key would cost, so timing does not tell
       // unknown from known.
       timingSafeEqual(Buffer.from(hashApiKey(key, this.#current), 'base64url'), DUMMY_HASH)
-      c.negative?.set(parsed.id, now + c.negativeTtlMs)
+      c.cache.unknown(parsed.id, now)
       return refuse('unknown')
     }
     return this.#accept(key, parsed.id, record, digest, now, request)
@@ -550,31 +312,22 @@ class Verifier implements ApiKeyVerifier {
     const match = this.#matchingHash(key, record, now)
     if (match === undefined) return refuse('wrong_secret')
     const principal = c.toPrincipal(record)
-    const allowed: ApiKeyVerifyResult = Object.freeze({ ok: true, principal, record })
+    const allowed = Object.freeze({ ok: true as const, principal, record })
     const policy = compileUsagePolicy(record.policy)
-    if (c.cache !== undefined && digest !== undefined) {
+    if (c.cache.enabled && digest !== undefined) {
       // A secret in its rotation grace period is cached no longer than the grace lasts.
-      c.cache.set(cacheId, {
+      c.cache.add(cacheId, {
         digest,
         record,
         principal,
-        until: Math.min(now + c.ttlMs, match.until),
+        until: Math.min(now + c.cache.ttlMs, match.until),
         allowed,
         policy,
       })
-      if (cacheId !== record.id) {
-        // Bounded like the cache itself: an alias outliving its entry only costs a no-op delete.
-        if (this.#aliases.size >= c.cache.max) this.#aliases.clear()
-        this.#aliases.set(record.id, cacheId)
-      }
     }
     const result = this.#status(record, allowed, policy, now, request)
-    if (
-      result.ok &&
-      (match.hash.algorithm === 'sha256' || match.hash.pepperId !== this.#current.id)
-    ) {
-      this.#rehash(key, record.id, match.hash)
-    }
+    if (result.ok && needsRehash(match.hash, this.#current))
+      this.#rehasher.rehash(key, record.id, match.hash)
     return result
   }
 
@@ -585,33 +338,20 @@ class Verifier implements ApiKeyVerifier {
     request: ApiKeyRequestContext | undefined,
   ): Promise<ApiKeyVerifyResult> {
     const c = this.#c
-    const find = c.store.findByHash as (h: ApiKeyHash) => Promise<ApiKeyRecord | undefined>
     const digest = hash('sha256', key, 'buffer')
     // Foreign keys have no id at a fixed offset: both caches are keyed by the key's digest.
-    const cacheId = `sha256:${digest.toString('base64url')}`
-    const hit = c.cache?.get(cacheId)
-    if (hit !== undefined && hit.until > now) {
-      c.metrics.increment('keyCacheLookups', CACHE_HIT)
-      return this.#status(hit.record, hit.allowed, hit.policy, now, request)
-    }
-    const negativeUntil = c.negative?.get(cacheId)
-    if (negativeUntil !== undefined && negativeUntil > now) {
-      c.metrics.increment('keyCacheLookups', CACHE_NEGATIVE_HIT)
-      return refuse('unknown')
-    }
-    if (c.cache !== undefined) c.metrics.increment('keyCacheLookups', CACHE_MISS)
+    const cacheId = importedCacheId(digest)
+    const hit = c.cache.fresh(cacheId, now)
+    if (hit !== undefined) return this.#status(hit.record, hit.allowed, hit.policy, now, request)
+    if (c.cache.knownUnknown(cacheId, now)) return refuse('unknown')
     let record: ApiKeyRecord | undefined
     try {
-      for (const pepper of c.peppers) {
-        record = await find.call(c.store, hashApiKey(key, pepper))
-        if (record !== undefined) break
-      }
-      record ??= await find.call(c.store, digest.toString('hex') as ApiKeyHash)
+      record = await findImportedKey(c.store, c.peppers, key, digest)
     } catch (cause) {
       return storeFailure(cause)
     }
     if (record === undefined) {
-      c.negative?.set(cacheId, now + c.negativeTtlMs)
+      c.cache.unknown(cacheId, now)
       return refuse('unknown')
     }
     return this.#accept(key, cacheId, record, digest, now, request)
@@ -658,68 +398,9 @@ class Verifier implements ApiKeyVerifier {
       return deny('ip_not_allowed')
     if (policy.origins !== undefined && !policy.origins(request?.header('origin')))
       return deny('origin_not_allowed')
-    if (this.#c.usage !== undefined) this.#count(record.id, now)
+    this.#usage?.count(record.id, now)
     return allowed
   }
-
-  #count(id: string, now: number): void {
-    const u = this.#pending.get(id)
-    if (u !== undefined) {
-      u.count++
-      if (now > u.last) u.last = now
-      return
-    }
-    this.#pending.set(id, { count: 1, last: now })
-    if (this.#pending.size >= (this.#c.usage as { maxBatch: number }).maxBatch) void this.flush()
-  }
-
-  /**
-   * Replaces `old` (a hash under an older pepper, or a bare SHA-256) with the key's HMAC under the
-   * current pepper. Runs after the answer, once per key at a time; a failure is logged and the
-   * next use tries again.
-   */
-  #rehash(key: string, id: ApiKeyId, old: ApiKeySecretHash): void {
-    if (this.#rehashing.has(id)) return
-    this.#rehashing.add(id)
-    const store = this.#c.store
-    const task = (async (): Promise<void> => {
-      // Read again just before the write, so that a rotation since the read is not undone.
-      const fresh = await store.get(id)
-      if (fresh === undefined || !fresh.hashes.some((h) => h.hash === old.hash)) return
-      const hashes = fresh.hashes.map((h) =>
-        h.hash === old.hash
-          ? {
-              hash: hashApiKey(key, this.#current),
-              pepperId: this.#current.id,
-              notAfter: h.notAfter,
-            }
-          : h,
-      )
-      await store.update(id, { hashes })
-    })()
-      .catch((error: unknown) => {
-        this.#c.logger.warn(
-          { keyId: id, error: String(error) },
-          'apiKeys: re-hashing a key under the current pepper failed',
-        )
-      })
-      .finally(() => {
-        this.#rehashing.delete(id)
-        this.#inflight.delete(task)
-      })
-    this.#inflight.add(task)
-  }
-}
-
-// The cached-key check hashes into this buffer: `hash(..., 'buffer')` costs about twice a hash to a
-// string on Node 20, and the compare needs bytes. Single-threaded and used between two
-// synchronous calls only, so one buffer serves every request.
-const DIGEST_SCRATCH = Buffer.alloc(32)
-
-/** SHA-256 of `key` written into `out` (32 bytes), which is returned. */
-function sha256Into(out: Buffer, key: string): Buffer {
-  out.write(hash('sha256', key, 'binary'), 0, 'latin1')
-  return out
 }
 
 function storeFailure(cause: unknown): ApiKeyVerifyResult {

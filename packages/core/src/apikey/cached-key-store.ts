@@ -13,7 +13,8 @@ import {
   DEFAULT_API_KEY_NEGATIVE_CACHE_MAX,
   DEFAULT_API_KEY_NEGATIVE_CACHE_TTL_MS,
 } from '../defaults.js'
-import type { Clock } from '../internal/clock.js'
+import { monotonicMicros, type Clock } from '../internal/clock.js'
+import { optionNames } from '../internal/option-names.js'
 import type { CacheClient } from '../integrations/cache.js'
 import { createLruCache } from '../integrations/lru-cache.js'
 import type { MessageBroker } from '../integrations/message-broker.js'
@@ -29,6 +30,7 @@ import type {
   ApiKeyUsage,
   KeyStore,
 } from './key-store.js'
+import { keyCacheLabels, NegativeKeyCache, onKeyChanged } from './verified-key-cache.js'
 
 /** Options of {@link createCachedKeyStore}. */
 export interface CachedKeyStoreOptions {
@@ -63,7 +65,7 @@ export interface CachedKeyStore extends KeyStore {
   close(): Promise<void>
 }
 
-const OPTION_NAMES = [
+const OPTION_NAMES = optionNames<CachedKeyStoreOptions>()([
   'store',
   'cache',
   'broker',
@@ -73,10 +75,8 @@ const OPTION_NAMES = [
   'metrics',
   'logger',
   'now',
-]
-const HIT = Object.freeze({ cache: 'keystore', result: 'hit' })
-const MISS = Object.freeze({ cache: 'keystore', result: 'miss' })
-const NEGATIVE_HIT = Object.freeze({ cache: 'keystore', result: 'negative_hit' })
+])
+const LOOKUP = keyCacheLabels('keystore')
 const KEYSTORE_FAILURE = Object.freeze({ store: 'keystore' })
 const CACHE_FAILURE = Object.freeze({ store: 'cache' })
 
@@ -126,14 +126,9 @@ export function createCachedKeyStore(options: Readonly<CachedKeyStoreOptions>): 
   const now = options.now === undefined ? undefined : v.function<Clock>('now', options.now)
   const logger = options.logger ?? silentLogger
   v.assert((m) => logger.warn({}, m))
-  const clock = now === undefined ? {} : { perf: { now }, ttlResolution: 0 }
-  const negative = (): LRUCache<string, true> | undefined =>
+  const negative = (): NegativeKeyCache | undefined =>
     (maxNegative as number) > 0
-      ? new LRUCache<string, true>({
-          max: maxNegative as number,
-          ttl: negativeTtlMs as number,
-          ...clock,
-        })
+      ? new NegativeKeyCache(maxNegative as number, negativeTtlMs as number)
       : undefined
   return new CachedStore({
     store,
@@ -152,6 +147,7 @@ export function createCachedKeyStore(options: Readonly<CachedKeyStoreOptions>): 
     broker,
     metrics: options.metrics ?? noopMetrics,
     logger,
+    now: now ?? monotonicMs,
   })
 }
 
@@ -160,13 +156,17 @@ interface CachedStoreConfig {
   readonly cache: CacheClient<ApiKeyRecord>
   /** Every write is a fill of what the store answered: other instances need not hear of it. */
   readonly setOptions: { readonly ttlMs: number; readonly fill: true }
-  readonly negativeIds: LRUCache<string, true> | undefined
-  readonly negativeHashes: LRUCache<string, true> | undefined
+  readonly negativeIds: NegativeKeyCache | undefined
+  readonly negativeHashes: NegativeKeyCache | undefined
   readonly hashIndex: LRUCache<string, ApiKeyId>
   readonly broker: MessageBroker | undefined
   readonly metrics: MetricsClient
   readonly logger: Logger
+  /** The clock of the remembered misses. */
+  readonly now: Clock
 }
+
+const monotonicMs: Clock = () => monotonicMicros() / 1000
 
 /** A cached value is used only if it is a record of the id asked for: a shared tier may hold anything. */
 function isRecordOf(value: unknown, id: string): value is ApiKeyRecord {
@@ -204,8 +204,7 @@ class CachedStore implements CachedKeyStore {
         this.#c.negativeHashes?.clear()
         this.#drop(m.keyId as ApiKeyId).catch(() => {})
       }
-      for (const topic of ['key.revoked', 'key.rotated', 'key.updated', 'key.deleted'] as const)
-        this.#unsubscribe.push(broker.subscribe(topic, drop))
+      this.#unsubscribe.push(...onKeyChanged(broker, drop))
       this.#unsubscribe.push(
         broker.subscribe('key.created', (m) => {
           this.#epoch++
@@ -218,20 +217,20 @@ class CachedStore implements CachedKeyStore {
 
   async get(id: ApiKeyId): Promise<ApiKeyRecord | undefined> {
     const c = this.#c
-    if (c.negativeIds?.get(id) === true) {
-      c.metrics.increment('keyCacheLookups', NEGATIVE_HIT)
+    if (c.negativeIds?.has(id, c.now()) === true) {
+      c.metrics.increment('keyCacheLookups', LOOKUP.negativeHit)
       return undefined
     }
     const cached = await this.#cached(id)
     if (cached !== undefined) {
-      c.metrics.increment('keyCacheLookups', HIT)
+      c.metrics.increment('keyCacheLookups', LOOKUP.hit)
       return cached
     }
-    c.metrics.increment('keyCacheLookups', MISS)
+    c.metrics.increment('keyCacheLookups', LOOKUP.miss)
     const epoch = this.#epoch
     const record = await this.#read(() => c.store.get(id))
     if (epoch === this.#epoch) {
-      if (record === undefined) c.negativeIds?.set(id, true)
+      if (record === undefined) c.negativeIds?.add(id, c.now())
       else await this.#fill(record)
     }
     return record
@@ -239,25 +238,25 @@ class CachedStore implements CachedKeyStore {
 
   async #findByHash(hash: ApiKeyHash): Promise<ApiKeyRecord | undefined> {
     const c = this.#c
-    if (c.negativeHashes?.get(hash) === true) {
-      c.metrics.increment('keyCacheLookups', NEGATIVE_HIT)
+    if (c.negativeHashes?.has(hash, c.now()) === true) {
+      c.metrics.increment('keyCacheLookups', LOOKUP.negativeHit)
       return undefined
     }
     const id = c.hashIndex.get(hash)
     if (id !== undefined) {
       const cached = await this.#cached(id)
       if (cached?.hashes.some((h) => h.hash === hash) === true) {
-        c.metrics.increment('keyCacheLookups', HIT)
+        c.metrics.increment('keyCacheLookups', LOOKUP.hit)
         return cached
       }
     }
-    c.metrics.increment('keyCacheLookups', MISS)
+    c.metrics.increment('keyCacheLookups', LOOKUP.miss)
     const epoch = this.#epoch
     const record = await this.#read(() =>
       (c.store.findByHash as NonNullable<KeyStore['findByHash']>)(hash),
     )
     if (epoch === this.#epoch) {
-      if (record === undefined) c.negativeHashes?.set(hash, true)
+      if (record === undefined) c.negativeHashes?.add(hash, c.now())
       else {
         c.hashIndex.set(hash, record.id)
         await this.#fill(record)
