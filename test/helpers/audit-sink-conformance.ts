@@ -117,6 +117,16 @@ export function describeAuditSinkConformance(title: string, fixture: AuditSinkFi
       opened = await fixture.open()
       return opened
     }
+    /** A trail on a fresh sink with 12 events queued, which no timer writes: only flush or close. */
+    const queued = async () => {
+      const { sink, delivered } = await open()
+      const trail = createAuditTrail(
+        trailOptions(sink, { flushIntervalMs: 60_000, batchSize: 1000 }),
+      )
+      const inputs = Array.from({ length: 12 }, (_, i) => auditInput(i))
+      for (const e of inputs) trail.emit(e)
+      return { trail, inputs, delivered }
+    }
     afterEach(async () => {
       await opened?.cleanup?.()
       opened = undefined
@@ -140,25 +150,14 @@ export function describeAuditSinkConformance(title: string, fixture: AuditSinkFi
     })
 
     it('flush() resolves once everything emitted before it is delivered', async () => {
-      const { sink, delivered } = await open()
-      // No timer writes: only flush() does.
-      const trail = createAuditTrail(
-        trailOptions(sink, { flushIntervalMs: 60_000, batchSize: 1000 }),
-      )
-      const inputs = Array.from({ length: 12 }, (_, i) => auditInput(i))
-      for (const e of inputs) trail.emit(e)
+      const { trail, inputs, delivered } = await queued()
       await trail.flush()
       expect(own(await delivered()).map((e) => e.id)).to.deep.equal(inputs.map((e) => e.id))
       await trail.close()
     })
 
     it('close() drains what is still queued before it closes the sink', async () => {
-      const { sink, delivered } = await open()
-      const trail = createAuditTrail(
-        trailOptions(sink, { flushIntervalMs: 60_000, batchSize: 1000 }),
-      )
-      const inputs = Array.from({ length: 12 }, (_, i) => auditInput(i))
-      for (const e of inputs) trail.emit(e)
+      const { trail, inputs, delivered } = await queued()
       const report = await trail.close()
       expect(report).to.include({ complete: true })
       expect(own(await delivered()).map((e) => e.id)).to.deep.equal(inputs.map((e) => e.id))

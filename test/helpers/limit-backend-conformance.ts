@@ -6,10 +6,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import { expect } from 'chai'
 import {
-  createApiKeyManager,
-  createGate,
   createMemoryBackend,
-  createMemoryKeyStore,
   createQuotaStage,
   createRateLimitStage,
   periodBounds,
@@ -18,7 +15,8 @@ import {
   type RateLimitBackend,
   type RateLimitStageOptions,
 } from '@portcullis/core'
-import { createFakeClock, fakeRequest, type FakeClock } from '@portcullis/core/testing'
+import { createFakeClock, type FakeClock } from '@portcullis/core/testing'
+import { stageGate } from './stage-gate.js'
 
 /** One backend under test. */
 export interface LimitBackendFixture {
@@ -40,7 +38,6 @@ export interface LimitBackendFixture {
   drain?(): Promise<void>
 }
 
-const PEPPER = 'p'.repeat(32)
 /** 2026-11-28 12:00 UTC: whole minutes, mid-day (no calendar boundary in the way). */
 const START = Date.UTC(2026, 10, 28, 12, 0, 0)
 
@@ -55,26 +52,6 @@ async function elapse(fixture: LimitBackendFixture, clock: FakeClock, ms: number
   if (!fixture.injectedClock) await new Promise((r) => setTimeout(r, ms + 100))
 }
 
-/** A gate with one stage and two API keys (alice, bob), all on `clock`. */
-async function gateWith(
-  clock: FakeClock,
-  stage: ReturnType<typeof createRateLimitStage> | ReturnType<typeof createQuotaStage>,
-) {
-  const store = createMemoryKeyStore()
-  const gate = createGate({
-    apiKeys: { store, pepper: PEPPER },
-    stages: [stage],
-    audit: false,
-    now: clock,
-  })
-  const keys = createApiKeyManager({ store, pepper: PEPPER, now: clock })
-  const alice = await keys.create({ name: 'a', ownerId: 'alice', scopes: ['docs:read'] })
-  const bob = await keys.create({ name: 'b', ownerId: 'bob', scopes: ['docs:read'] })
-  const as = (key: string, headers: Record<string, string> = {}): Promise<Decision> =>
-    gate.evaluate(fakeRequest({ url: '/docs', headers: { 'x-api-key': key, ...headers } }))
-  return { gate, alice, bob, as }
-}
-
 async function limits(
   fixture: LimitBackendFixture,
   options: Omit<RateLimitStageOptions, 'backend' | 'now'>,
@@ -85,7 +62,7 @@ async function limits(
     now: clock,
     ...options,
   })
-  return { clock, stage, ...(await gateWith(clock, stage)) }
+  return { stage, ...(await stageGate([stage], { clock })) }
 }
 
 async function quotas(
@@ -95,12 +72,12 @@ async function quotas(
 ) {
   const backend = await fixture.backend(clock)
   const stage = createQuotaStage({ backend, now: clock, ...options })
-  const g = await gateWith(clock, stage)
+  const g = await stageGate([stage], { clock })
   /** The backend's "now": the quota period's clock (the store's where it has one). */
   const now = async (): Promise<number> => (backend.now === undefined ? clock() : backend.now())
   const used = async (id: string, name?: string) =>
     (await stage.usage(id)).find((u) => name === undefined || u.name === name)?.used
-  return { clock, stage, now, used, ...g }
+  return { stage, now, used, ...g }
 }
 
 const statuses = (ds: readonly Decision[]): number[] => ds.map((d) => d.status)

@@ -1,5 +1,3 @@
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect } from 'chai'
 import Database from 'better-sqlite3'
@@ -10,17 +8,13 @@ import {
   type AuditEvent,
 } from '@portcullis/core'
 import { createSqliteAuditSink, readSqliteAuditEvents } from '@portcullis/sqlite'
+import { useTempDir } from '../helpers/temp-dir.js'
 
 const KEY = 'sqlite-chain-key-0123456789abcdef0123'
 
 describe('createSqliteAuditSink', () => {
   let dir: string
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'portcullis-sqlite-audit-'))
-  })
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true })
-  })
+  useTempDir('portcullis-sqlite-audit-', (d) => (dir = d))
 
   // Delivery, order, dedupe by event id and the chain: the audit-sink conformance suite
   // (test/sqlite/audit-sink-conformance.test.ts).

@@ -20,6 +20,7 @@ import {
 import { createRecordingMetrics } from '../../helpers/recording-metrics.js'
 import { faultyOpen, noFaults, type Errno } from './faulty-fs.js'
 import { readEvents, requestEvents, verifyWithCli } from './verify-cli.js'
+import { useTempDir } from '../../helpers/temp-dir.js'
 
 const KEY = 'full-disk-chain-key-0123456789abcdef'
 
@@ -225,12 +226,7 @@ describe('audit on a full disk (a real 64 KiB tmpfs)', function () {
 describe('audit with write failures injected in the middle of a batch', function () {
   this.timeout(30_000)
   let dir: string
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'portcullis-faults-'))
-  })
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true })
-  })
+  useTempDir('portcullis-faults-', (d) => (dir = d))
 
   for (const code of ['ENOSPC', 'EIO'] as Errno[]) {
     it(`leaves the file as it was when a write fails halfway with ${code}, and the retry writes the batch once`, async () => {

@@ -1,8 +1,7 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
-import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { expect } from 'chai'
 import {
@@ -17,6 +16,7 @@ import {
   type MetricsClient,
 } from '@portcullis/core'
 import { createMemoryAuditSink, fakeRequest } from '@portcullis/core/testing'
+import { useTempDir } from '../../helpers/temp-dir.js'
 
 const KEY = 'spool-chain-key-0123456789abcdef0123'
 
@@ -75,12 +75,7 @@ function recordingMetrics(): MetricsClient & {
 describe('audit disk spool', function () {
   this.timeout(30_000)
   let dir: string
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'portcullis-spool-'))
-  })
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true })
-  })
+  useTempDir('portcullis-spool-', (d) => (dir = d))
 
   it('spools while the sink is down and replays in order, exactly once, chain intact', async () => {
     const sink = switchable()

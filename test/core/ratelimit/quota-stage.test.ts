@@ -1,9 +1,5 @@
 import { expect } from 'chai'
 import {
-  createApiKeyManager,
-  createAuditTrail,
-  createGate,
-  createMemoryKeyStore,
   createQuotaStage,
   periodBounds,
   type QuotaStageOptions,
@@ -15,23 +11,21 @@ import {
   createMemoryMetrics,
   fakeRequest,
 } from '@portcullis/core/testing'
+import { failureCodes, recordingLogger, stageGate } from '../../helpers/stage-gate.js'
 
-const PEPPER = 'p'.repeat(32)
-
-async function setup(options: Omit<QuotaStageOptions, 'now'>) {
-  const clock = createFakeClock(Date.UTC(2026, 10, 30, 23, 0, 0))
-  const store = createMemoryKeyStore()
+/** A gate with one quota stage and two API keys (issue 18 scenarios), on a fake clock. */
+async function quotaGate(
+  options: Omit<QuotaStageOptions, 'now'>,
+  start = Date.UTC(2026, 10, 30, 12),
+) {
+  const clock = createFakeClock(start)
   const quotas = createQuotaStage({ now: clock, ...options })
-  const gate = createGate({
-    apiKeys: { store, pepper: PEPPER },
-    stages: [quotas],
-    audit: false,
-    now: clock,
-  })
-  const keys = createApiKeyManager({ store, pepper: PEPPER, now: clock })
-  const a = await keys.create({ name: 'a', ownerId: 'alice' })
-  const as = () => gate.evaluate(fakeRequest({ headers: { 'x-api-key': a.key } }))
-  return { clock, quotas, as, id: a.record.id }
+  const g = await stageGate([quotas], { clock })
+  const request = (key: string, headers: Record<string, string> = {}, path = '/docs') =>
+    fakeRequest({ url: path, headers: { 'x-api-key': key, ...headers } })
+  const used = async (id: string, name?: string) =>
+    (await quotas.usage(id)).find((u) => name === undefined || u.name === name)?.used
+  return { ...g, quotas, a: g.alice, b: g.bob, request, used }
 }
 
 describe('createQuotaStage', () => {
@@ -50,13 +44,14 @@ describe('createQuotaStage', () => {
   })
 
   it('rolls monthly quotas over on the 1st', async () => {
-    const { as, clock } = await setup({
-      quotas: [{ name: 'monthly', limit: 1, period: 'month', cost: 1 }],
-    })
-    expect((await as()).status).to.equal(200)
-    expect((await as()).status).to.equal(429)
+    const { as, a, clock } = await quotaGate(
+      { quotas: [{ name: 'monthly', limit: 1, period: 'month', cost: 1 }] },
+      Date.UTC(2026, 10, 30, 23, 0, 0),
+    )
+    expect((await as(a.key)).status).to.equal(200)
+    expect((await as(a.key)).status).to.equal(429)
     clock.set(Date.UTC(2026, 11, 1, 0, 0, 1))
-    expect((await as()).status).to.equal(200)
+    expect((await as(a.key)).status).to.equal(200)
   })
 
   it('refuses bad options', () => {
@@ -70,60 +65,36 @@ describe('createQuotaStage', () => {
 describe('quota refunds on server errors', () => {
   it('answers a quota store outage with 503 and Retry-After, audited as quota.unavailable (issue 17)', async () => {
     const sink = createMemoryAuditSink()
-    const store = createMemoryKeyStore()
-    const gate = createGate({
-      apiKeys: { store, pepper: PEPPER },
-      stages: [
-        createQuotaStage({
-          backend: createFailingBackend(),
-          quotas: [{ name: 'monthly', limit: 10, period: 'month' }],
-          logger: { warn() {}, error() {} },
-        }),
-      ],
-      audit: createAuditTrail({ sinks: [sink] }),
+    const quotas = createQuotaStage({
+      backend: createFailingBackend(),
+      quotas: [{ name: 'monthly', limit: 10, period: 'month' }],
+      logger: { warn() {}, error() {} },
     })
-    const { key } = await createApiKeyManager({ store, pepper: PEPPER }).create({
-      name: 'a',
-      ownerId: 'alice',
-    })
-    const decision = await gate.evaluate(fakeRequest({ headers: { 'x-api-key': key } }))
+    const { gate, as, alice } = await stageGate([quotas], { sinks: [sink] })
+    const decision = await as(alice.key)
     expect(decision.status).to.equal(503)
     expect(decision.headers['retry-after']).to.equal('1')
     await gate.audit.flush()
     await gate.close()
-    expect(
-      sink.events.filter((e) => e.outcome === 'failure').map((e) => [e.type, e.reason?.code]),
-    ).to.deep.equal([['quota.unavailable', 'ERR_QUOTA_UNAVAILABLE']])
+    expect(failureCodes(sink.events)).to.deep.equal([
+      ['quota.unavailable', 'ERR_QUOTA_UNAVAILABLE'],
+    ])
   })
 
   it('fails closed with 503 when the store fails, by default, and open when configured', async () => {
     const broken = createFailingBackend()
     const run = async (onStoreError?: 'open' | 'closed') => {
-      const logs: string[] = []
+      const { logger, lines: logs } = recordingLogger()
       const metrics = createMemoryMetrics()
       const sink = createMemoryAuditSink()
-      const store = createMemoryKeyStore()
-      const gate = createGate({
-        apiKeys: { store, pepper: PEPPER },
-        stages: [
-          createQuotaStage({
-            backend: broken,
-            quotas: [{ name: 'monthly', limit: 10, period: 'month' }],
-            logger: {
-              warn: (f, m) => logs.push(`warn ${m} ${JSON.stringify(f)}`),
-              error: (f, m) => logs.push(`error ${m} ${JSON.stringify(f)}`),
-            },
-            ...(onStoreError === undefined ? {} : { onStoreError }),
-          }),
-        ],
-        audit: createAuditTrail({ sinks: [sink] }),
-        metrics,
+      const quotas = createQuotaStage({
+        backend: broken,
+        quotas: [{ name: 'monthly', limit: 10, period: 'month' }],
+        logger,
+        ...(onStoreError === undefined ? {} : { onStoreError }),
       })
-      const { key } = await createApiKeyManager({ store, pepper: PEPPER }).create({
-        name: 'a',
-        ownerId: 'alice',
-      })
-      const decision = await gate.evaluate(fakeRequest({ headers: { 'x-api-key': key } }))
+      const { gate, as, alice } = await stageGate([quotas], { sinks: [sink], metrics })
+      const decision = await as(alice.key)
       await gate.audit.flush()
       const types = sink.events.map((e) => e.customType ?? e.type)
       await gate.close()
@@ -156,29 +127,6 @@ describe('quota refunds on server errors', () => {
     expect(open.types).to.include('quota.bypassed')
   })
 })
-
-/** A gate with one quota stage and an API key holding `docs:read` (issue 18 scenarios). */
-async function quotaGate(options: Omit<QuotaStageOptions, 'now'>) {
-  const clock = createFakeClock(Date.UTC(2026, 10, 30, 12))
-  const store = createMemoryKeyStore()
-  const quotas = createQuotaStage({ now: clock, ...options })
-  const gate = createGate({
-    apiKeys: { store, pepper: PEPPER },
-    stages: [quotas],
-    audit: false,
-    now: clock,
-  })
-  const keys = createApiKeyManager({ store, pepper: PEPPER, now: clock })
-  const a = await keys.create({ name: 'a', ownerId: 'alice', scopes: ['docs:read'] })
-  const b = await keys.create({ name: 'b', ownerId: 'bob', scopes: ['docs:read'] })
-  const request = (key: string, headers: Record<string, string> = {}, path = '/docs') =>
-    fakeRequest({ url: path, headers: { 'x-api-key': key, ...headers } })
-  const used = async (id: string, name?: string) =>
-    (await quotas.usage(id)).find((u) => name === undefined || u.name === name)?.used
-  return { clock, quotas, gate, a, b, request, used }
-}
-
-describe('quota: a request costing more than what is left (issue 18)', () => {})
 
 describe('quota: requests refused by authorization (chargeDenied, issue 18)', () => {
   it('gives the unit back when the authorize step denies, by default (gate.evaluate)', async () => {

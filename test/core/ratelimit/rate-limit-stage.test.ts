@@ -14,30 +14,18 @@ import {
   createMemoryAuditSink,
   fakeRequest,
 } from '@portcullis/core/testing'
+import { failureCodes, stageGate, TEST_PEPPER as PEPPER } from '../../helpers/stage-gate.js'
 
-const PEPPER = 'p'.repeat(32)
-
+/** A gate with one limits stage, auditing to memory, and alice's and bob's API keys. */
 async function setup(
   options: RateLimitStageOptions,
   extra: { credentialsRequired?: boolean } = {},
 ) {
   const clock = createFakeClock(Date.UTC(2026, 10, 28, 12, 0, 0))
-  const store = createMemoryKeyStore()
   const sink = createMemoryAuditSink()
   const stage = createRateLimitStage({ now: clock, ...options })
-  const gate = createGate({
-    apiKeys: { store, pepper: PEPPER },
-    stages: [stage],
-    audit: { sinks: [sink] },
-    now: clock,
-    credentialsRequired: extra.credentialsRequired ?? true,
-  })
-  const keys = createApiKeyManager({ store, pepper: PEPPER, now: clock })
-  const a = (await keys.create({ name: 'a', ownerId: 'alice', metadata: { plan: 'pro' } })).key
-  const b = (await keys.create({ name: 'b', ownerId: 'bob' })).key
-  const as = (key: string, ip = '203.0.113.7') =>
-    gate.evaluate(fakeRequest({ headers: { 'x-api-key': key }, ip }))
-  return { gate, clock, sink, a, b, as, stage }
+  const g = await stageGate([stage], { clock, sinks: [sink], ...extra })
+  return { ...g, sink, stage, a: g.alice.key, b: g.bob.key }
 }
 
 describe('createRateLimitStage', () => {
@@ -133,8 +121,7 @@ describe('createRateLimitStage', () => {
     expect(r.status).to.equal(503)
     expect(r.headers['retry-after']).to.equal('1')
     await gate.audit.flush()
-    const failures = sink.events.filter((e) => e.outcome === 'failure')
-    expect(failures.map((e) => [e.type, e.reason?.code])).to.deep.equal([
+    expect(failureCodes(sink.events)).to.deep.equal([
       ['ratelimit.unavailable', 'ERR_RATELIMIT_UNAVAILABLE'],
       ['ratelimit.unavailable', 'ERR_RATELIMIT_UNAVAILABLE'],
     ])
@@ -142,30 +129,20 @@ describe('createRateLimitStage', () => {
 
   it('audits a failing stage or store as store.unavailable, never authn.failure (issue 17)', async () => {
     const sink = createMemoryAuditSink()
-    const store = createMemoryKeyStore()
-    const gate = createGate({
-      apiKeys: { store, pepper: PEPPER },
-      stages: [
-        {
-          name: 'counter',
-          run: () => {
-            throw new Error('ECONNREFUSED')
-          },
-        },
-      ],
-      audit: { sinks: [sink] },
-    })
-    const { key } = await createApiKeyManager({ store, pepper: PEPPER }).create({
-      name: 'a',
-      ownerId: 'alice',
-    })
-    const d = await gate.evaluate(fakeRequest({ headers: { 'x-api-key': key } }))
+    const failing = {
+      name: 'counter',
+      run: () => {
+        throw new Error('ECONNREFUSED')
+      },
+    }
+    const { gate, as, alice } = await stageGate([failing], { sinks: [sink] })
+    const d = await as(alice.key)
     expect(d.status).to.equal(503)
     await gate.audit.flush()
     await gate.close()
-    expect(
-      sink.events.filter((e) => e.outcome === 'failure').map((e) => [e.type, e.reason?.code]),
-    ).to.deep.equal([['store.unavailable', 'ERR_STORE_UNAVAILABLE']])
+    expect(failureCodes(sink.events)).to.deep.equal([
+      ['store.unavailable', 'ERR_STORE_UNAVAILABLE'],
+    ])
   })
 
   it('fails closed with 503 when the store fails, by default', async () => {
