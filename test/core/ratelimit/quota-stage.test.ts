@@ -1,9 +1,5 @@
 import { expect } from 'chai'
-import {
-  createQuotaStage,
-  periodBounds,
-  type QuotaStageOptions,
-} from '@portcullis/core'
+import { createQuotaStage, periodBounds, type QuotaStageOptions } from '@portcullis/core'
 import {
   createFailingBackend,
   createFakeClock,
