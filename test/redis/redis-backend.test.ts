@@ -12,12 +12,13 @@ import {
   isAuthError,
   type Decision,
   type Gate,
+  type LimiterSpec,
   type QuotaStage,
   type RateLimitBackend,
   type StoreFailureMode,
 } from '@portcullis/core'
 import { createMemoryAuditSink, createMemoryMetrics, fakeRequest } from '@portcullis/core/testing'
-import { createRedisBackend } from '@portcullis/redis'
+import { createRedisBackend, type RedisBackendOptions } from '@portcullis/redis'
 import { describeWithRedisClients } from '../helpers/redis-server.js'
 
 const PEPPER = 'p'.repeat(32)
@@ -118,6 +119,12 @@ describeWithRedisClients('@portcullis/redis against a real redis-server', (serve
     await close(redis)
   })
 
+  /** A limiter of a Redis backend on `redis` (no ban unless the spec has one). */
+  const limiterOn = (
+    options: Omit<RedisBackendOptions, 'client'>,
+    spec: Omit<LimiterSpec, 'blockDurationMs'> & { blockDurationMs?: number },
+  ) => createRedisBackend({ client: redis, ...options }).create({ blockDurationMs: 0, ...spec })
+
   it(`speaks RESP${ioredis.protocol}, the default of ${ioredis.name}`, async () => {
     expect(await redis.client('INFO')).to.match(new RegExp(`\\bresp=${ioredis.protocol}\\b`))
   })
@@ -175,12 +182,10 @@ describeWithRedisClients('@portcullis/redis against a real redis-server', (serve
 
     it("keeps core's limiter contract: consume, get, reward, delete", async () => {
       const prefix = unique('contract')
-      const limiter = createRedisBackend({ client: redis, prefix: 'test' }).create({
-        keyPrefix: prefix,
-        points: 2,
-        durationMs: 10_000,
-        blockDurationMs: 0,
-      })
+      const limiter = limiterOn(
+        { prefix: 'test' },
+        { keyPrefix: prefix, points: 2, durationMs: 10_000 },
+      )
       expect(await limiter.get('k')).to.equal(null)
       const first = await limiter.consume('k')
       expect(first).to.include({ consumedPoints: 1, remainingPoints: 1, isFirstInDuration: true })
@@ -218,12 +223,7 @@ describeWithRedisClients('@portcullis/redis against a real redis-server', (serve
 
     it('honours the customDuration (seconds) the quota stage passes for a new window', async () => {
       const prefix = unique('custom')
-      const limiter = createRedisBackend({ client: redis }).create({
-        keyPrefix: prefix,
-        points: 10,
-        durationMs: 86_400_000,
-        blockDurationMs: 0,
-      })
+      const limiter = limiterOn({}, { keyPrefix: prefix, points: 10, durationMs: 86_400_000 })
       const res = await limiter.consume('k', 1, { customDuration: 5 })
       expect(res.msBeforeNext).to.be.within(4_000, 5_000)
       expect(await redis.pttl(`ptcl:${prefix}:k`)).to.be.within(4_000, 5_000)
@@ -236,12 +236,10 @@ describeWithRedisClients('@portcullis/redis against a real redis-server', (serve
       const counts: Record<string, string | null> = {}
       for (const inMemoryBlock of [true, false]) {
         const prefix = unique(`block-${inMemoryBlock}`)
-        const limiter = createRedisBackend({ client: redis, inMemoryBlock }).create({
-          keyPrefix: prefix,
-          points: 2,
-          durationMs: 10_000,
-          blockDurationMs: 0,
-        })
+        const limiter = limiterOn(
+          { inMemoryBlock },
+          { keyPrefix: prefix, points: 2, durationMs: 10_000 },
+        )
         const outcomes = []
         for (let i = 0; i < 6; i++) {
           outcomes.push(
@@ -344,13 +342,10 @@ describeWithRedisClients('@portcullis/redis against a real redis-server', (serve
 
     it('refuses a cost larger than what is left without spending the rest', async () => {
       const prefix = unique('aon')
-      const limiter = createRedisBackend({ client: redis }).create({
-        keyPrefix: prefix,
-        points: 5,
-        durationMs: 86_400_000,
-        blockDurationMs: 0,
-        allOrNothing: true,
-      })
+      const limiter = limiterOn(
+        {},
+        { keyPrefix: prefix, points: 5, durationMs: 86_400_000, allOrNothing: true },
+      )
       expect((await limiter.consume('k', 3)).remainingPoints).to.equal(2)
       const refused = await limiter.consume('k', 3).then(
         () => expect.fail('consumed past the limit'),
