@@ -389,22 +389,22 @@ describe('portcullis keys (the built binary on SQLite)', function () {
 
   describe('import', function () {
     const LEGACY = 'legacy-token-4f9a8b7c6d5e4f3a2b1c'
-
-    it('imports a plaintext key from a file; it then verifies', async function () {
-      const file = join(dir, 'legacy.txt')
-      writeFileSync(file, `${LEGACY}\n`)
-      const record = json<KeyJson['record']>([
+    /** `keys import` of a key named legacy, owned by svc-legacy, with `extra` arguments. */
+    const importLegacy = (...extra: string[]): KeyJson['record'] =>
+      json<KeyJson['record']>([
         'keys',
         'import',
         '--name',
         'legacy',
         '--owner',
         'svc-legacy',
-        '--scope',
-        'documents:read',
-        '--key-file',
-        file,
+        ...extra,
       ])
+
+    it('imports a plaintext key from a file; it then verifies', async function () {
+      const file = join(dir, 'legacy.txt')
+      writeFileSync(file, `${LEGACY}\n`)
+      const record = importLegacy('--scope', 'documents:read', '--key-file', file)
       expect(record).to.include({ name: 'legacy', ownerId: 'svc-legacy', state: 'active' })
       expect(JSON.stringify(record)).to.not.include(LEGACY)
       const result = await verify(LEGACY)
@@ -425,16 +425,7 @@ describe('portcullis keys (the built binary on SQLite)', function () {
 
     it('imports only the SHA-256 of a key; the key then verifies', async function () {
       const sha256 = createHash('sha256').update(LEGACY).digest('hex')
-      const record = json<KeyJson['record']>([
-        'keys',
-        'import',
-        '--name',
-        'legacy',
-        '--owner',
-        'svc-legacy',
-        '--sha256',
-        sha256.toUpperCase(),
-      ])
+      const record = importLegacy('--sha256', sha256.toUpperCase())
       expect(record.secrets.map((h) => (h as { algorithm?: string }).algorithm)).to.deep.equal([
         'sha256',
       ])

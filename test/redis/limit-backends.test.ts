@@ -5,18 +5,12 @@ import { once } from 'node:events'
 import type { Redis } from 'ioredis'
 import { createRedisBackend } from '@portcullis/redis'
 import { describeLimitBackendConformance } from '../helpers/limit-backend-conformance.js'
-import { describeWithRedisClients } from '../helpers/redis-server.js'
+import { describeWithRedisClients, recommendedRedisOptions } from '../helpers/redis-server.js'
 
 describeWithRedisClients('limit-backend conformance on Redis', (server, ioredis) => {
   let client: Redis
   beforeEach(async () => {
-    client = new ioredis.Redis({
-      host: '127.0.0.1',
-      port: server().port,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 1,
-      commandTimeout: 500,
-    })
+    client = new ioredis.Redis({ ...recommendedRedisOptions(), port: server().port })
     client.on('error', () => {})
     if (client.status !== 'ready') await once(client, 'ready')
   })

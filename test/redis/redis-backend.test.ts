@@ -19,7 +19,7 @@ import {
 } from '@portcullis/core'
 import { createMemoryAuditSink, createMemoryMetrics, fakeRequest } from '@portcullis/core/testing'
 import { createRedisBackend, type RedisBackendOptions } from '@portcullis/redis'
-import { describeWithRedisClients } from '../helpers/redis-server.js'
+import { describeWithRedisClients, recommendedRedisOptions } from '../helpers/redis-server.js'
 
 const PEPPER = 'p'.repeat(32)
 let run = 0
@@ -27,13 +27,7 @@ let run = 0
 const unique = (name: string): string => `${name}-${process.pid}-${Date.now()}-${run++}`
 
 /** The client settings the README recommends: fail fast while Redis is down, reconnect quickly. */
-const RECOMMENDED: RedisOptions = {
-  host: '127.0.0.1',
-  enableOfflineQueue: false,
-  maxRetriesPerRequest: 1,
-  commandTimeout: 500,
-  retryStrategy: (times) => Math.min(times * 50, 500),
-}
+const RECOMMENDED: RedisOptions = recommendedRedisOptions(500)
 
 function connect(Client: typeof Redis, port: number): Redis {
   const c = new Client({ ...RECOMMENDED, port })
