@@ -288,3 +288,26 @@ export function describeWithRedisClients(
   for (const client of REDIS_CLIENT_MAJORS)
     describeWithRedis(`${title} [${client.name}]`, (redis) => fn(redis, client))
 }
+
+/**
+ * Hooks giving the suite one client of `major` on `redis` (call it inside a `describe`): connected
+ * before the first test (errors swallowed: outages are part of some suites) and closed after the
+ * last. `use` receives it.
+ */
+export function useRedisClient(
+  redis: () => RedisServer,
+  major: RedisClientMajor,
+  use: (client: Redis5) => void,
+): void {
+  let client: Redis5 | undefined
+  before(async () => {
+    client = new major.Redis({ port: redis().port, host: '127.0.0.1' })
+    client.on('error', () => {})
+    await once(client, 'ready')
+    use(client)
+  })
+  after(async () => {
+    if (client?.status === 'ready') await client.quit()
+    else client?.disconnect()
+  })
+}

@@ -1,23 +1,15 @@
 // The audit-sink conformance suite on the Redis stream sink, once per ioredis major, each against
 // a real redis-server; what was delivered is read back with XRANGE.
-import { once } from 'node:events'
 import type { Redis } from 'ioredis'
 import type { AuditEvent } from '@portcullis/core'
 import { createRedisStreamAuditSink } from '@portcullis/redis'
 import { describeAuditSinkConformance } from '../helpers/audit-sink-conformance.js'
-import { describeWithRedisClients } from '../helpers/redis-server.js'
+import { describeWithRedisClients, useRedisClient } from '../helpers/redis-server.js'
 
 describeWithRedisClients('Redis stream audit sink', (server, ioredis) => {
   let client: Redis
   let streams = 0
-  before(async () => {
-    client = new ioredis.Redis({ port: server().port, host: '127.0.0.1' })
-    client.on('error', () => {})
-    await once(client, 'ready')
-  })
-  after(async () => {
-    await client.quit()
-  })
+  useRedisClient(server, ioredis, (c) => (client = c))
 
   describeAuditSinkConformance('redis stream sink', {
     dedupe: 'event',

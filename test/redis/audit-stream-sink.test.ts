@@ -19,6 +19,7 @@ import {
   describeWithRedisClients,
   startRedisReplica,
   type RedisServer,
+  useRedisClient,
 } from '../helpers/redis-server.js'
 
 function event(n: number): AuditEvent {
@@ -37,15 +38,7 @@ describeWithRedisClients('createRedisStreamAuditSink (real redis-server)', (serv
   let client: Redis
   let run = 0
   let stream: string
-  before(async () => {
-    client = new ioredis.Redis({ port: server().port, host: '127.0.0.1' })
-    client.on('error', () => {})
-    await once(client, 'ready')
-  })
-  after(async () => {
-    if (client.status === 'ready') await client.quit()
-    else client.disconnect()
-  })
+  useRedisClient(server, ioredis, (c) => (client = c))
   beforeEach(() => {
     stream = `audit-${process.pid}-${run++}`
   })
