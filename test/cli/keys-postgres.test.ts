@@ -1,52 +1,28 @@
 // The built `portcullis` binary against a real PostgreSQL started by the test (`--postgres URL` and
 // PORTCULLIS_POSTGRES_URL), checked in-process through core's verifier on the same database.
-import { spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
-import { resolve } from 'node:path'
 import { expect } from 'chai'
-import { createApiKeyVerifier, type ApiKeyVerifyResult } from '@portcullis/core'
+import type { ApiKeyVerifyResult } from '@portcullis/core'
 import { createPostgresKeyStore } from '@portcullis/postgres'
+import { requireBuiltCli, runCli, verifyOnce, type CliRun } from '../helpers/cli.js'
 import { describeWithPostgres } from '../helpers/postgres-server.js'
 
-const BIN = resolve('packages/cli/dist/bin.js')
 const PEPPER = 'cli-postgres-pepper-0123456789abcdef-012345'
-
-interface Run {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
 
 interface KeyJson {
   readonly key: string
   readonly record: { readonly id: string; readonly state: string; readonly name: string }
 }
 
-// Asynchronous, unlike the SQLite suite: PostgreSQL's own processes need the event loop free
-// while the CLI runs (the helper watches them).
-function run(args: readonly string[], env: Record<string, string>): Promise<Run> {
-  const clean: Record<string, string> = {}
-  for (const [k, v] of Object.entries(process.env))
-    if (v !== undefined && !k.startsWith('PORTCULLIS_')) clean[k] = v
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...clean, PORTCULLIS_PEPPER: PEPPER, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s))
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s))
-    child.on('error', fail)
-    child.on('close', (code) => done({ code, stdout, stderr }))
-  })
-}
+// Asynchronous (runCli), unlike the SQLite suite: PostgreSQL's own processes need the event loop
+// free while the CLI runs (the helper watches them).
+const run = (args: readonly string[], env: Record<string, string>): Promise<CliRun> =>
+  runCli(args, { PORTCULLIS_PEPPER: PEPPER, ...env })
 
 describeWithPostgres('portcullis keys (the built binary on PostgreSQL)', function (postgres) {
   this.timeout(60_000)
   let url: string
 
-  const ok = async (args: readonly string[], env: Record<string, string> = {}): Promise<Run> => {
+  const ok = async (args: readonly string[], env: Record<string, string> = {}): Promise<CliRun> => {
     const r = await run(['--postgres', url, ...args], env)
     expect(r.code, `portcullis ${args.join(' ')}\n${r.stderr}`).to.equal(0)
     return r
@@ -54,24 +30,10 @@ describeWithPostgres('portcullis keys (the built binary on PostgreSQL)', functio
   const json = async <TValue>(args: readonly string[]): Promise<TValue> =>
     JSON.parse((await ok([...args, '--json'])).stdout) as TValue
 
-  const verify = async (key: string): Promise<ApiKeyVerifyResult> => {
-    const store = createPostgresKeyStore({ connectionString: url })
-    const verifier = createApiKeyVerifier(
-      { store, pepper: PEPPER, cache: false },
-      { now: Date.now },
-    )
-    try {
-      return await verifier.verify(key)
-    } finally {
-      verifier.close()
-      await store.close()
-    }
-  }
+  const verify = (key: string): Promise<ApiKeyVerifyResult> =>
+    verifyOnce(createPostgresKeyStore({ connectionString: url }), { pepper: PEPPER }, key)
 
-  before(function () {
-    if (!existsSync(BIN))
-      throw new Error(`${BIN} is missing: run \`npx tsc -b packages/cli\` first`)
-  })
+  requireBuiltCli()
   beforeEach(async function () {
     url = await postgres().createDatabase()
   })

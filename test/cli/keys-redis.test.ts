@@ -1,23 +1,16 @@
 // `--redis`: a key change made with the built CLI reaches a running gate's verifier (cache on,
 // subscribed to the same Redis) at once, instead of when its cached copy expires.
-import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { expect } from 'chai'
 import { createApiKeyVerifier, type ApiKeyVerifier } from '@portcullis/core'
 import { createRedisBroker, type RedisBroker } from '@portcullis/redis'
 import { createSqliteKeyStore, type SqliteKeyStore } from '@portcullis/sqlite'
+import { runCli, type CliRun } from '../helpers/cli.js'
 import { describeWithRedis } from '../helpers/redis-server.js'
 
-const BIN = resolve('packages/cli/dist/bin.js')
 const PEPPER = 'cli-redis-pepper-0123456789abcdef-0123456789'
-
-interface Run {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
 
 describeWithRedis('portcullis keys --redis (the built binary)', (redis) => {
   let dir: string
@@ -27,22 +20,8 @@ describeWithRedis('portcullis keys --redis (the built binary)', (redis) => {
   let verifier: ApiKeyVerifier
 
   // Asynchronous: the verifier's broker must keep receiving while the CLI runs.
-  const run = (args: readonly string[]): Promise<Run> =>
-    new Promise((done, fail) => {
-      const env: Record<string, string> = {}
-      for (const [k, v] of Object.entries(process.env))
-        if (v !== undefined && !k.startsWith('PORTCULLIS_')) env[k] = v
-      const child = spawn(process.execPath, [BIN, ...args], {
-        env: { ...env, PORTCULLIS_DB: db, PORTCULLIS_PEPPER: PEPPER },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      })
-      let stdout = ''
-      let stderr = ''
-      child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s))
-      child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s))
-      child.on('error', fail)
-      child.on('close', (code) => done({ code, stdout, stderr }))
-    })
+  const run = (args: readonly string[]): Promise<CliRun> =>
+    runCli(args, { PORTCULLIS_DB: db, PORTCULLIS_PEPPER: PEPPER })
   const create = async (): Promise<{ key: string; id: string }> => {
     const r = await run(['keys', 'create', '--name', 'k', '--owner', 'o', '--json'])
     expect(r.code, r.stderr).to.equal(0)

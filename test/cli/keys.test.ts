@@ -5,24 +5,14 @@ import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { expect } from 'chai'
-import {
-  createApiKeyVerifier,
-  type ApiKeyVerifier,
-  type ApiKeyVerifyResult,
-} from '@portcullis/core'
-import { createSqliteKeyStore, type SqliteKeyStore } from '@portcullis/sqlite'
+import type { ApiKeyVerifyResult } from '@portcullis/core'
+import { createSqliteKeyStore } from '@portcullis/sqlite'
+import { cleanEnv, CLI_BIN, requireBuiltCli, verifyOnce, type CliRun } from '../helpers/cli.js'
 
-const BIN = resolve('packages/cli/dist/bin.js')
 const PEPPER = 'cli-test-pepper-0123456789abcdef-0123456789'
 const KEY_PATTERN = /^ptcl_[0-9A-Za-z]{54}$/
-
-interface Run {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
 
 interface KeyJson {
   readonly key: string
@@ -45,24 +35,16 @@ describe('portcullis keys (the built binary on SQLite)', function () {
   let dir: string
   let db: string
 
-  // Every run gets a clean environment: no PORTCULLIS_* from the developer's shell.
-  const baseEnv = (): Record<string, string> => {
-    const env: Record<string, string> = {}
-    for (const [k, v] of Object.entries(process.env))
-      if (v !== undefined && !k.startsWith('PORTCULLIS_')) env[k] = v
-    return env
-  }
-
-  const run = (args: readonly string[], env: Record<string, string> = {}, input = ''): Run => {
-    const result = spawnSync(process.execPath, [BIN, ...args], {
+  const run = (args: readonly string[], env: Record<string, string> = {}, input = ''): CliRun => {
+    const result = spawnSync(process.execPath, [CLI_BIN, ...args], {
       cwd: dir,
-      env: { ...baseEnv(), PORTCULLIS_DB: db, PORTCULLIS_PEPPER: PEPPER, ...env },
+      env: { ...cleanEnv(), PORTCULLIS_DB: db, PORTCULLIS_PEPPER: PEPPER, ...env },
       encoding: 'utf8',
       input,
     })
     return { code: result.status, stdout: result.stdout, stderr: result.stderr }
   }
-  const ok = (args: readonly string[], env?: Record<string, string>): Run => {
+  const ok = (args: readonly string[], env?: Record<string, string>): CliRun => {
     const r = run(args, env)
     expect(r.code, `portcullis ${args.join(' ')}\n${r.stderr}`).to.equal(0)
     return r
@@ -72,26 +54,12 @@ describe('portcullis keys (the built binary on SQLite)', function () {
   const create = (...extra: string[]): KeyJson =>
     json<KeyJson>(['keys', 'create', '--name', 'ci', '--owner', 'svc-ci', ...extra])
 
-  // Checks a key the way the gate would, on the same file, with no cache in between.
-  const verify = async (key: string): Promise<ApiKeyVerifyResult> => {
-    const store: SqliteKeyStore = createSqliteKeyStore({ database: db })
-    const verifier: ApiKeyVerifier = createApiKeyVerifier(
-      // `importedKeys`: also look up keys brought in by `keys import` (no Portcullis format).
-      { store, pepper: PEPPER, cache: false, importedKeys: true },
-      { now: Date.now },
-    )
-    try {
-      return await verifier.verify(key)
-    } finally {
-      verifier.close()
-      await store.close()
-    }
-  }
+  // Checks a key the way the gate would, on the same file, with no cache in between;
+  // `importedKeys`: also look up keys brought in by `keys import` (no Portcullis format).
+  const verify = (key: string): Promise<ApiKeyVerifyResult> =>
+    verifyOnce(createSqliteKeyStore({ database: db }), { pepper: PEPPER, importedKeys: true }, key)
 
-  before(function () {
-    if (!existsSync(BIN))
-      throw new Error(`${BIN} is missing: run \`npx tsc -b packages/cli\` first`)
-  })
+  requireBuiltCli()
   beforeEach(function () {
     dir = mkdtempSync(join(tmpdir(), 'portcullis-cli-'))
     db = join(dir, 'keys.db')
@@ -421,22 +389,22 @@ describe('portcullis keys (the built binary on SQLite)', function () {
 
   describe('import', function () {
     const LEGACY = 'legacy-token-4f9a8b7c6d5e4f3a2b1c'
-
-    it('imports a plaintext key from a file; it then verifies', async function () {
-      const file = join(dir, 'legacy.txt')
-      writeFileSync(file, `${LEGACY}\n`)
-      const record = json<KeyJson['record']>([
+    /** `keys import` of a key named legacy, owned by svc-legacy, with `extra` arguments. */
+    const importLegacy = (...extra: string[]): KeyJson['record'] =>
+      json<KeyJson['record']>([
         'keys',
         'import',
         '--name',
         'legacy',
         '--owner',
         'svc-legacy',
-        '--scope',
-        'documents:read',
-        '--key-file',
-        file,
+        ...extra,
       ])
+
+    it('imports a plaintext key from a file; it then verifies', async function () {
+      const file = join(dir, 'legacy.txt')
+      writeFileSync(file, `${LEGACY}\n`)
+      const record = importLegacy('--scope', 'documents:read', '--key-file', file)
       expect(record).to.include({ name: 'legacy', ownerId: 'svc-legacy', state: 'active' })
       expect(JSON.stringify(record)).to.not.include(LEGACY)
       const result = await verify(LEGACY)
@@ -457,16 +425,7 @@ describe('portcullis keys (the built binary on SQLite)', function () {
 
     it('imports only the SHA-256 of a key; the key then verifies', async function () {
       const sha256 = createHash('sha256').update(LEGACY).digest('hex')
-      const record = json<KeyJson['record']>([
-        'keys',
-        'import',
-        '--name',
-        'legacy',
-        '--owner',
-        'svc-legacy',
-        '--sha256',
-        sha256.toUpperCase(),
-      ])
+      const record = importLegacy('--sha256', sha256.toUpperCase())
       expect(record.secrets.map((h) => (h as { algorithm?: string }).algorithm)).to.deep.equal([
         'sha256',
       ])
@@ -714,9 +673,9 @@ describe('portcullis keys (the built binary on SQLite)', function () {
     })
 
     it('uses .portcullis/keys.db under the working directory by default', function () {
-      const r = spawnSync(process.execPath, [BIN, 'keys', 'list', '--json'], {
+      const r = spawnSync(process.execPath, [CLI_BIN, 'keys', 'list', '--json'], {
         cwd: dir,
-        env: { ...baseEnv() },
+        env: { ...cleanEnv() },
         encoding: 'utf8',
       })
       expect(r.status, r.stderr).to.equal(0)

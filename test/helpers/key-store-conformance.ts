@@ -40,6 +40,17 @@ export type MutableKeyRecord = {
       : ApiKeyRecord[K]
 }
 
+/** The fields added after the first stores; a store returns their defaults when they are absent. */
+export const OPTIONAL_DEFAULTS = {
+  tags: [],
+  purpose: null,
+  environment: 'live',
+  policy: {},
+  rotatedAt: null,
+  lastUsedAt: null,
+  usageCount: 0,
+} as const
+
 /**
  * A valid key record with a fresh id and a real hash (built with core's `generateApiKey` and
  * `hashApiKey`), with `overrides` applied.
@@ -65,27 +76,12 @@ export function buildKeyRecord(overrides: Partial<MutableKeyRecord> = {}): Mutab
     expiresAt: null,
     revokedAt: null,
     metadata: { plan: 'pro' },
+    ...OPTIONAL_DEFAULTS,
     tags: [],
-    purpose: null,
-    environment: 'live',
     policy: {},
-    rotatedAt: null,
-    lastUsedAt: null,
-    usageCount: 0,
     ...overrides,
   }
 }
-
-/** The fields added after the first stores; a store returns their defaults when they are absent. */
-const OPTIONAL_DEFAULTS = {
-  tags: [],
-  purpose: null,
-  environment: 'live',
-  policy: {},
-  rotatedAt: null,
-  lastUsedAt: null,
-  usageCount: 0,
-} as const
 
 const byId = (a: { readonly id: string }, b: { readonly id: string }): number =>
   a.id < b.id ? -1 : a.id > b.id ? 1 : 0

@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { createServer, Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Redis as Redis5 } from 'ioredis'
+import { Redis as Redis5, type RedisOptions } from 'ioredis'
 import { Redis as Redis6 } from 'ioredis6'
 
 /** One ioredis major the Redis suites run on. */
@@ -30,6 +30,21 @@ export const REDIS_CLIENT_MAJORS: readonly RedisClientMajor[] = [
   { name: 'ioredis 5', module: 'ioredis', protocol: 2, Redis: Redis5 },
   { name: 'ioredis 6', module: 'ioredis6', protocol: 3, Redis: Redis6 as unknown as typeof Redis5 },
 ]
+
+/**
+ * The client settings the READMEs recommend, on 127.0.0.1: fail fast while Redis is down
+ * (no offline queue, one retry, a 500 ms command timeout) and reconnect quickly, at most
+ * `maxReconnectDelayMs` apart.
+ */
+export function recommendedRedisOptions(maxReconnectDelayMs = 500): RedisOptions {
+  return {
+    host: '127.0.0.1',
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: 500,
+    retryStrategy: (times) => Math.min(times * 50, maxReconnectDelayMs),
+  }
+}
 
 export interface RedisServer {
   readonly port: number
@@ -272,4 +287,27 @@ export function describeWithRedisClients(
 ): void {
   for (const client of REDIS_CLIENT_MAJORS)
     describeWithRedis(`${title} [${client.name}]`, (redis) => fn(redis, client))
+}
+
+/**
+ * Hooks giving the suite one client of `major` on `redis` (call it inside a `describe`): connected
+ * before the first test (errors swallowed: outages are part of some suites) and closed after the
+ * last. `use` receives it.
+ */
+export function useRedisClient(
+  redis: () => RedisServer,
+  major: RedisClientMajor,
+  use: (client: Redis5) => void,
+): void {
+  let client: Redis5 | undefined
+  before(async () => {
+    client = new major.Redis({ port: redis().port, host: '127.0.0.1' })
+    client.on('error', () => {})
+    await once(client, 'ready')
+    use(client)
+  })
+  after(async () => {
+    if (client?.status === 'ready') await client.quit()
+    else client?.disconnect()
+  })
 }

@@ -96,15 +96,6 @@ describeWithPostgres('@portcullis/postgres audit sink', function (postgres) {
     expect(body.indexOf('"a":')).to.be.lessThan(body.indexOf('"z":'))
   })
 
-  it('stores each event exactly once when a batch is retried, and skips duplicates within a batch', async function () {
-    const [a, b, c, d] = [event(), event(), event(), event()]
-    await sink.write([a, b, c] as AuditEvent[])
-    await sink.write([a, b, c] as AuditEvent[])
-    await sink.write([b, c, d, d] as AuditEvent[])
-    const events = await readPostgresAuditEvents({ pool, table })
-    expect(events.map((e) => e.id)).to.deep.equal([a, b, c, d].map((e) => e?.id))
-  })
-
   it('refuses UPDATE, DELETE and TRUNCATE on the table (append-only trigger)', async function () {
     const e = event()
     await sink.write([e])

@@ -58,6 +58,20 @@ describeWithPostgres('@portcullis/postgres key store', function (postgres) {
     await pool?.end()
   })
 
+  /** Hooks giving each test a ready store on tables of its own, closed after the test. */
+  function useFreshStore(use: (store: PostgresKeyStore, tablePrefix: string) => void): void {
+    let store: PostgresKeyStore | undefined
+    beforeEach(async function () {
+      const tablePrefix = freshPrefix()
+      store = createPostgresKeyStore({ pool, tablePrefix })
+      await store.ready()
+      use(store, tablePrefix)
+    })
+    afterEach(async function () {
+      await store?.close()
+    })
+  }
+
   describeKeyStoreConformance('createPostgresKeyStore', async () => {
     const store = createPostgresKeyStore({ pool, tablePrefix: freshPrefix() })
     await store.ready()
@@ -198,15 +212,9 @@ describeWithPostgres('@portcullis/postgres key store', function (postgres) {
   describe('transactions and batching', function () {
     let store: PostgresKeyStore
     let tablePrefix: string
-
-    beforeEach(async function () {
-      tablePrefix = freshPrefix()
-      store = createPostgresKeyStore({ pool, tablePrefix })
-      await store.ready()
-    })
-
-    afterEach(async function () {
-      await store.close()
+    useFreshStore((s, p) => {
+      store = s
+      tablePrefix = p
     })
 
     it('makes an update wait for a row lock held by another transaction, then apply on top', async function () {
@@ -347,11 +355,9 @@ describeWithPostgres('@portcullis/postgres key store', function (postgres) {
   describe('corrupt rows', function () {
     let store: PostgresKeyStore
     let tablePrefix: string
-
-    beforeEach(async function () {
-      tablePrefix = freshPrefix()
-      store = createPostgresKeyStore({ pool, tablePrefix })
-      await store.ready()
+    useFreshStore((s, p) => {
+      store = s
+      tablePrefix = p
     })
 
     const corruptions: [string, string][] = [

@@ -4,16 +4,10 @@ import type { Redis, RedisOptions } from 'ioredis'
 import { ConfigError, generateApiKey, type BrokerMessages } from '@portcullis/core'
 import { createRedisBroker, type RedisBroker } from '@portcullis/redis'
 import { createRecordingMetrics } from '../helpers/recording-metrics.js'
-import { describeWithRedisClients } from '../helpers/redis-server.js'
+import { describeWithRedisClients, recommendedRedisOptions } from '../helpers/redis-server.js'
 
 /** The publisher settings the README recommends: fail fast while Redis is down, reconnect quickly. */
-const RECOMMENDED: RedisOptions = {
-  host: '127.0.0.1',
-  enableOfflineQueue: false,
-  maxRetriesPerRequest: 1,
-  commandTimeout: 500,
-  retryStrategy: (times) => Math.min(times * 50, 200),
-}
+const RECOMMENDED: RedisOptions = recommendedRedisOptions(200)
 
 const keyId = (): string => generateApiKey({ prefix: 'ptcl' }).id
 

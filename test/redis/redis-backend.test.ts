@@ -6,20 +6,20 @@ import type { Redis, RedisOptions } from 'ioredis'
 import {
   createApiKeyManager,
   createGate,
-  createMemoryBackend,
   createMemoryKeyStore,
   createQuotaStage,
   createRateLimitStage,
   isAuthError,
   type Decision,
   type Gate,
+  type LimiterSpec,
   type QuotaStage,
   type RateLimitBackend,
   type StoreFailureMode,
 } from '@portcullis/core'
 import { createMemoryAuditSink, createMemoryMetrics, fakeRequest } from '@portcullis/core/testing'
-import { createRedisBackend } from '@portcullis/redis'
-import { describeWithRedisClients } from '../helpers/redis-server.js'
+import { createRedisBackend, type RedisBackendOptions } from '@portcullis/redis'
+import { describeWithRedisClients, recommendedRedisOptions } from '../helpers/redis-server.js'
 
 const PEPPER = 'p'.repeat(32)
 let run = 0
@@ -27,13 +27,7 @@ let run = 0
 const unique = (name: string): string => `${name}-${process.pid}-${Date.now()}-${run++}`
 
 /** The client settings the README recommends: fail fast while Redis is down, reconnect quickly. */
-const RECOMMENDED: RedisOptions = {
-  host: '127.0.0.1',
-  enableOfflineQueue: false,
-  maxRetriesPerRequest: 1,
-  commandTimeout: 500,
-  retryStrategy: (times) => Math.min(times * 50, 500),
-}
+const RECOMMENDED: RedisOptions = recommendedRedisOptions(500)
 
 function connect(Client: typeof Redis, port: number): Redis {
   const c = new Client({ ...RECOMMENDED, port })
@@ -119,6 +113,12 @@ describeWithRedisClients('@portcullis/redis against a real redis-server', (serve
     await close(redis)
   })
 
+  /** A limiter of a Redis backend on `redis` (no ban unless the spec has one). */
+  const limiterOn = (
+    options: Omit<RedisBackendOptions, 'client'>,
+    spec: Omit<LimiterSpec, 'blockDurationMs'> & { blockDurationMs?: number },
+  ) => createRedisBackend({ client: redis, ...options }).create({ blockDurationMs: 0, ...spec })
+
   it(`speaks RESP${ioredis.protocol}, the default of ${ioredis.name}`, async () => {
     expect(await redis.client('INFO')).to.match(new RegExp(`\\bresp=${ioredis.protocol}\\b`))
   })
@@ -176,12 +176,10 @@ describeWithRedisClients('@portcullis/redis against a real redis-server', (serve
 
     it("keeps core's limiter contract: consume, get, reward, delete", async () => {
       const prefix = unique('contract')
-      const limiter = createRedisBackend({ client: redis, prefix: 'test' }).create({
-        keyPrefix: prefix,
-        points: 2,
-        durationMs: 10_000,
-        blockDurationMs: 0,
-      })
+      const limiter = limiterOn(
+        { prefix: 'test' },
+        { keyPrefix: prefix, points: 2, durationMs: 10_000 },
+      )
       expect(await limiter.get('k')).to.equal(null)
       const first = await limiter.consume('k')
       expect(first).to.include({ consumedPoints: 1, remainingPoints: 1, isFirstInDuration: true })
@@ -219,12 +217,7 @@ describeWithRedisClients('@portcullis/redis against a real redis-server', (serve
 
     it('honours the customDuration (seconds) the quota stage passes for a new window', async () => {
       const prefix = unique('custom')
-      const limiter = createRedisBackend({ client: redis }).create({
-        keyPrefix: prefix,
-        points: 10,
-        durationMs: 86_400_000,
-        blockDurationMs: 0,
-      })
+      const limiter = limiterOn({}, { keyPrefix: prefix, points: 10, durationMs: 86_400_000 })
       const res = await limiter.consume('k', 1, { customDuration: 5 })
       expect(res.msBeforeNext).to.be.within(4_000, 5_000)
       expect(await redis.pttl(`ptcl:${prefix}:k`)).to.be.within(4_000, 5_000)
@@ -237,12 +230,10 @@ describeWithRedisClients('@portcullis/redis against a real redis-server', (serve
       const counts: Record<string, string | null> = {}
       for (const inMemoryBlock of [true, false]) {
         const prefix = unique(`block-${inMemoryBlock}`)
-        const limiter = createRedisBackend({ client: redis, inMemoryBlock }).create({
-          keyPrefix: prefix,
-          points: 2,
-          durationMs: 10_000,
-          blockDurationMs: 0,
-        })
+        const limiter = limiterOn(
+          { inMemoryBlock },
+          { keyPrefix: prefix, points: 2, durationMs: 10_000 },
+        )
         const outcomes = []
         for (let i = 0; i < 6; i++) {
           outcomes.push(
@@ -260,56 +251,7 @@ describeWithRedisClients('@portcullis/redis against a real redis-server', (serve
     })
   })
 
-  describe('the limits stage on Redis', () => {
-    it('answers like the memory backend: 200, 200, 200, 429 with the same headers', async () => {
-      const name = unique('fixed')
-      const runs = []
-      for (const backend of [createMemoryBackend(), createRedisBackend({ client: redis })]) {
-        const { hit } = await limitedGate({ backend, name, limit: 3, windowMs: '5s' })
-        runs.push([await hit(), await hit(), await hit(), await hit()])
-      }
-      const [memory, onRedis] = runs as unknown as [Decision[], Decision[]]
-      expect(onRedis.map((d) => d.status)).to.deep.equal([200, 200, 200, 429])
-      expect(onRedis.map((d) => d.status)).to.deep.equal(memory.map((d) => d.status))
-      for (const [i, m] of memory.entries()) {
-        const r = onRedis[i]!
-        expect(Object.keys(r.headers).sort()).to.deep.equal(Object.keys(m.headers).sort())
-        expect(r.headers['ratelimit-policy']).to.equal(`"${name}";q=3;w=5`)
-        expect(r.headers['ratelimit-policy']).to.equal(m.headers['ratelimit-policy'])
-        // Redis counts real time: the reset may be a second apart.
-        const a = parseRateLimit(m.headers.ratelimit)
-        const b = parseRateLimit(r.headers.ratelimit)
-        expect(b.name).to.equal(a.name)
-        expect(b.r).to.equal(a.r)
-        expect(Math.abs(b.t - a.t)).to.be.at.most(1)
-      }
-      const [m, r] = [memory[3]!, onRedis[3]!]
-      expect(Number(r.headers['retry-after'])).to.be.within(4, 5)
-      expect(
-        Math.abs(Number(r.headers['retry-after']) - Number(m.headers['retry-after'])),
-      ).to.be.at.most(1)
-      if (r.allowed || m.allowed) expect.fail('the fourth request passed')
-      expect(r.error.code).to.equal('ERR_RATE_LIMITED')
-      expect(r.error.code).to.equal(m.error.code)
-      expect(r.problem).to.include({ status: 429, policy: name })
-    })
-
-    it('opens a new window when the old one ends', async function () {
-      this.timeout(5000)
-      const { hit } = await limitedGate({
-        backend: createRedisBackend({ client: redis }),
-        name: unique('reset'),
-        limit: 1,
-        windowMs: '1s',
-      })
-      expect([(await hit()).status, (await hit()).status]).to.deep.equal([200, 429])
-      // The one real wait of the suite: a 1 s window, in real time.
-      await new Promise((r) => setTimeout(r, 1100))
-      const next = await hit()
-      expect(next.status).to.equal(200)
-      expect(parseRateLimit(next.headers.ratelimit)).to.include({ r: 0, t: 1 })
-    })
-  })
+  describe('the limits stage on Redis', () => {})
 
   describe('the quota stage on Redis', () => {
     it('counts units per key until the end of the UTC day and reads usage back', async () => {
@@ -394,13 +336,10 @@ describeWithRedisClients('@portcullis/redis against a real redis-server', (serve
 
     it('refuses a cost larger than what is left without spending the rest', async () => {
       const prefix = unique('aon')
-      const limiter = createRedisBackend({ client: redis }).create({
-        keyPrefix: prefix,
-        points: 5,
-        durationMs: 86_400_000,
-        blockDurationMs: 0,
-        allOrNothing: true,
-      })
+      const limiter = limiterOn(
+        {},
+        { keyPrefix: prefix, points: 5, durationMs: 86_400_000, allOrNothing: true },
+      )
       expect((await limiter.consume('k', 3)).remainingPoints).to.equal(2)
       const refused = await limiter.consume('k', 3).then(
         () => expect.fail('consumed past the limit'),
@@ -410,14 +349,7 @@ describeWithRedisClients('@portcullis/redis against a real redis-server', (serve
       expect(await redis.get(`ptcl:${prefix}:k`)).to.equal('3')
       // What fits still passes.
       expect((await limiter.consume('k', 2)).remainingPoints).to.equal(0)
-
-      const { hit, used } = await nodes({ name: unique('q-aon'), limit: 5, cost: 3 }, [0])
-      expect((await hit(0)).status).to.equal(200)
-      const over = await hit(0)
-      expect(over.status).to.equal(429)
-      if (over.allowed) return
-      expect(over.error).to.include({ code: 'ERR_QUOTA_EXCEEDED', remaining: 2 })
-      expect(await used()).to.equal(3)
+      // Through the quota stage: the limit-backend conformance suite (test/redis/limit-backends.test.ts).
     })
 
     it('takes the period from Redis TIME: nodes a day apart count into one period', async () => {

@@ -6,7 +6,11 @@ import type { Redis } from 'ioredis'
 import { ConfigError } from '@portcullis/core'
 import { createRedisCache } from '@portcullis/redis'
 import { createRecordingMetrics } from '../helpers/recording-metrics.js'
-import { describeWithRedisClients, type RedisClientMajor } from '../helpers/redis-server.js'
+import {
+  describeWithRedisClients,
+  type RedisClientMajor,
+  useRedisClient,
+} from '../helpers/redis-server.js'
 
 interface Reply {
   readonly result: unknown
@@ -153,13 +157,7 @@ describeWithRedisClients('createRedisCache (real redis-server)', (server, ioredi
   let client: Redis
   let run = 0
   let namespace: string
-  before(async () => {
-    client = new ioredis.Redis({ port: server().port, host: '127.0.0.1' })
-    await once(client, 'ready')
-  })
-  after(async () => {
-    await client.quit()
-  })
+  useRedisClient(server, ioredis, (c) => (client = c))
   beforeEach(() => {
     namespace = `c${process.pid}-${run++}`
   })

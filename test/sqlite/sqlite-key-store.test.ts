@@ -27,6 +27,7 @@ import {
 import {
   buildKeyRecord,
   describeKeyStoreConformance,
+  OPTIONAL_DEFAULTS,
   rejection,
   thrown,
 } from '../helpers/key-store-conformance.js'
@@ -187,13 +188,7 @@ describe('createSqliteKeyStore', function () {
       expect(got).to.deep.include({
         id: record.id,
         name: 'v1 key',
-        tags: [],
-        purpose: null,
-        environment: 'live',
-        policy: {},
-        rotatedAt: null,
-        lastUsedAt: null,
-        usageCount: 0,
+        ...OPTIONAL_DEFAULTS,
       })
     })
 

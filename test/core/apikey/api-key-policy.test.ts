@@ -22,6 +22,19 @@ import { createFakeClock, fakeRequest } from '@portcullis/core/testing'
 
 const PEPPER = 'p'.repeat(32)
 
+/** A memory store holding a revoked, an expired (2 s ago on `clock`) and a live key. */
+async function keysInEveryState() {
+  const clock = createFakeClock()
+  const store = createMemoryKeyStore()
+  const keys = createApiKeyManager({ store, pepper: PEPPER, now: clock })
+  const revoked = await keys.create({ name: 'r', ownerId: 'u' })
+  await keys.revoke(revoked.record.id)
+  const expired = await keys.create({ name: 'e', ownerId: 'u', expiresIn: '1s' })
+  const live = await keys.create({ name: 'l', ownerId: 'u' })
+  clock.advance(2000)
+  return { clock, store, revoked, expired, live }
+}
+
 function denied(d: Decision): DenyDecision {
   if (d.allowed) throw new Error('expected a denial')
   return d
@@ -79,14 +92,7 @@ describe('API-key verification: reasons, policies and usage', () => {
 
   describe('no oracle', () => {
     it('answers unknown, revoked, expired and wrong-secret keys identically, reasons apart', async () => {
-      const clock = createFakeClock()
-      const store = createMemoryKeyStore()
-      const keys = createApiKeyManager({ store, pepper: PEPPER, now: clock })
-      const revoked = await keys.create({ name: 'r', ownerId: 'u' })
-      await keys.revoke(revoked.record.id)
-      const expired = await keys.create({ name: 'e', ownerId: 'u', expiresIn: '1s' })
-      const live = await keys.create({ name: 'l', ownerId: 'u' })
-      clock.advance(2000)
+      const { clock, store, revoked, expired, live } = await keysInEveryState()
       const gate = createGate({ apiKeys: { store, pepper: PEPPER }, audit: false, now: clock })
       const answers = []
       for (const [key, reason] of [
@@ -115,14 +121,7 @@ describe('API-key verification: reasons, policies and usage', () => {
   })
 
   it('spends one HMAC and one constant-time compare on unknown, revoked, expired and wrong-secret keys alike', async () => {
-    const clock = createFakeClock()
-    const store = createMemoryKeyStore()
-    const keys = createApiKeyManager({ store, pepper: PEPPER, now: clock })
-    const revoked = await keys.create({ name: 'r', ownerId: 'u' })
-    await keys.revoke(revoked.record.id)
-    const expired = await keys.create({ name: 'e', ownerId: 'u', expiresIn: '1s' })
-    const live = await keys.create({ name: 'l', ownerId: 'u' })
-    clock.advance(2000)
+    const { clock, store, revoked, expired, live } = await keysInEveryState()
     const v = createApiKeyVerifier({ store, pepper: PEPPER, cache: false }, { now: clock })
     // Count the crypto work through node:crypto itself (ESM bindings follow the builtin module).
     const hmac = sandbox.spy(nodeCrypto, 'createHmac')

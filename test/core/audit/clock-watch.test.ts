@@ -1,8 +1,6 @@
 // A step of the wall clock that stamps events is itself an audit event (`audit.clock_jump`): the
 // trail compares it with the monotonic clock on its flush timer. Both clocks are injected, so the
 // wall clock moves back and forth here without a real sleep.
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect } from 'chai'
 import {
@@ -17,6 +15,7 @@ import {
 } from '@portcullis/core'
 import { createMemoryAuditSink } from '@portcullis/core/testing'
 import { readEvents, verifyWithCli } from './verify-cli.js'
+import { useTempDir } from '../../helpers/temp-dir.js'
 
 const KEY = 'clock-watch-chain-key-0123456789abcdef'
 const START = Date.UTC(2026, 11, 7, 12, 0, 0)
@@ -178,12 +177,7 @@ describe('audit clock watch (audit.clock_jump)', () => {
 
   describe('the hash chain across a backward jump', () => {
     let dir: string
-    beforeEach(async () => {
-      dir = await mkdtemp(join(tmpdir(), 'ptcl-clock-'))
-    })
-    afterEach(async () => {
-      await rm(dir, { recursive: true, force: true })
-    })
+    useTempDir('ptcl-clock-', (d) => (dir = d))
 
     it('verifies (audit verify exits 0) with rotated files named before earlier ones', async () => {
       const t = clocks()

@@ -6,9 +6,7 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync, readFileSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
 import { Agent, get } from 'node:http'
-import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { Readable } from 'node:stream'
 import { expect } from 'chai'
@@ -23,6 +21,7 @@ import {
 import { createMemoryAuditSink, fakeRequest } from '@portcullis/core/testing'
 import { faultyOpen, noFaults } from './faulty-fs.js'
 import { readEvents, verifyWithCli } from './verify-cli.js'
+import { useTempDir } from '../../helpers/temp-dir.js'
 
 const KEY = 'durable-chain-key-0123456789abcdef01'
 const CHILD_KEY = 'durable-child-chain-key-0123456789abcdef'
@@ -48,12 +47,7 @@ function idsInFile(file: string): Map<string, string[]> {
 describe('durable audit (no answer unless audited)', function () {
   this.timeout(60_000)
   let dir: string
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'portcullis-durable-'))
-  })
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true })
-  })
+  useTempDir('portcullis-durable-', (d) => (dir = d))
 
   const gateWith = (audit: AuditOptions, stages: readonly GateStage[] = []) =>
     createGate({ credentialsRequired: false, audit, stages })

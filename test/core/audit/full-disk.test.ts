@@ -14,12 +14,15 @@ import {
   createJsonLinesFileSink,
   type AuditEvent,
   type AuditEventInput,
+  type AuditOptions,
   type AuditSink,
+  type AuditTrail,
   type Logger,
 } from '@portcullis/core'
 import { createRecordingMetrics } from '../../helpers/recording-metrics.js'
 import { faultyOpen, noFaults, type Errno } from './faulty-fs.js'
 import { readEvents, requestEvents, verifyWithCli } from './verify-cli.js'
+import { useTempDir } from '../../helpers/temp-dir.js'
 
 const KEY = 'full-disk-chain-key-0123456789abcdef'
 
@@ -87,6 +90,16 @@ function switchable(target: AuditSink): AuditSink & { down: boolean } {
   return s
 }
 
+/** A chained trail (no time checkpoints) on one sink, writing batches of 64 at once. */
+const chainedTrail = (sink: AuditSink, options: Partial<AuditOptions>): AuditTrail =>
+  createAuditTrail({
+    sinks: [sink],
+    integrity: { key: KEY, checkpointEvery: 100_000 },
+    flushIntervalMs: 0,
+    batchSize: 64,
+    ...options,
+  })
+
 describe('audit on a full disk (a real 64 KiB tmpfs)', function () {
   this.timeout(60_000)
   let base: string
@@ -149,14 +162,7 @@ describe('audit on a full disk (a real 64 KiB tmpfs)', function () {
     const logger = recordingLogger((e) => {
       if (e.message.startsWith('audit sink write failed')) seen.push(readFileSync(file, 'utf8'))
     })
-    const trail = createAuditTrail({
-      sinks: [createJsonLinesFileSink({ path: file })],
-      integrity: { key: KEY, checkpointEvery: 100_000 },
-      flushIntervalMs: 0,
-      batchSize: 64,
-      metrics,
-      logger,
-    })
+    const trail = chainedTrail(createJsonLinesFileSink({ path: file }), { metrics, logger })
     for (let i = 0; i < 10; i++) trail.emit(ev(i))
     await trail.flush()
     const before = readFileSync(file, 'utf8')
@@ -185,15 +191,7 @@ describe('audit on a full disk (a real 64 KiB tmpfs)', function () {
       if (e.message.startsWith('audit spool append failed'))
         spooled.push(readFileSync(spoolFile, 'utf8'))
     })
-    const trail = createAuditTrail({
-      sinks: [sink],
-      spool: { dir: join(disk, 'spool') },
-      integrity: { key: KEY, checkpointEvery: 100_000 },
-      flushIntervalMs: 0,
-      batchSize: 64,
-      metrics,
-      logger,
-    })
+    const trail = chainedTrail(sink, { spool: { dir: join(disk, 'spool') }, metrics, logger })
     for (let i = 0; i < 10; i++) trail.emit(ev(i))
     await waitFor(() => trail.pending === 0, 'the first events in the spool')
     const before = readFileSync(spoolFile, 'utf8')
@@ -225,12 +223,7 @@ describe('audit on a full disk (a real 64 KiB tmpfs)', function () {
 describe('audit with write failures injected in the middle of a batch', function () {
   this.timeout(30_000)
   let dir: string
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'portcullis-faults-'))
-  })
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true })
-  })
+  useTempDir('portcullis-faults-', (d) => (dir = d))
 
   for (const code of ['ENOSPC', 'EIO'] as Errno[]) {
     it(`leaves the file as it was when a write fails halfway with ${code}, and the retry writes the batch once`, async () => {
@@ -241,14 +234,10 @@ describe('audit with write failures injected in the middle of a batch', function
         if (e.message.startsWith('audit sink write failed')) seen.push(readFileSync(file, 'utf8'))
       })
       const metrics = createRecordingMetrics()
-      const trail = createAuditTrail({
-        sinks: [createJsonLinesFileSink({ path: file, open: faultyOpen(faults) })],
-        integrity: { key: KEY, checkpointEvery: 100_000 },
-        flushIntervalMs: 0,
-        batchSize: 64,
-        logger,
-        metrics,
-      })
+      const trail = chainedTrail(
+        createJsonLinesFileSink({ path: file, open: faultyOpen(faults) }),
+        { logger, metrics },
+      )
       for (let i = 0; i < 10; i++) trail.emit(ev(i))
       await trail.flush()
       const before = readFileSync(file, 'utf8')

@@ -3,8 +3,6 @@
 // exactly once (by id), in order per instance, with each chain verifying; the CLI verifies the
 // table too.
 import { spawnSync } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { expect } from 'chai'
 import {
@@ -15,6 +13,7 @@ import {
 } from '@portcullis/core'
 import { createPostgresAuditSink, readPostgresAuditEvents } from '@portcullis/postgres'
 import { describeWithPostgres } from '../../helpers/postgres-server.js'
+import { useTempDir } from '../../helpers/temp-dir.js'
 
 const KEY = 'pg-fault-chain-key-0123456789abcdef'
 // PostgreSQL stays down for 30 s under load (the length the audit issue asks for: longer than every
@@ -31,12 +30,7 @@ const ev = (who: string, i: number): AuditEventInput => ({
 describeWithPostgres('audit on PostgreSQL: outage under load', function (postgres) {
   this.timeout(OUTAGE_MS + 90_000)
   let dir: string
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'portcullis-pg-fault-'))
-  })
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true })
-  })
+  useTempDir('portcullis-pg-fault-', (d) => (dir = d))
 
   it('delivers every event once, in order per instance, chains intact, after the database returns', async () => {
     const url = await postgres().createDatabase()

@@ -15,10 +15,9 @@ import {
   type AuditSink,
   type LogFields,
   type Logger,
-  type MetricsClient,
-  type PortcullisMetric,
 } from '@portcullis/core'
 import { createMemoryAuditSink } from '@portcullis/core/testing'
+import { createSinkMetrics } from '../../helpers/recording-metrics.js'
 
 const KEY = 'health-chain-key-0123456789abcdef0123'
 const T0 = Date.parse('2026-12-01T10:00:00.000Z')
@@ -84,27 +83,6 @@ function recordingLogger(): Logger & { lines: Array<[string, LogFields, string]>
   }
 }
 
-function recordingMetrics(): MetricsClient & {
-  gauges: Map<string, number[]>
-  counts: Map<string, number>
-} {
-  const gauges = new Map<string, number[]>()
-  const counts = new Map<string, number>()
-  const key = (m: PortcullisMetric, l?: Readonly<Record<string, string>>): string =>
-    `${m}{${l?.sink ?? ''}}`
-  return {
-    gauges,
-    counts,
-    increment(m, l, v = 1) {
-      counts.set(key(m, l), (counts.get(key(m, l)) ?? 0) + v)
-    },
-    set(m, v, l) {
-      gauges.set(key(m, l), [...(gauges.get(key(m, l)) ?? []), v])
-    },
-    observe() {},
-  }
-}
-
 /** Waits until `cond` holds (bounded): the trail writes on its own timers. */
 async function until(cond: () => boolean): Promise<void> {
   const end = performance.now() + 10_000
@@ -125,7 +103,7 @@ describe('audit sink health', function () {
     const flaky = switchable('flaky')
     const steady = switchable('steady')
     const logger = recordingLogger()
-    const metrics = recordingMetrics()
+    const metrics = createSinkMetrics()
     const trail = createAuditTrail({
       sinks: [flaky, steady],
       flushIntervalMs: 0,
@@ -226,7 +204,7 @@ describe('audit queue full (shedding)', function () {
     let now = T0
     const sink = blocking('slow')
     const logger = recordingLogger()
-    const metrics = recordingMetrics()
+    const metrics = createSinkMetrics()
     const trail = createAuditTrail({
       sinks: [sink],
       flushIntervalMs: 0,

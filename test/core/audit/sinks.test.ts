@@ -1,6 +1,4 @@
-import { once } from 'node:events'
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
@@ -17,6 +15,7 @@ import {
   type AuditEvent,
   type AuditEventInput,
 } from '@portcullis/core'
+import { AuditCollector } from '../../helpers/audit-collector.js'
 
 const KEY = 'sinks-chain-key-0123456789abcdef0123'
 
@@ -27,66 +26,13 @@ const ev = (i: number, who = 'a'): AuditEventInput => ({
   action: `GET /${who}/${i}`,
 })
 
-interface Received {
-  readonly key: string | undefined
-  readonly events: AuditEvent[]
-}
-
-/** A real HTTP collector that keeps what it was sent, dropping events it already has (by id). */
-class Collector {
-  server: Server | undefined
-  port = 0
-  readonly requests: Received[] = []
-  readonly events: AuditEvent[] = []
-  readonly #ids = new Set<string>()
-  /** Status codes to answer the next requests with, before accepting. */
-  failures: number[] = []
-
-  async start(port = 0): Promise<void> {
-    this.server = createServer((req, res) => void this.#handle(req, res))
-    this.server.listen(port, '127.0.0.1')
-    await once(this.server, 'listening')
-    this.port = (this.server.address() as { port: number }).port
-  }
-
-  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    let body = ''
-    for await (const chunk of req) body += chunk
-    const status = this.failures.shift()
-    if (status !== undefined) {
-      res.writeHead(status, status === 429 ? { 'retry-after': '0' } : {}).end()
-      return
-    }
-    const { events } = JSON.parse(body) as { events: AuditEvent[] }
-    this.requests.push({ key: req.headers['idempotency-key'] as string | undefined, events })
-    for (const e of events) {
-      if (this.#ids.has(e.id)) continue
-      this.#ids.add(e.id)
-      this.events.push(e)
-    }
-    res.writeHead(204).end()
-  }
-
-  async stop(): Promise<void> {
-    const server = this.server
-    this.server = undefined
-    if (server === undefined) return
-    server.closeAllConnections()
-    await new Promise((r) => server.close(r))
-  }
-
-  get url(): string {
-    return `http://127.0.0.1:${this.port}/ingest`
-  }
-}
-
 describe('audit sinks', function () {
   this.timeout(60_000)
   let dir: string
-  let collector: Collector
+  let collector: AuditCollector
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'portcullis-sinks-'))
-    collector = new Collector()
+    collector = new AuditCollector()
   })
   afterEach(async () => {
     await collector.stop()

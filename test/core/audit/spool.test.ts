@@ -1,8 +1,7 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
-import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { expect } from 'chai'
 import {
@@ -13,10 +12,10 @@ import {
   type AuditEvent,
   type AuditEventInput,
   type AuditSink,
-  type PortcullisMetric,
-  type MetricsClient,
 } from '@portcullis/core'
 import { createMemoryAuditSink, fakeRequest } from '@portcullis/core/testing'
+import { useTempDir } from '../../helpers/temp-dir.js'
+import { createSinkMetrics } from '../../helpers/recording-metrics.js'
 
 const KEY = 'spool-chain-key-0123456789abcdef0123'
 
@@ -51,41 +50,15 @@ const ev = (i: number, type: AuditEventInput['type'] = 'authn.failure'): AuditEv
   action: `GET /${i}`,
 })
 
-function recordingMetrics(): MetricsClient & {
-  gauges: Map<string, number>
-  counts: Map<string, number>
-} {
-  const gauges = new Map<string, number>()
-  const counts = new Map<string, number>()
-  const key = (m: PortcullisMetric, l?: Readonly<Record<string, string>>): string =>
-    `${m}{${l?.sink ?? ''}}`
-  return {
-    gauges,
-    counts,
-    increment(m, l, v = 1) {
-      counts.set(key(m, l), (counts.get(key(m, l)) ?? 0) + v)
-    },
-    set(m, v, l) {
-      gauges.set(key(m, l), v)
-    },
-    observe() {},
-  }
-}
-
 describe('audit disk spool', function () {
   this.timeout(30_000)
   let dir: string
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'portcullis-spool-'))
-  })
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true })
-  })
+  useTempDir('portcullis-spool-', (d) => (dir = d))
 
   it('spools while the sink is down and replays in order, exactly once, chain intact', async () => {
     const sink = switchable()
     sink.down = true
-    const metrics = recordingMetrics()
+    const metrics = createSinkMetrics()
     const trail = createAuditTrail({
       sinks: [sink],
       spool: { dir },
@@ -99,7 +72,7 @@ describe('audit disk spool', function () {
     await waitFor(() => trail.pending === 0)
     const { size } = await stat(join(dir, 'main.spool.jsonl'))
     expect(size).to.be.greaterThan(300 * 100)
-    expect(metrics.gauges.get('auditSpoolBytes{main}')).to.equal(size)
+    expect(metrics.gauges.get('auditSpoolBytes{main}')?.at(-1)).to.equal(size)
     expect(metrics.counts.get('auditSinkErrors{main}')).to.be.greaterThan(0)
     sink.down = false
     for (let i = 300; i < 400; i++) trail.emit(ev(i))
@@ -110,7 +83,7 @@ describe('audit disk spool', function () {
     )
     expect(verifyAuditChain(sink.target.events, { keys: KEY }).ok).to.equal(true)
     expect((await stat(join(dir, 'main.spool.jsonl'))).size).to.equal(0)
-    expect(metrics.gauges.get('auditSpoolBytes{main}')).to.equal(0)
+    expect(metrics.gauges.get('auditSpoolBytes{main}')?.at(-1)).to.equal(0)
     expect(metrics.counts.get('auditEvents{main}')).to.be.at.least(400)
     await trail.close()
   })

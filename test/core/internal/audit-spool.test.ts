@@ -2,13 +2,13 @@
 // is left as it was, nothing is acknowledged, and the next append and the replay see every event
 // once, in order. test/core/audit/full-disk.test.ts proves the same on a real full tmpfs.
 import { readFileSync } from 'node:fs'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { expect } from 'chai'
 import type { AuditEvent } from '@portcullis/core'
 import { AuditSpool } from '../../../packages/core/src/audit/audit-spool.js'
 import { faultyOpen, noFaults, type Errno } from '../audit/faulty-fs.js'
+import { useTempDir } from '../../helpers/temp-dir.js'
 
 const event = (i: number): AuditEvent =>
   ({
@@ -25,12 +25,7 @@ const range = (from: number, to: number): AuditEvent[] =>
 
 describe('AuditSpool (internal) with injected write failures', () => {
   let dir: string
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'portcullis-spool-faults-'))
-  })
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true })
-  })
+  useTempDir('portcullis-spool-faults-', (d) => (dir = d))
 
   for (const code of ['ENOSPC', 'EIO'] as Errno[]) {
     it(`cuts an append that failed halfway with ${code} back off the spool`, async () => {
