@@ -108,7 +108,7 @@ describe('audit event compliance stamp', () => {
 
   it("reports the retention class and mapping version (trail.report(), 'audit report --json')", () => {
     const trail = createAuditTrail({ sinks: [createMemoryAuditSink()], compliance: ['GDPR'] })
-    expect(trail.report()).to.deep.include({ retention: '6m', mappingVersion: '2026-12-08' })
+    expect(trail.report()).to.deep.include({ retention: '6m', mappingVersion: '2026-12-08.2' })
     void trail.close()
   })
 
@@ -137,8 +137,8 @@ describe('audit event compliance stamp', () => {
       .update(canonicalize(COMPLIANCE_PROFILE_DEFINITIONS))
       .digest('hex')
     expect({ version: COMPLIANCE_MAPPING_VERSION, hash }).to.deep.equal({
-      version: '2026-12-08',
-      hash: '49c07622d1e440eeea10456452e7030bbcc37973d35e1ba2bb435acedffa2875',
+      version: '2026-12-08.2',
+      hash: '285ed2b1e420ad27d30f8c802d9c6f89b3c8bc7704d1ba5ab15586e57cad162b',
     })
   })
 })

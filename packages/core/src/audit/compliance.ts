@@ -33,11 +33,11 @@ export const COMPLIANCE_PROFILES: readonly ComplianceProfileName[] = Object.free
 
 /**
  * The version of the event→control mapping below ({@link COMPLIANCE_PROFILE_DEFINITIONS}): the
- * date it last changed. Every event prepared under a profile records it (`compliance.mappingVersion`)
+ * date it last changed (`.2` for a second change that day). Every event prepared under a profile records it (`compliance.mappingVersion`)
  * so an auditor reading an old event knows which mapping tagged it. Bumped in the same commit as
  * any change to the controls, their events or fields, or a profile's retention class.
  */
-export const COMPLIANCE_MAPPING_VERSION = '2026-12-08'
+export const COMPLIANCE_MAPPING_VERSION = '2026-12-08.2'
 
 /** The retention classes, shortest first, with the days each stands for. */
 export const AUDIT_RETENTION_CLASS_DAYS: Readonly<Record<AuditRetentionClass, number>> =
